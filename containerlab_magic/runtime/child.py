@@ -1,0 +1,198 @@
+"""What runs between fork and exec: the container's side of starting up.
+
+The shim forks once per container.  That child joins the container's cgroup,
+unshares the namespaces (namespaces(7)) and forks again, because a new PID
+namespace applies to children only: the grandchild is PID 1.  The first child
+reports the grandchild's host PID and exits; the shim is a child subreaper
+(prctl(2) PR_SET_CHILD_SUBREAPER), so it inherits and reaps PID 1.
+
+PID 1 builds the root filesystem (rootfs.py), sets the hostname, brings up
+loopback, drops privileges (security.py) and execs the command.  Any failure
+before exec is written as one JSON line to a close-on-exec pipe; EOF on that
+pipe means exec succeeded.
+
+Nothing here may return into the shim's loop: every path ends in exec or
+os._exit.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import socket
+import struct
+import termios
+from dataclasses import dataclass, field
+
+from . import linux, rootfs, security
+
+EXIT_RUNTIME, EXIT_CANNOT_RUN, EXIT_NOT_FOUND = 125, 126, 127
+RUN_NAMESPACES = (linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC
+                  | linux.CLONE_NEWNET | linux.CLONE_NEWPID | linux.CLONE_NEWCGROUP)
+
+SIOCSIFFLAGS = 0x8914
+IFF_UP, IFF_LOOPBACK, IFF_RUNNING = 0x1, 0x8, 0x40
+
+
+@dataclass
+class Setup:
+    """Everything PID 1 needs, computed by the shim before fork."""
+
+    command: tuple[str, ...]
+    env: dict[str, str]
+    workdir: str
+    user: str | None
+    env_explicit: frozenset[str] = frozenset()
+    hostname: str | None = None
+    image: object = None
+    steps: list = field(default_factory=list)
+    stage: str | None = None
+    storage_size: int | None = None
+    stdio: tuple[int, int, int] = (0, 1, 2)
+    tty: bool = False
+    procs_files: tuple[str, ...] = ()
+    error_fd: int = -1
+    pid_fd: int = -1
+    sync_fd: int = -1
+    join_pid: int | None = None  # exec: join this container's namespaces
+    netns_pid: int | None = None  # --net container:NAME: join its network namespace
+
+
+def _fail(error_fd: int, stage: str, exc: BaseException, code: int = EXIT_RUNTIME) -> None:
+    err = getattr(exc, "errno", None)
+    message = str(exc) if not isinstance(exc, OSError) else (exc.strerror or str(exc))
+    try:
+        os.write(error_fd, json.dumps({"stage": stage, "errno": err, "message": message}).encode())
+    except OSError:
+        pass
+    os._exit(code)
+
+
+def start(setup: Setup) -> None:
+    """In the shim's child: never returns."""
+    stage = "setup"
+    try:
+        for path in setup.procs_files:
+            with open(path, "w") as f:
+                f.write("0")
+        if setup.join_pid is not None:
+            stage = "join namespaces"
+            _join(setup.join_pid)
+        else:
+            stage = "unshare"
+            flags = RUN_NAMESPACES
+            if setup.netns_pid is not None:  # --net container:NAME joins instead
+                flags &= ~linux.CLONE_NEWNET
+                with open(f"/proc/{setup.netns_pid}/ns/net") as f:
+                    linux.setns(f.fileno(), linux.CLONE_NEWNET)
+            linux.unshare(flags)
+            linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
+        pid = os.fork()
+        if pid:
+            os.write(setup.pid_fd, str(pid).encode())
+            os._exit(0)
+        os.close(setup.pid_fd)
+        _pid1(setup)
+    except BaseException as e:  # noqa: BLE001 - report and leave, whatever it was
+        _fail(setup.error_fd, stage, e)
+    os._exit(EXIT_RUNTIME)
+
+
+def _join(pid: int) -> None:
+    """setns(2) into every namespace of a running container (for exec)."""
+    fds = []
+    try:
+        for name, flag in linux.NAMESPACES:
+            if name == "user":
+                continue
+            fds.append((os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC), flag))
+        for fd, flag in fds:
+            linux.setns(fd, flag)
+    finally:
+        for fd, _ in fds:
+            os.close(fd)
+
+
+def _pid1(setup: Setup) -> None:
+    stage = "setup"
+    try:
+        os.setsid()
+        stdin, stdout, stderr = setup.stdio
+        if setup.tty:
+            fcntl.ioctl(stdin, termios.TIOCSCTTY, 0)
+        for target, fd in enumerate((stdin, stdout, stderr)):
+            os.dup2(fd, target)
+        if setup.sync_fd >= 0:  # the shim wires networking before we go on
+            stage = "network"
+            if os.read(setup.sync_fd, 1) != b"1":
+                raise OSError(errno.ECANCELED, "the shim could not set up the network")
+        if setup.join_pid is None:
+            stage = "rootfs"
+            root = rootfs.mount_root(setup.image, setup.stage, setup.storage_size)
+            rootfs.execute(setup.steps, root)
+            rootfs.pivot(root)
+            stage = "hostname"
+            socket.sethostname(setup.hostname)
+            _loopback_up()
+        stage = "workdir"
+        os.makedirs(setup.workdir, exist_ok=True)
+        os.chdir(setup.workdir)
+        stage = "user"
+        uid, gid, groups, home = _lookup_user(setup.user)
+        env = dict(setup.env)
+        if home and setup.user is not None and "HOME" not in setup.env_explicit:
+            env["HOME"] = home
+        stage = "privileges"
+        security.drop_bounding()
+        security.no_new_privs()
+        security.switch_user(uid, gid, groups)
+        os.closerange(3, setup.error_fd)  # error_fd is close-on-exec: it closes at exec
+        os.closerange(setup.error_fd + 1, 1 << 20)
+    except BaseException as e:  # noqa: BLE001
+        _fail(setup.error_fd, stage, e)
+    try:
+        os.execvpe(setup.command[0], list(setup.command), env)
+    except OSError as e:
+        code = EXIT_NOT_FOUND if e.errno in (errno.ENOENT, errno.ENOTDIR) else EXIT_CANNOT_RUN
+        _fail(setup.error_fd, "exec", e, code)
+    except BaseException as e:  # noqa: BLE001
+        _fail(setup.error_fd, "exec", e)
+
+
+def _loopback_up() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        ifreq = struct.pack("16sH22x", b"lo", IFF_UP | IFF_LOOPBACK | IFF_RUNNING)
+        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, ifreq)
+
+
+def _lookup_user(user: str | None) -> tuple[int, int, list[int], str | None]:
+    """UID[:GID] or name[:group] against the container's /etc/passwd and /etc/group."""
+    if user is None:
+        return 0, 0, [], None
+    name, _, group = user.partition(":")
+    passwd = _read_db("/etc/passwd")
+    entry = next((e for e in passwd if e[0] == name or (name.isdigit() and e[2] == name)), None)
+    if entry is None and not name.isdigit():
+        raise OSError(errno.ENOENT, f"no user {name!r} in the image's /etc/passwd: give a numeric UID")
+    uid = int(name) if entry is None else int(entry[2])
+    gid = int(entry[3]) if entry is not None else 0
+    home = entry[5] if entry is not None and len(entry) > 5 else None
+    if group:
+        if group.isdigit():
+            gid = int(group)
+        else:
+            grp = next((e for e in _read_db("/etc/group") if e[0] == group), None)
+            if grp is None:
+                raise OSError(errno.ENOENT, f"no group {group!r} in the image's /etc/group: give a numeric GID")
+            gid = int(grp[2])
+    return uid, gid, [gid], home
+
+
+def _read_db(path: str) -> list[list[str]]:
+    try:
+        with open(path) as f:
+            return [line.rstrip("\n").split(":") for line in f if line.strip() and not line.startswith("#")]
+    except OSError:
+        return []

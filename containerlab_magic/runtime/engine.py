@@ -1,0 +1,583 @@
+"""Engine: the one entry point of the runtime core.
+
+    from containerlab_magic.runtime import Engine, ContainerSpec
+
+    with Engine() as engine:
+        box = engine.run(ContainerSpec(["sh", "-c", "echo hi; sleep 1; echo bye"], image="busybox"))
+        for stream, data in box.output():      # as the container writes it
+            print(stream, data)
+        result = box.wait()                    # exit code, signal, duration, timed out, OOM
+
+An Engine owns one shim process (see shim.py) that forks the containers.  It
+may be called from any thread: requests are serialised by a lock, and one
+reader thread routes the shim's replies and exit events.  Verbs that only
+need the state directory (ps, logs, stop, kill, rm, wait, gc) work on every
+container of the state root, whichever engine started it.
+
+`Engine()` is private: its containers end when the engine closes or its
+process dies (a Jupyter kernel).  `Engine(daemon=True)` talks to the shared
+daemon shim instead, whose --detach containers outlive the caller (the CLI).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from . import protocol
+from .errors import Conflict, ContainerError, NotFound, RuntimeFailure, SpecError
+from .paths import data_root, state_root
+from .spec import ContainerSpec, format_size
+from .state import StateStore, alive, proc_start_time, wait_for
+
+OutputCallback = Callable[[str, bytes], None]
+STREAM_NAMES = {1: "stdout", 2: "stderr"}
+ERRORS = {cls.__name__: cls for cls in (SpecError, NotFound, Conflict, RuntimeFailure)}
+
+
+@dataclass
+class Result:
+    """How a container (or an exec'd process) ended."""
+
+    exit_code: int
+    signal: int | None = None
+    duration: float = 0.0
+    timed_out: bool = False
+    oom_killed: bool = False
+    error: str | None = None  # why the command could not be started
+    usage: dict | None = None  # final cgroup usage, when there was a cgroup
+    memory_limit: int | None = None
+    stdout: bytes = b""  # output drained by wait() when nobody read it before
+    stderr: bytes = b""
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def describe(self) -> str:
+        """One line for people: 'exit 137: killed, out of memory (limit 64 MiB)'."""
+        if self.error:
+            return f"exit {self.exit_code}: {self.error}"
+        if self.oom_killed:
+            limit = f" (limit {format_size(self.memory_limit)})" if self.memory_limit else ""
+            return f"exit {self.exit_code}: killed, out of memory{limit}"
+        if self.timed_out:
+            return f"exit {self.exit_code}: killed after the {self.duration:.1f} s timeout"
+        if self.signal:
+            name = signal.Signals(self.signal).name if self.signal in signal.Signals._value2member_map_ else self.signal
+            return f"exit {self.exit_code}: killed by {name}"
+        return f"exit {self.exit_code}"
+
+
+class Container:
+    """A running container or exec'd process started by this engine."""
+
+    def __init__(self, engine: "Engine", reply: dict, fds: list[int], spec: ContainerSpec | None,
+                 on_output: OutputCallback | None = None):
+        self.engine = engine
+        self.id: str = reply["id"]
+        self.exec_id: str | None = reply.get("exec_id")
+        self.name: str = reply.get("name") or self.id[:12]
+        self.pid: int = reply["pid"]
+        self.spec = spec
+        self.on_output = on_output
+        self.tty = reply.get("streams") == "pty"
+        self.stdin_fd: int | None = None
+        self._readers: dict[int, str] = {}
+        if reply.get("streams") == "pty":
+            self._readers[fds[0]] = "stdout"
+            self.stdin_fd = os.dup(fds[0])
+        elif reply.get("streams") == "pipes":
+            self._readers = {fds[0]: "stdout", fds[1]: "stderr"}
+            if len(fds) > 2:
+                self.stdin_fd = fds[2]
+        self._result: Result | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<Container {self.name} {self.id[:12]} pid={self.pid}>"
+
+    def output(self, timeout: float | None = None) -> Iterator[tuple[str, bytes]]:
+        """Yield (stream, data) as the container writes it, until its output closes."""
+        with self._lock:
+            readers, self._readers = self._readers, {}
+        if not readers:
+            return
+        sel = selectors.DefaultSelector()
+        for fd, name in readers.items():
+            sel.register(fd, selectors.EVENT_READ, name)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while readers:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                for key, _ in sel.select(left):
+                    try:
+                        data = os.read(key.fd, 65536)
+                    except OSError as e:  # a pty reports EIO once the other side is gone
+                        if e.errno != errno.EIO:
+                            raise
+                        data = b""
+                    if data:
+                        yield key.data, data
+                    else:
+                        sel.unregister(key.fd)
+                        os.close(key.fd)
+                        del readers[key.fd]
+        finally:
+            for fd in readers:  # stopped early: hand the rest back
+                sel.unregister(fd)
+            with self._lock:
+                self._readers.update(readers)
+            sel.close()
+
+    def wait(self, timeout: float | None = None) -> Result:
+        """Drain output (to on_output, else into the result) and return how it ended."""
+        out: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
+        for stream, data in self.output(timeout):
+            if self.on_output:
+                self.on_output(stream, data)
+            else:
+                out[stream].append(data)
+        event = self.engine._wait_exit(self.id, self.exec_id, timeout)
+        if event is None:
+            raise TimeoutError(f"container {self.name} still running after {timeout} s")
+        if self._result is None:
+            self._result = self.engine._result(event, self.spec)
+        self._result.stdout += b"".join(out["stdout"])
+        self._result.stderr += b"".join(out["stderr"])
+        self.close_stdin()
+        return self._result
+
+    @property
+    def done(self) -> bool:
+        return self.engine._exit_event(self.id, self.exec_id) is not None
+
+    def write(self, data: bytes) -> None:
+        if self.stdin_fd is None:
+            raise SpecError("this container has no stdin: start it with interactive=True or tty=True")
+        os.write(self.stdin_fd, data)
+
+    def close_stdin(self) -> None:
+        if self.stdin_fd is not None:
+            os.close(self.stdin_fd)
+            self.stdin_fd = None
+
+    def stop(self, grace: float = 10.0) -> None:
+        if self.exec_id:
+            _signal_pid(self.pid, None, signal.SIGTERM)
+            if not wait_for(lambda: self.done, grace):
+                _signal_pid(self.pid, None, signal.SIGKILL)
+        else:
+            self.engine.stop(self.id, grace)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.exec_id:
+            _signal_pid(self.pid, None, sig)
+        else:
+            self.engine.kill(self.id, sig)
+
+    def close(self) -> None:
+        with self._lock:
+            readers, self._readers = self._readers, {}
+        for fd in readers:
+            os.close(fd)
+        self.close_stdin()
+
+
+def _signal_pid(pid: int, start: int | None, sig: int) -> bool:
+    """Signal pid through a pidfd, checking its start time so a reused PID is never hit."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    try:
+        if start is not None and proc_start_time(pid) != start:
+            return False
+        signal.pidfd_send_signal(pidfd, sig)
+        return True
+    except ProcessLookupError:
+        return False
+    finally:
+        os.close(pidfd)
+
+
+class Engine:
+    def __init__(self, *, daemon: bool = False, state_dir: str | None = None, data_dir: str | None = None):
+        self.state_root = state_dir or state_root()
+        self.data_root = data_dir or data_root()
+        self.store = StateStore(self.state_root)
+        self.daemon = daemon
+        self._send_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._replies: dict[int, tuple[dict, list[int]]] = {}
+        self._exits: dict[tuple[str, str | None], dict] = {}
+        self._next_req = 0
+        self._closed = False
+        self._shim_proc: subprocess.Popen | None = None
+        self._cgroups = None
+        self.sock = self._connect_daemon() if daemon else self._start_private()
+        self._reader = threading.Thread(target=self._read_loop, name="containerlab-engine", daemon=True)
+        self._reader.start()
+        hello = self._request({"op": "hello"})[0]
+        self.shim_pid = hello["pid"]
+        self.cgroup_version = hello.get("cgroup")
+
+    # ------------------------------------------------------------ shim plumbing
+
+    def _shim_command(self, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "containerlab_magic.runtime.shim", "--state", self.state_root,
+                "--data", self.data_root, *extra]
+
+    def _start_private(self) -> socket.socket:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with theirs:
+            self._shim_proc = subprocess.Popen(
+                self._shim_command("--fd", str(theirs.fileno())), pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True,
+                env=_shim_env())
+        return ours
+
+    def _connect_daemon(self) -> socket.socket:
+        path = os.path.join(self.state_root, "shim.sock")
+        for attempt in range(20):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            try:
+                sock.connect(path)
+                return sock
+            except (FileNotFoundError, ConnectionRefusedError):
+                sock.close()
+            proc = subprocess.Popen(self._shim_command("--daemon"), stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, start_new_session=True, env=_shim_env())
+            proc.stdout.readline()  # "ready" (or "busy": another one won the race)
+            proc.stdout.close()
+            proc.wait()
+            time.sleep(0.01 * attempt)
+        raise RuntimeFailure(f"cannot reach the containerlab daemon at {path}: see `containerlab doctor`")
+
+    def _read_loop(self) -> None:
+        while True:
+            try:
+                message, fds = protocol.recv(self.sock)
+            except OSError:
+                message, fds = None, []
+            with self._cond:
+                if message is None:
+                    self._closed = True
+                    self._cond.notify_all()
+                    return
+                if message.get("event") == "exit":
+                    self._exits[(message["id"], message.get("exec_id"))] = message
+                else:
+                    self._replies[message["req"]] = (message, fds)
+                self._cond.notify_all()
+
+    def _request(self, message: dict, fds: list[int] = ()) -> tuple[dict, list[int]]:
+        with self._send_lock:
+            self._next_req += 1
+            req = message["req"] = self._next_req
+            if self._closed:
+                raise RuntimeFailure("the engine is closed (its shim is gone): start a new Engine")
+            try:
+                protocol.send(self.sock, message, fds)
+            except OSError as e:
+                raise RuntimeFailure(f"the engine's shim is gone ({e}): start a new Engine") from None
+        with self._cond:
+            self._cond.wait_for(lambda: req in self._replies or self._closed)
+            if req not in self._replies:
+                raise RuntimeFailure("the engine's shim exited unexpectedly: start a new Engine")
+            reply, reply_fds = self._replies.pop(req)
+        if not reply.get("ok"):
+            for fd in reply_fds:
+                os.close(fd)
+            raise ERRORS.get(reply.get("kind"), RuntimeFailure)(reply.get("error"))
+        return reply, reply_fds
+
+    def _exit_event(self, cid: str, exec_id: str | None) -> dict | None:
+        with self._cond:
+            return self._exits.get((cid, exec_id))
+
+    def _wait_exit(self, cid: str, exec_id: str | None, timeout: float | None) -> dict | None:
+        key = (cid, exec_id)
+        with self._cond:
+            self._cond.wait_for(lambda: key in self._exits or self._closed, timeout)
+            if key in self._exits:
+                return self._exits.pop(key)
+            if self._closed:
+                return {"exit_code": 125, "error": "the engine's shim exited; the container was stopped"}
+            return None
+
+    def _result(self, event: dict, spec: ContainerSpec | None) -> Result:
+        error = event.get("error")
+        text = None
+        if error:
+            if error.get("stage") == "exec":
+                if event["exit_code"] == 127:
+                    text = f"{spec.command[0] if spec else 'command'}: command not found in the image (exit 127)"
+                else:
+                    text = f"{spec.command[0] if spec else 'command'}: cannot run: {error.get('message')}"
+            else:
+                text = f"container setup failed at {error.get('stage')}: {error.get('message')}"
+        return Result(exit_code=event["exit_code"], signal=event.get("signal"), duration=event.get("duration", 0.0),
+                      timed_out=event.get("timed_out", False), oom_killed=event.get("oom_killed", False),
+                      error=text, usage=event.get("usage"),
+                      memory_limit=spec.limits.memory if spec else None)
+
+    # ------------------------------------------------------------ verbs
+
+    def run(self, spec: ContainerSpec, on_output: OutputCallback | None = None) -> Container:
+        """Start a container; its output can be read as it arrives (see Container)."""
+        reply, fds = self._request({"op": "run", "spec": spec.to_json()})
+        return Container(self, reply, fds, spec, on_output)
+
+    def exec(self, ref: str, command: list[str], *, env: dict | None = None, workdir: str | None = None,
+             user: str | None = None, tty: bool = False, interactive: bool = False,
+             on_output: OutputCallback | None = None) -> Container:
+        """Run another process in a running container: all its namespaces, cgroup and root."""
+        reply, fds = self._request({"op": "exec", "container": ref, "command": list(command), "env": env or {},
+                                    "workdir": workdir, "user": user, "tty": tty, "interactive": interactive})
+        state = self.store.read(reply["id"]) or {}
+        reply["name"] = state.get("name")
+        return Container(self, reply, fds, ContainerSpec(tuple(command)), on_output)
+
+    def inspect(self, ref: str) -> dict:
+        cid = self.store.resolve(ref)
+        state = self.store.read(cid)
+        if state is None:
+            raise NotFound(f"no such container: {ref}")
+        return _settle(state)
+
+    def ps(self, all: bool = False) -> list[dict]:
+        rows = [_settle(s) for s in self.store.all()]
+        return [r for r in rows if all or r["status"] == "running"]
+
+    def logs(self, ref: str, follow: bool = False, poll: float = 0.05) -> Iterator[tuple[str, bytes]]:
+        """Output of a detached container: (stream, data) in the order it was written."""
+        cid = self.store.resolve(ref)
+        path = os.path.join(self.store.dir(cid), "log")
+        if not os.path.exists(path):
+            state = self.store.read(cid) or {}
+            if not state.get("detach"):
+                raise SpecError(f"container {ref} runs in the foreground: its output goes to whoever started it")
+            if not follow:
+                return
+            wait_for(lambda: os.path.exists(path) or not self._running(cid), 5)
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError:
+            return
+        with f:
+            buffer = b""
+            while True:
+                chunk = f.read(65536)
+                if chunk:
+                    buffer += chunk
+                    while len(buffer) >= 8:
+                        stream, size = struct.unpack(">BxxxI", buffer[:8])
+                        if len(buffer) < 8 + size:
+                            break
+                        yield STREAM_NAMES.get(stream, "stdout"), buffer[8:8 + size]
+                        buffer = buffer[8 + size:]
+                    continue
+                if not follow:
+                    return
+                if not self._running(cid):
+                    follow = False  # one more read picks up what was written before the end
+                    continue
+                time.sleep(poll)
+
+    def _running(self, cid: str) -> bool:
+        state = self.store.read(cid)
+        return bool(state) and _settle(state)["status"] == "running"
+
+    def wait(self, ref: str, timeout: float | None = None) -> int | None:
+        """Block until the container ends; its exit code (None if it was removed as it ended)."""
+        cid = self.store.resolve(ref)
+
+        def ended() -> bool:
+            state = self.store.read(cid)
+            return state is None or _settle(state)["status"] in ("exited", "dead")
+
+        if not wait_for(ended, timeout if timeout is not None else 1e9, 0.01):
+            raise TimeoutError(f"container {ref} still running after {timeout} s")
+        state = self.store.read(cid)
+        return _settle(state).get("exit_code") if state else None
+
+    def kill(self, ref: str, sig: int = signal.SIGKILL) -> None:
+        cid = self.store.resolve(ref)
+        state = self.store.read(cid) or {}
+        if _settle(state)["status"] != "running":
+            raise Conflict(f"container {ref} is not running")
+        _signal_pid(state["pid"], state.get("pid_start"), sig)
+        if sig == signal.SIGKILL:
+            self._kill_group(cid, state)
+
+    def stop(self, ref: str, grace: float = 10.0) -> bool:
+        """SIGTERM, then SIGKILL after `grace` seconds. True if it needed SIGKILL."""
+        cid = self.store.resolve(ref)
+        state = self.store.read(cid) or {}
+        if _settle(state)["status"] != "running":
+            return False
+        pid, start = state["pid"], state.get("pid_start")
+        _signal_pid(pid, start, signal.SIGTERM)
+        if wait_for(lambda: not alive(pid, start), grace, 0.01):
+            self._settled(cid)
+            return False
+        _signal_pid(pid, start, signal.SIGKILL)
+        self._kill_group(cid, state)
+        wait_for(lambda: not alive(pid, start), 10, 0.01)
+        self._settled(cid)
+        return True
+
+    def _settled(self, cid: str, timeout: float = 10.0) -> None:
+        """Wait until the owning shim has recorded the end (or, if it is gone, clean up ourselves)."""
+        def done() -> bool:
+            state = self.store.read(cid)
+            return state is None or state.get("status") != "running"
+
+        if not wait_for(done, timeout, 0.005):
+            state = self.store.read(cid)
+            if state and not alive(state.get("shim_pid"), state.get("shim_start")):
+                self._reap_orphan(cid, state)
+
+    def _kill_group(self, cid: str, state: dict) -> None:
+        if state.get("cgroup") and self.cgroups is not None:
+            group = self.cgroups.open(cid)
+            if group is not None:
+                group.kill_all()
+
+    def rm(self, ref: str, force: bool = False) -> None:
+        cid = self.store.resolve(ref)
+        state = self.store.read(cid) or {}
+        if _settle(state)["status"] == "running":
+            if not force:
+                raise Conflict(f"container {ref} is running: stop it first, or use rm -f")
+            self.kill(cid)
+            self._settled(cid)
+        self.store.remove(cid, state.get("name"))
+
+    @property
+    def cgroups(self):
+        if self._cgroups is None:
+            try:
+                from .cgroups import open_manager
+            except ImportError:
+                return None
+            self._cgroups = open_manager() or False
+        return self._cgroups or None
+
+    def gc(self) -> list[str]:
+        """Remove what crashes left behind: orphaned containers, their cgroups, stale names."""
+        removed = []
+        for state in list(self.store.all()):
+            if state.get("status") == "running" and not alive(state.get("shim_pid"), state.get("shim_start")):
+                self._reap_orphan(state["id"], state)
+                removed.append(f"container {state.get('name')} ({state['id'][:12]})")
+        for cid in self.store.ids():
+            if self.store.read(cid) is None and not self._young(cid):
+                self.store.remove(cid)
+                removed.append(f"state directory {cid[:12]}")
+        known = set(self.store.ids())
+        if self.cgroups is not None:
+            for cid in self.cgroups.list():
+                if cid not in known:
+                    group = self.cgroups.open(cid)
+                    if group is not None:
+                        group.kill_all()
+                        group.remove()
+                        removed.append(f"cgroup {cid[:12]}")
+        try:
+            from .network import NetworkManager
+        except ImportError:
+            NetworkManager = None
+        if NetworkManager is not None and os.path.isdir(os.path.join(self.state_root, "networks")):
+            NetworkManager(self.state_root).gc(set(self.store.ids()))
+        for name in os.listdir(self.store.names):
+            link = os.path.join(self.store.names, name)
+            if not os.path.isdir(self.store.dir(os.readlink(link))):
+                os.unlink(link)
+                removed.append(f"name {name}")
+        return removed
+
+    def _young(self, cid: str) -> bool:
+        """A state dir being created right now has no state.json yet."""
+        try:
+            return time.time() - os.stat(self.store.dir(cid)).st_mtime < 30
+        except FileNotFoundError:
+            return False
+
+    def _reap_orphan(self, cid: str, state: dict) -> None:
+        if alive(state.get("pid"), state.get("pid_start")):
+            _signal_pid(state["pid"], state.get("pid_start"), signal.SIGKILL)
+            wait_for(lambda: not alive(state["pid"], state.get("pid_start")), 10, 0.01)
+        if state.get("cgroup") and self.cgroups is not None:
+            group = self.cgroups.open(cid)
+            if group is not None:
+                group.kill_all()
+                group.remove()
+        self.store.remove(cid, state.get("name"))
+
+    def images(self) -> list[dict]:
+        from .images import ImageStore
+
+        store = ImageStore(self.data_root)
+        rows = []
+        for name in store.names():
+            try:
+                image = store.resolve(name)
+                rows.append({"name": name, "layers": list(image.layers), "binds": list(image.binds), "ok": True})
+            except ContainerError as e:
+                rows.append({"name": name, "ok": False, "error": str(e)})
+        return rows
+
+    # ------------------------------------------------------------ lifetime
+
+    def close(self) -> None:
+        """Stop every container this engine owns and end its shim."""
+        if self.sock is None:
+            return
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._reader.join(15)
+        self.sock.close()
+        self.sock = None
+        if self._shim_proc is not None:
+            try:
+                self._shim_proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self._shim_proc.kill()
+                self._shim_proc.wait()
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _settle(state: dict) -> dict:
+    """A state as the world is now: a 'running' container whose PID is gone is 'dead'."""
+    state = dict(state)
+    if state.get("status") == "running" and not alive(state.get("pid"), state.get("pid_start")):
+        state["status"] = "exiting" if alive(state.get("shim_pid"), state.get("shim_start")) else "dead"
+    return state
+
+
+def _shim_env() -> dict:
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env

@@ -1,0 +1,271 @@
+"""The container's root filesystem: a plan of typed mount steps, then one loop.
+
+How it works (mount_namespaces(7), overlayfs docs, pivot_root(2)):
+
+1. In the container's new mount namespace, every host mount is made a *slave*,
+   so nothing we mount propagates back to the host.
+2. A tmpfs holds the container's writable layer (its size is --storage-size);
+   an overlay puts it on top of the image's read-only layers.  Because both
+   exist only in the container's mount namespace, they vanish with it: there
+   is nothing to unmount or delete when the container ends.
+3. /proc, a minimal /dev, a read-only /sys and a fresh /tmp are mounted in;
+   runc's masked paths get /dev/null or an empty read-only tmpfs on top, and
+   its read-only paths are remounted read-only.
+4. pivot_root makes the overlay the root, and the old root is detached.
+
+Like bubblewrap, the plan is data: `plan()` returns steps that can be printed
+(`containerlab run --explain`) and tested without root; `execute()` runs them.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass
+
+from . import linux
+from .linux import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, MS_REMOUNT
+
+# runc's defaults (libcontainer/specconv): hidden, and read-only, kernel interfaces.
+MASKED_PATHS = (
+    "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+    "/sys/firmware", "/sys/devices/virtual/powercap",
+)
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+# name, type, major, minor (all harmless character devices, as in the OCI default).
+DEVICES = (
+    ("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0),
+)
+DEV_LINKS = (
+    ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx"), ("core", "/proc/kcore"),
+)
+
+
+def secure_join(root: str, path: str) -> str:
+    """Resolve `path` as if `root` were /, following symlinks without leaving root.
+
+    An image may hold a symlink like /data -> /etc; resolved naively before
+    pivot_root it would point at the *host's* /etc.
+    """
+    parts = [p for p in path.split("/") if p]
+    resolved: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = os.path.join(root, *resolved, part)
+        try:
+            target = os.readlink(candidate)
+        except OSError:
+            resolved.append(part)
+            continue
+        hops += 1
+        if hops > 40:
+            raise OSError(errno.ELOOP, "too many symlinks", path)
+        if target.startswith("/"):
+            resolved = []
+        parts = [p for p in target.split("/") if p] + parts
+    return os.path.join(root, *resolved)
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str | None
+    target: str  # path inside the container
+    fstype: str | None
+    flags: int = 0
+    data: str | None = None
+    optional: bool = False  # skip when the target is missing (masked paths)
+
+    def run(self, root: str) -> None:
+        target = secure_join(root, self.target)
+        if self.optional and not os.path.lexists(target):
+            return
+        linux.mount(self.source, target, self.fstype, self.flags, self.data)
+
+    def __str__(self) -> str:
+        what = self.fstype or f"bind {self.source}"
+        return f"mount {what} on {self.target}" + (f" ({self.data})" if self.data else "")
+
+
+@dataclass(frozen=True)
+class Remount:
+    """Change flags of an existing mount (bind remount: per mount point)."""
+
+    target: str
+    flags: int
+    optional: bool = False
+
+    def run(self, root: str) -> None:
+        target = secure_join(root, self.target)
+        if self.optional and not os.path.lexists(target):
+            return
+        linux.mount(None, target, None, MS_REMOUNT | MS_BIND | self.flags)
+
+    def __str__(self) -> str:
+        return f"remount {self.target} read-only" if self.flags & MS_RDONLY else f"remount {self.target}"
+
+
+@dataclass(frozen=True)
+class ReadOnly:
+    """Bind a path of the container's own /proc over itself, then make it read-only."""
+
+    target: str
+
+    def run(self, root: str) -> None:
+        path = secure_join(root, self.target)
+        if not os.path.lexists(path):
+            return
+        linux.mount(path, path, None, MS_BIND | MS_REC)
+        linux.mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+    def __str__(self) -> str:
+        return f"make {self.target} read-only"
+
+
+@dataclass(frozen=True)
+class MakeTarget:
+    """Create a mount point (dir or empty file) inside the rootfs if missing."""
+
+    target: str
+    is_dir: bool = True
+
+    def run(self, root: str) -> None:
+        path = secure_join(root, self.target)
+        if os.path.lexists(path):
+            return
+        if self.is_dir:
+            os.makedirs(path, 0o755, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+
+    def __str__(self) -> str:
+        return f"mkdir {self.target}" if self.is_dir else f"touch {self.target}"
+
+
+@dataclass(frozen=True)
+class Device:
+    name: str
+    major: int
+    minor: int
+
+    def run(self, root: str) -> None:
+        os.mknod(os.path.join(root, "dev", self.name), 0o666 | stat.S_IFCHR, os.makedev(self.major, self.minor))
+        os.chmod(os.path.join(root, "dev", self.name), 0o666)  # mknod honours the umask
+
+    def __str__(self) -> str:
+        return f"mknod /dev/{self.name} c {self.major} {self.minor}"
+
+
+@dataclass(frozen=True)
+class Symlink:
+    path: str
+    target: str
+
+    def run(self, root: str) -> None:
+        os.symlink(self.target, os.path.join(root, self.path.lstrip("/")))
+
+    def __str__(self) -> str:
+        return f"ln -s {self.target} {self.path}"
+
+
+def plan(image, spec, state_dir: str | None) -> list:
+    """Steps that build the container's view below the overlay root."""
+    steps: list = []
+    # Host directories of the image (host image: /usr, ...), read-only, no devices.
+    for src in image.binds:
+        steps += [Mount(src, src, None, MS_BIND | MS_REC),
+                  Remount(src, MS_RDONLY | MS_NOSUID | MS_NODEV)]
+    steps.append(Mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC))
+    steps += _dev_steps()
+    steps.append(Mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY))
+    tmp_size = f",size={spec.limits.storage_size}" if spec.limits.storage_size else ""
+    steps.append(Mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777" + tmp_size))
+    if state_dir:
+        for name in ("hosts", "hostname"):
+            steps += [MakeTarget("/etc/" + name, is_dir=False),
+                      Mount(os.path.join(state_dir, name), "/etc/" + name, None, MS_BIND)]
+    for m in spec.mounts:
+        steps += [MakeTarget(m.target, os.path.isdir(m.source)),
+                  Mount(m.source, m.target, None, MS_BIND | MS_REC)]
+        if m.read_only:
+            steps.append(Remount(m.target, MS_RDONLY))
+    for path in MASKED_PATHS:
+        if path in ("/sys/firmware", "/sys/devices/virtual/powercap", "/proc/acpi", "/proc/asound", "/proc/scsi"):
+            steps.append(Mount("tmpfs", path, "tmpfs", MS_RDONLY, "size=0", optional=True))
+        else:
+            steps.append(Mount("/dev/null", path, None, MS_BIND, optional=True))
+    steps += [ReadOnly(path) for path in READONLY_PATHS]
+    if spec.read_only:
+        steps.append(Remount("/", MS_RDONLY | MS_NODEV))
+    return steps
+
+
+def _dev_steps() -> list:
+    # /dev is a small tmpfs of harmless devices, read-only once populated: with
+    # every writable filesystem mounted nodev, a CAP_MKNOD process cannot make
+    # a usable device node anywhere.
+    steps: list = [Mount("tmpfs", "/dev", "tmpfs", MS_NOSUID, "mode=755,size=65536")]
+    steps += [Device(name, major, minor) for name, major, minor in DEVICES]
+    steps += [Symlink("/dev/" + name, target) for name, target in DEV_LINKS]
+    steps += [MakeTarget("/dev/pts"), MakeTarget("/dev/shm"), MakeTarget("/dev/mqueue")]
+    steps += [
+        Mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"),
+        Mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=67108864"),
+        Mount("mqueue", "/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC),
+        Remount("/dev", MS_RDONLY | MS_NOSUID),
+    ]
+    return steps
+
+
+def mount_root(image, stage: str, storage_size: int | None) -> str:
+    """Overlay the image's layers with a tmpfs writable layer; return the new root."""
+    size = f",size={storage_size}" if storage_size else ""
+    linux.mount("tmpfs", stage, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755" + size)
+    upper, work, root = (os.path.join(stage, d) for d in ("upper", "work", "root"))
+    for d in (upper, work, root):
+        os.mkdir(d, 0o755)
+    lower = ":".join(image.layers)
+    linux.mount("overlay", root, "overlay", MS_NODEV,
+                f"lowerdir={lower},upperdir={upper},workdir={work}")
+    return root
+
+
+def execute(steps: list, root: str) -> None:
+    for step in steps:
+        try:
+            step.run(root)
+        except OSError as e:
+            raise OSError(e.errno, f"{step}: {os.strerror(e.errno or 0)}") from None
+
+
+def pivot(root: str) -> None:
+    """Make `root` the root; detach the old one (the pivot_root(".", ".") idiom)."""
+    os.chdir(root)
+    linux.pivot_root(".", ".")
+    linux.umount(".", linux.MNT_DETACH)
+    os.chdir("/")
+
+
+def explain(image, spec, state_dir: str | None = None) -> list[str]:
+    lines = [
+        "unshare pid, mount, uts, ipc, net, cgroup namespaces",
+        "make every host mount a slave (nothing propagates back)",
+        f"mount tmpfs writable layer{' of ' + str(spec.limits.storage_size) + ' bytes' if spec.limits.storage_size else ''}",
+        f"mount overlay lowerdir={':'.join(image.layers)} (image {image.name})",
+    ]
+    lines += [str(step) for step in plan(image, spec, state_dir)]
+    lines += ["pivot_root to the overlay, detach the old root", f"sethostname {spec.hostname or spec.name}",
+              "bring lo up", "drop capabilities to the default 14, set no_new_privs",
+              f"exec {' '.join(spec.command)}"]
+    return lines

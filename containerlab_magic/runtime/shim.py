@@ -1,0 +1,598 @@
+"""The shim: one single-threaded process that forks, watches and reaps containers.
+
+Why a separate process: a Jupyter kernel is multi-threaded, and forking a
+multi-threaded Python process can deadlock in the child; exec'ing a fresh
+Python per container would cost ~100 ms.  So each Engine starts (or, from the
+CLI, connects to) one shim.  It is exec'd once, stays single-threaded, and
+forks each container from a small, quiet address space, so start latency does
+not grow with the caller's memory.
+
+Two modes:
+- private (`--fd N`): serves one Engine over a socketpair.  When the Engine's
+  end closes (the kernel died or shut down) it kills every container it
+  started, cleans up and exits.
+- daemon (`--daemon`): listens on <state_root>/shim.sock for CLI calls, one
+  process for many containers (a tiny containerd).  Containers run with
+  --detach there outlive the CLI call; the daemon exits when it has neither
+  containers nor clients.
+
+Events come from one selector: client sockets, a pidfd per process
+(pidfd_open(2): readable when it exits), detached output pipes (written to
+the container's log with docker's 8-byte stream framing) and timers for
+--timeout.  The shim is a child subreaper (prctl(2)), so each container's
+PID 1 is re-parented to it and reaped here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import random
+import secrets
+import selectors
+import signal
+import socket
+import struct
+import sys
+import time
+
+from . import child, linux, protocol, rootfs
+from .errors import ContainerError, HostUnsupported, NotFound, RuntimeFailure, SpecError
+from .images import ImageStore
+from .spec import ContainerSpec
+from .state import StateStore, alive, proc_start_time
+
+try:
+    from .cgroups import open_manager
+except ImportError:  # pragma: no cover - the cgroups layer is optional at import time
+    open_manager = None  # type: ignore[assignment]
+
+STDOUT, STDERR = 1, 2
+ADJECTIVES = ("brave", "calm", "clever", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid",
+              "merry", "nimble", "proud", "quick", "quiet", "sharp", "swift", "tidy", "vivid", "witty")
+NOUNS = ("turing", "hopper", "lovelace", "ritchie", "thompson", "torvalds", "knuth", "dijkstra", "liskov",
+         "hamilton", "cerf", "kay", "backus", "mccarthy", "wirth", "perlman", "shannon", "noether", "curie",
+         "babbage")
+
+
+class Proc:
+    """A process this shim forked: a container's PID 1 (kind 'run') or an exec."""
+
+    def __init__(self, kind: str, cid: str, pid: int, error_fd: int, conn, *, exec_id: str | None = None):
+        self.kind, self.cid, self.pid, self.error_fd, self.conn = kind, cid, pid, error_fd, conn
+        self.exec_id = exec_id
+        self.pidfd = os.pidfd_open(pid)
+        self.started = time.monotonic()
+        self.deadline: float | None = None
+        self.timed_out = False
+        self.persistent = False
+        self.cgroup = None
+        self.network = False
+        self.state: dict = {}
+        self.pumps: dict[int, int] = {}  # fd -> stream (detached output)
+        self.log_fd = -1
+        self.wait_status: int | None = None
+        self.error: dict | None = None
+        self.duration = 0.0
+        self.sync_fd = -1
+
+
+class Shim:
+    def __init__(self, state_root: str, data_root: str):
+        self.store = StateStore(state_root)
+        self.images = ImageStore(data_root)
+        self.stage = os.path.join(state_root, "rootfs")
+        os.makedirs(self.stage, exist_ok=True)
+        self.selector = selectors.DefaultSelector()
+        self.conns: set[socket.socket] = set()
+        self.procs: dict[int, Proc] = {}  # pid -> Proc
+        self.listener: socket.socket | None = None
+        self.daemon = False
+        self.me = (os.getpid(), proc_start_time(os.getpid()))
+        self.cgroups = open_manager() if open_manager else None
+        self._network = None
+        self.devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+        self.kept: set[tuple[str, str]] = set()  # exited detached containers of our clients
+
+    # ---------------------------------------------------------------- plumbing
+
+    def add_conn(self, conn: socket.socket) -> None:
+        conn.setblocking(True)
+        self.conns.add(conn)
+        self.selector.register(conn, selectors.EVENT_READ, ("conn", conn))
+
+    def listen(self, path: str) -> None:
+        self.daemon = True
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.listener.bind(path)
+        os.chmod(path, 0o600)
+        self.listener.listen(64)
+        self.selector.register(self.listener, selectors.EVENT_READ, ("listen", None))
+
+    def serve(self, linger: float = 2.0) -> None:
+        """Run until nothing is left to serve (a daemon lingers `linger` s when idle)."""
+        idle_since = time.monotonic()
+        try:
+            while True:
+                if self.conns or self.procs:
+                    idle_since = time.monotonic()
+                elif not self.daemon or time.monotonic() - idle_since >= linger:
+                    break
+                timeout = self._next_timeout()
+                if self.daemon and not (self.conns or self.procs):
+                    timeout = max(0.0, linger - (time.monotonic() - idle_since))
+                for key, _ in self.selector.select(timeout):
+                    kind, obj = key.data
+                    if kind == "conn":
+                        self._on_message(obj)
+                    elif kind == "proc":
+                        self._on_exit(obj)
+                    elif kind == "pump":
+                        self._on_output(key.fd, *obj)
+                    elif kind == "listen":
+                        conn, _ = self.listener.accept()
+                        self.add_conn(conn)
+                self._check_timeouts()
+        finally:
+            self.shutdown()
+
+    def _next_timeout(self) -> float | None:
+        deadlines = [p.deadline for p in self.procs.values() if p.deadline and not p.timed_out]
+        if not deadlines:
+            return None
+        return max(0.0, min(deadlines) - time.monotonic())
+
+    def _check_timeouts(self) -> None:
+        now = time.monotonic()
+        for proc in list(self.procs.values()):
+            if proc.deadline and not proc.timed_out and now >= proc.deadline and proc.wait_status is None:
+                proc.timed_out = True
+                self._kill(proc)
+
+    def _kill(self, proc: Proc) -> None:
+        # SIGKILL to PID 1 ends its whole PID namespace; the cgroup catches the rest.
+        try:
+            signal.pidfd_send_signal(proc.pidfd, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if proc.kind == "run" and proc.cgroup is not None:
+            try:
+                proc.cgroup.kill_all()
+            except OSError:
+                pass
+
+    def _on_message(self, conn: socket.socket) -> None:
+        try:
+            message, fds = protocol.recv(conn)
+        except (ConnectionError, OSError):
+            message, fds = None, []
+        if message is None:
+            self._drop_conn(conn)
+            return
+        op = message.get("op")
+        reply: dict = {"req": message.get("req")}
+        reply_fds: list[int] = []
+        try:
+            if op == "run":
+                info, reply_fds = self.run(message, conn, fds)
+                reply.update(info)
+            elif op == "exec":
+                info, reply_fds = self.exec(message, conn, fds)
+                reply.update(info)
+            elif op == "hello":
+                reply.update(pid=self.me[0], start=self.me[1],
+                             cgroup=self.cgroups.version if self.cgroups else None)
+            else:
+                raise SpecError(f"unknown request {op!r}")
+            reply["ok"] = True
+        except ContainerError as e:
+            reply.update(ok=False, error=str(e), kind=type(e).__name__)
+        except Exception as e:  # noqa: BLE001 - a bug: report it, keep serving others
+            reply.update(ok=False, error=f"internal error: {type(e).__name__}: {e}", kind="RuntimeFailure")
+        finally:
+            for fd in fds:
+                os.close(fd)
+        try:
+            protocol.send(conn, reply, reply_fds)
+        except OSError:
+            self._drop_conn(conn)
+        finally:
+            for fd in reply_fds:
+                os.close(fd)
+
+    def _drop_conn(self, conn: socket.socket) -> None:
+        if conn not in self.conns:
+            return
+        self.conns.discard(conn)
+        self.selector.unregister(conn)
+        conn.close()
+        for proc in list(self.procs.values()):
+            if proc.conn is conn:
+                proc.conn = None
+                if not proc.persistent:
+                    self._kill(proc)
+
+    def _send_event(self, proc: Proc, event: dict) -> None:
+        if proc.conn is None:
+            return
+        try:
+            protocol.send(proc.conn, event)
+        except OSError:
+            self._drop_conn(proc.conn)
+
+    # ---------------------------------------------------------------- run
+
+    def run(self, message: dict, conn, fds: list[int]) -> tuple[dict, list[int]]:
+        spec = ContainerSpec.from_json(message["spec"])
+        image = self.images.resolve(spec.image)
+        netns_pid = self._network_target(spec)
+        if spec.limits.any_cgroup_limit:
+            if self.cgroups is None:
+                raise HostUnsupported(
+                    "resource limits need a writable cgroup hierarchy and none was found: "
+                    "run as root or in a delegated cgroup (see `containerlab doctor`)")
+            reason = self.cgroups.missing_for(spec.limits)
+            if reason:
+                raise HostUnsupported(reason)
+        cid = secrets.token_hex(32)
+        undo: list = []
+        opened: list[int] = []
+        try:
+            name = spec.name or self._free_name()
+            state_dir = self.store.create(cid, name)
+            undo.append(lambda: self.store.remove(cid, name))
+            hostname = spec.hostname or name[:63].replace("_", "-").replace(".", "-")
+            with open(os.path.join(state_dir, "hostname"), "w") as f:
+                f.write(hostname + "\n")
+            with open(os.path.join(state_dir, "hosts"), "w") as f:
+                f.write(f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n")
+            cgroup = None
+            if self.cgroups is not None:
+                cgroup = self.cgroups.create(cid, spec.limits)
+                undo.append(cgroup.remove)
+            stdio, reply_fds, pumps = self._stdio(spec, opened)
+            setup = child.Setup(
+                command=spec.command, env=spec.environment, env_explicit=frozenset(k for k, _ in spec.env),
+                workdir=spec.workdir, user=spec.user, hostname=hostname, image=image,
+                steps=rootfs.plan(image, spec, state_dir), stage=self.stage,
+                storage_size=spec.limits.storage_size, stdio=stdio, tty=spec.tty,
+                procs_files=tuple(cgroup.procs_files) if cgroup else (), netns_pid=netns_pid)
+            needs_network = spec.network not in ("none", "host") and netns_pid is None
+            proc = self._spawn("run", cid, setup, conn, opened, sync=needs_network)
+            undo.append(lambda: self._abort(proc))
+            proc.cgroup = cgroup
+            proc.persistent = bool(self.daemon and spec.detach)
+            if spec.timeout:
+                proc.deadline = proc.started + spec.timeout
+            if needs_network:
+                self._attach_network(proc, spec, name, state_dir)
+            if pumps:
+                proc.log_fd = os.open(os.path.join(state_dir, "log"),
+                                      os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+                for fd, stream in pumps:
+                    os.set_blocking(fd, False)
+                    proc.pumps[fd] = stream
+                    self.selector.register(fd, selectors.EVENT_READ, ("pump", (proc, stream)))
+                opened[:] = [fd for fd in opened if fd not in proc.pumps]
+            proc.state = {
+                "id": cid, "name": name, "image": spec.image, "command": list(spec.command),
+                "created": time.time(), "status": "running", "pid": proc.pid,
+                "pid_start": proc_start_time(proc.pid), "shim_pid": self.me[0], "shim_start": self.me[1],
+                "persistent": proc.persistent, "detach": spec.detach, "cgroup": cgroup is not None,
+                "hostname": hostname, "spec": spec.to_json(), "ports": [], "ip": proc.state.get("ip"),
+            }
+            self.store.write(cid, proc.state)
+        except BaseException:
+            for step in reversed(undo):
+                try:
+                    step()
+                except Exception:  # noqa: BLE001 - best effort, keep undoing
+                    pass
+            raise
+        finally:
+            for fd in opened:
+                if fd not in reply_fds:
+                    os.close(fd)
+        self._track(proc)
+        return {"id": cid, "name": name, "pid": proc.pid, "hostname": hostname,
+                "streams": "pty" if spec.tty else ("none" if spec.detach else "pipes")}, reply_fds
+
+    def _stdio(self, spec: ContainerSpec, opened: list[int]):
+        """(container stdin, stdout, stderr), fds for the client, fds to pump into the log."""
+        if spec.tty:
+            master, slave = os.openpty()
+            opened += [master, slave]
+            return (slave, slave, slave), [master], []
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        opened += [out_r, out_w, err_r, err_w]
+        stdin = self.devnull
+        reply_fds: list[int] = []
+        if spec.interactive and not spec.detach:
+            in_r, in_w = os.pipe2(os.O_CLOEXEC)
+            opened += [in_r, in_w]
+            stdin = in_r
+            reply_fds.append(in_w)
+        if spec.detach:
+            return (stdin, out_w, err_w), reply_fds, [(out_r, STDOUT), (err_r, STDERR)]
+        return (stdin, out_w, err_w), [out_r, err_r] + reply_fds, []
+
+    def _spawn(self, kind: str, cid: str, setup: child.Setup, conn, opened: list[int],
+               sync: bool = False, exec_id: str | None = None) -> Proc:
+        pid_r, pid_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        opened += [pid_r, pid_w, err_w]
+        sync_w = -1
+        if sync:
+            sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
+            opened += [sync_r]
+            setup.sync_fd = sync_r
+        setup.error_fd, setup.pid_fd = err_w, pid_w
+        first = os.fork()
+        if first == 0:  # pragma: no cover - runs in the child
+            try:
+                child.start(setup)
+            finally:
+                os._exit(child.EXIT_RUNTIME)
+        os.close(pid_w)
+        opened.remove(pid_w)
+        data = b""
+        while True:
+            chunk = os.read(pid_r, 32)
+            if not chunk:
+                break
+            data += chunk
+        os.waitpid(first, 0)
+        if not data:  # the first child failed before it could fork PID 1
+            os.close(err_w)
+            opened.remove(err_w)
+            error = _read_error(err_r)
+            os.close(err_r)
+            if sync_w >= 0:
+                os.close(sync_w)
+            raise RuntimeFailure(f"cannot start container: {error.get('stage')}: {error.get('message')}")
+        proc = Proc(kind, cid, int(data), err_r, conn, exec_id=exec_id)
+        proc.sync_fd = sync_w
+        return proc
+
+    def _abort(self, proc: Proc) -> None:
+        signal.pidfd_send_signal(proc.pidfd, signal.SIGKILL)
+        os.waitpid(proc.pid, 0)
+        os.close(proc.pidfd)
+        os.close(proc.error_fd)
+        if proc.sync_fd >= 0:
+            os.close(proc.sync_fd)
+
+    def _track(self, proc: Proc) -> None:
+        if proc.sync_fd >= 0:
+            os.write(proc.sync_fd, b"1")
+            os.close(proc.sync_fd)
+            proc.sync_fd = -1
+        self.procs[proc.pid] = proc
+        self.selector.register(proc.pidfd, selectors.EVENT_READ, ("proc", proc))
+
+    def _free_name(self) -> str:
+        for attempt in range(50):
+            name = f"{random.choice(ADJECTIVES)}_{random.choice(NOUNS)}"
+            if attempt > 10:
+                name += f"_{random.randrange(100)}"
+            if not os.path.lexists(os.path.join(self.store.names, name)):
+                return name
+        return "c" + secrets.token_hex(6)
+
+    # ---------------------------------------------------------------- network
+
+    @property
+    def network(self):
+        if self._network is None:
+            from .network import NetworkManager
+
+            self._network = NetworkManager(self.store.root)
+        return self._network
+
+    def _network_target(self, spec: ContainerSpec) -> int | None:
+        if not spec.network.startswith("container:"):
+            return None
+        ref = spec.network.split(":", 1)[1]
+        state = self.store.read(self.store.resolve(ref))
+        if not state or state.get("status") != "running" or not alive(state.get("pid"), state.get("pid_start")):
+            raise SpecError(f"--net container:{ref}: that container is not running; start it first")
+        return state["pid"]
+
+    def _attach_network(self, proc: Proc, spec: ContainerSpec, name: str, state_dir: str) -> None:
+        info = self.network.attach(proc.cid, name, proc.pid, spec.network, ports=spec.ports,
+                                   hosts_file=os.path.join(state_dir, "hosts"))
+        proc.network = True
+        proc.state["ip"] = info.get("ip")
+
+    # ---------------------------------------------------------------- exec
+
+    def exec(self, message: dict, conn, fds: list[int]) -> tuple[dict, list[int]]:
+        cid = self.store.resolve(message["container"])
+        state = self.store.read(cid)
+        if not state or state.get("status") != "running" or not alive(state.get("pid"), state.get("pid_start")):
+            raise SpecError(f"container {message['container']} is not running: start a new one, "
+                            "or see its output with `containerlab logs`")
+        spec = ContainerSpec.from_json(state["spec"])
+        env = spec.environment
+        env.update(message.get("env") or {})
+        command = message.get("command") or []
+        if not command:
+            raise SpecError("exec needs a command, e.g. `containerlab exec NAME sh`")
+        cgroup = self.cgroups.open(cid) if (self.cgroups and state.get("cgroup")) else None
+        exec_spec = ContainerSpec(command=tuple(command), tty=bool(message.get("tty")),
+                                  interactive=bool(message.get("interactive")))
+        opened: list[int] = []
+        reply_fds: list[int] = []
+        try:
+            stdio, reply_fds, _ = self._stdio(exec_spec, opened)
+            setup = child.Setup(
+                command=tuple(command), env=env, env_explicit=frozenset(message.get("env") or ()),
+                workdir=message.get("workdir") or spec.workdir, user=message.get("user") or spec.user,
+                stdio=stdio, tty=exec_spec.tty, join_pid=state["pid"],
+                procs_files=tuple(cgroup.procs_files) if cgroup else ())
+            exec_id = secrets.token_hex(8)
+            proc = self._spawn("exec", cid, setup, conn, opened, exec_id=exec_id)
+        finally:
+            for fd in opened:
+                if fd not in reply_fds:
+                    os.close(fd)
+        self._track(proc)
+        return {"id": cid, "exec_id": exec_id, "pid": proc.pid,
+                "streams": "pty" if exec_spec.tty else "pipes"}, reply_fds
+
+    # ---------------------------------------------------------------- exits and output
+
+    def _on_output(self, fd: int, proc: Proc, stream: int) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        if data:
+            os.write(proc.log_fd, struct.pack(">BxxxI", stream, len(data)) + data)
+            return
+        self.selector.unregister(fd)
+        os.close(fd)
+        del proc.pumps[fd]
+        self._maybe_finish(proc)
+
+    def _on_exit(self, proc: Proc) -> None:
+        self.selector.unregister(proc.pidfd)
+        _, status = os.waitpid(proc.pid, 0)
+        proc.duration = time.monotonic() - proc.started
+        proc.wait_status = status
+        os.close(proc.pidfd)
+        proc.error = _read_error(proc.error_fd) or None
+        os.close(proc.error_fd)
+        self._maybe_finish(proc)
+
+    def _maybe_finish(self, proc: Proc) -> None:
+        if proc.wait_status is None or proc.pumps:
+            return
+        del self.procs[proc.pid]
+        if proc.log_fd >= 0:
+            os.close(proc.log_fd)
+        status = proc.wait_status
+        sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+        code = 128 + sig if sig else os.WEXITSTATUS(status)
+        result = {"event": "exit", "id": proc.cid, "exec_id": proc.exec_id, "exit_code": code,
+                  "signal": sig, "timed_out": proc.timed_out, "duration": proc.duration,
+                  "oom_killed": False, "error": proc.error}
+        if proc.kind == "run":
+            result.update(self._cleanup(proc))
+        self._send_event(proc, result)
+
+    def _cleanup(self, proc: Proc) -> dict:
+        """After PID 1 is gone: read final usage, free the cgroup and network, settle the state."""
+        extra: dict = {}
+        for p in list(self.procs.values()):  # execs die with the PID namespace
+            if p.cid == proc.cid:
+                self._kill(p)
+        if proc.cgroup is not None:
+            try:
+                extra["oom_killed"] = bool(proc.cgroup.oom_killed())
+                usage = proc.cgroup.stats()
+                extra["usage"] = {k: v for k, v in vars(usage).items()}
+                proc.cgroup.kill_all()
+            except (OSError, AttributeError):
+                pass
+            try:
+                proc.cgroup.remove()
+            except OSError:
+                pass
+        if proc.network:
+            try:
+                self.network.detach(proc.cid)
+            except Exception:  # noqa: BLE001 - gc retries; never leave the state half-written
+                pass
+        if proc.state.get("detach") and (proc.persistent or proc.conn is not None):
+            if not proc.persistent:
+                self.kept.add((proc.cid, proc.state.get("name")))
+            status = proc.wait_status
+            proc.state.update(status="exited", finished=time.time(), timed_out=proc.timed_out,
+                              exit_code=128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status),
+                              oom_killed=extra.get("oom_killed", False), error=proc.error)
+            self.store.write(proc.cid, proc.state)
+        else:
+            self.store.remove(proc.cid, proc.state.get("name"))
+        return extra
+
+    def shutdown(self) -> None:
+        """Kill what we own and wait for it: nothing outlives a private shim."""
+        for proc in list(self.procs.values()):
+            if not proc.persistent:
+                self._kill(proc)
+        deadline = time.monotonic() + 10
+        while any(not p.persistent for p in self.procs.values()) and time.monotonic() < deadline:
+            for key, _ in self.selector.select(0.2):
+                kind, obj = key.data
+                if kind == "proc":
+                    self._on_exit(obj)
+                elif kind == "pump":
+                    self._on_output(key.fd, *obj)
+        for cid, name in self.kept:  # their engine is gone, and they went with it
+            if not self.daemon or (self.store.read(cid) or {}).get("shim_pid") == self.me[0]:
+                self.store.remove(cid, name)
+
+
+def _read_error(fd: int) -> dict:
+    data = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    if not data:
+        return {}
+    try:
+        return json.loads(data)
+    except ValueError:
+        return {"stage": "unknown", "message": data.decode(errors="replace")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="containerlab-shim")
+    parser.add_argument("--fd", type=int, help="serve one engine on this socket")
+    parser.add_argument("--daemon", action="store_true", help="listen on <state>/shim.sock")
+    parser.add_argument("--state", required=True)
+    parser.add_argument("--data", required=True)
+    args = parser.parse_args(argv)
+    linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the client, which stops its container
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    shim = Shim(args.state, args.data)
+    if args.daemon:
+        lock = os.open(os.path.join(args.state, "shim.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("busy", flush=True)  # another daemon serves this state root
+            return 0
+        shim.listen(os.path.join(args.state, "shim.sock"))
+        print("ready", flush=True)
+        sys.stdout = open(os.devnull, "w")
+        os.dup2(shim.devnull, 1)
+    else:
+        shim.add_conn(socket.socket(fileno=args.fd))
+    try:
+        shim.serve()
+    finally:
+        if shim.listener is not None:
+            try:
+                os.unlink(os.path.join(args.state, "shim.sock"))
+            except FileNotFoundError:
+                pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""The state directory: one folder per container, readable by any process.
+
+    <state_root>/containers/<id>/state.json   what the owning shim knows
+    <state_root>/containers/<id>/log          detached output, docker's framing
+    <state_root>/containers/<id>/hosts        bind-mounted as /etc/hosts
+    <state_root>/names/<name> -> <id>         name index (a symlink: atomic claim)
+
+A process is identified by PID *and* start time (field 22 of /proc/PID/stat),
+so a recycled PID is never mistaken for a container or a shim.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from typing import Iterator
+
+from .errors import Conflict, NotFound
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Start time of PID in clock ticks since boot, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name may hold spaces and ')': fields start after the last ')'.
+    fields = data[data.rindex(b")") + 2:].split()
+    if fields[0] in (b"Z", b"X"):
+        return None  # a zombie has finished running
+    return int(fields[19])
+
+
+def alive(pid: int | None, start: int | None) -> bool:
+    return bool(pid) and start is not None and proc_start_time(pid) == start
+
+
+class StateStore:
+    def __init__(self, root: str):
+        self.root = root
+        self.containers = os.path.join(root, "containers")
+        self.names = os.path.join(root, "names")
+        os.makedirs(self.containers, mode=0o711, exist_ok=True)
+        os.makedirs(self.names, mode=0o711, exist_ok=True)
+
+    def dir(self, cid: str) -> str:
+        return os.path.join(self.containers, cid)
+
+    def create(self, cid: str, name: str) -> str:
+        """Make the container's folder and claim its name, or raise Conflict."""
+        link = os.path.join(self.names, name)
+        try:
+            os.symlink(cid, link)
+        except FileExistsError:
+            owner = os.readlink(link)
+            if os.path.isdir(self.dir(owner)):
+                raise Conflict(
+                    f"the name {name!r} is already in use by container {owner[:12]}: "
+                    f"remove it (containerlab rm -f {name}) or choose another --name"
+                ) from None
+            os.unlink(link)  # stale claim from a crash
+            os.symlink(cid, link)
+        path = self.dir(cid)
+        os.mkdir(path, 0o700)
+        return path
+
+    def write(self, cid: str, state: dict) -> None:
+        path = os.path.join(self.dir(cid), "state.json")
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(state, f)
+        os.rename(tmp, path)
+
+    def read(self, cid: str) -> dict | None:
+        try:
+            with open(os.path.join(self.dir(cid), "state.json")) as f:
+                return json.load(f)
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def ids(self) -> list[str]:
+        try:
+            return sorted(os.listdir(self.containers))
+        except FileNotFoundError:
+            return []
+
+    def all(self) -> Iterator[dict]:
+        for cid in self.ids():
+            state = self.read(cid)
+            if state is not None:
+                yield state
+
+    def resolve(self, ref: str) -> str:
+        """A name, a full id or a unique id prefix -> the id."""
+        try:
+            cid = os.readlink(os.path.join(self.names, ref))
+            if os.path.isdir(self.dir(cid)):
+                return cid
+        except (FileNotFoundError, OSError):
+            pass
+        if ref and "/" not in ref:
+            matches = [cid for cid in self.ids() if cid.startswith(ref)]
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise Conflict(f"{ref!r} matches {len(matches)} containers: give more of the id or the name")
+        raise NotFound(f"no such container: {ref} (see `containerlab ps -a`)")
+
+    def remove(self, cid: str, name: str | None = None) -> None:
+        if name is None:
+            state = self.read(cid) or {}
+            name = state.get("name")
+        if name:
+            link = os.path.join(self.names, name)
+            try:
+                if os.readlink(link) == cid:
+                    os.unlink(link)
+            except OSError:
+                pass
+        shutil.rmtree(self.dir(cid), ignore_errors=True)
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.005) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
