@@ -1,0 +1,441 @@
+"""NetworkManager: the verbs of container networking (create, attach, detach, gc...).
+
+A *network* is a Linux bridge on the host with an address from its subnet
+(the gateway).  Attaching a container plugs one end of a veth pair into the
+bridge and creates the other end as ``eth0`` inside the container's network
+namespace, with the next free address of the subnet and a default route via
+the gateway (none on ``--internal`` networks).  Nothing is ever routed beyond
+the host: our bridges have forwarding turned off and nothing masquerades.
+
+Every verb is a short list of steps; each step that changes the kernel pushes
+its undo, and a failure runs the undos in reverse, so bad input leaves nothing
+behind.  See netlink.py for the kernel side, state.py for persistence,
+proxy.py for published ports, hosts.py for names and shaping.py for tc.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import time
+from typing import Callable, Iterable
+
+from ..errors import Conflict, NotFound, RuntimeFailure, SpecError
+from ..spec import PortMap, parse_name
+from . import hosts, netlink, shaping
+from .netlink import off_event_loop
+from .proxy import PortProxy
+from .state import ALIAS_PREFIX, NetworkState, host_lock
+
+DEFAULT_NETWORK = "bridge"
+SUBNET_POOL = ipaddress.ip_network("10.213.0.0/16")  # default networks are /24s of this
+RESERVED_NAMES = ("none", "host")
+
+
+class _Undo:
+    """A stack of undo actions, run in reverse unless `commit()` is called."""
+
+    def __init__(self) -> None:
+        self.actions: list[Callable[[], object]] = []
+
+    def push(self, action: Callable[[], object]) -> None:
+        self.actions.append(action)
+
+    def commit(self) -> None:
+        self.actions.clear()
+
+    def __enter__(self) -> "_Undo":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for action in reversed(self.actions):
+            with contextlib.suppress(Exception):
+                action()
+
+
+def parse_subnet(text: str) -> ipaddress.IPv4Network:
+    try:
+        net = ipaddress.ip_network(text, strict=True)
+    except ValueError as exc:
+        hint = ""
+        with contextlib.suppress(ValueError):
+            hint = f" (did you mean {ipaddress.ip_network(text, strict=False)}?)"
+        raise SpecError(f"invalid subnet {text!r}: {exc}{hint}; write a CIDR like 10.213.5.0/24") from None
+    if net.version != 4:
+        raise SpecError(f"subnet {text} is IPv6: networks are IPv4 for now, e.g. 10.213.5.0/24")
+    if not 8 <= net.prefixlen <= 29:
+        raise SpecError(f"subnet {text} has prefix /{net.prefixlen}: use /8 to /29, e.g. 10.213.5.0/24")
+    if not net.is_private or net.is_loopback or net.is_link_local:
+        raise SpecError(f"subnet {text} is not a private range: use one of 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16")
+    return net
+
+
+def mac_for(ip: str) -> str:
+    """A locally administered MAC derived from the address: a reused address
+    keeps its MAC, so neighbours' ARP caches stay right."""
+    return "02:4c:" + ":".join(f"{int(octet):02x}" for octet in ip.split("."))
+
+
+class NetworkManager:
+    """Networks and container attachments under STATE_ROOT/networks/ (see module doc)."""
+
+    def __init__(self, state_root: str) -> None:
+        self.state = NetworkState(state_root)
+        self._proxy: PortProxy | None = None
+
+    @property
+    def proxy(self) -> PortProxy:
+        """This process's published ports: register `proxy.fileno()` in your
+        selector and call `proxy.pump()` when it is readable."""
+        if self._proxy is None:
+            self._proxy = PortProxy()
+        return self._proxy
+
+    # Networks ---------------------------------------------------------------
+
+    @off_event_loop
+    def create(self, name: str, subnet: str | None = None, internal: bool = False) -> dict:
+        parse_name(name, "network name")
+        if name in RESERVED_NAMES or name.startswith("container:"):
+            raise SpecError(f"{name!r} is a network mode, not a name: choose another network name")
+        wanted = parse_subnet(subnet) if subnet else None
+        with host_lock(), self.state.locked() as st:
+            if name in st["networks"]:
+                raise Conflict(f"network {name} already exists: use it, or remove it first with `network rm {name}`")
+            self._create_locked(st, name, wanted, internal)
+            return self._describe(st, name)
+
+    def _create_locked(self, st: dict, name: str, wanted: ipaddress.IPv4Network | None, internal: bool) -> dict:
+        with netlink.host() as ipr:
+            taken = self._taken_subnets(ipr, st)
+            if wanted is None:
+                net = self._free_subnet(taken)
+            else:
+                net = wanted
+                for other, what in taken:
+                    if net.overlaps(other):
+                        raise Conflict(
+                            f"subnet {net} overlaps {other} ({what}): choose a free one, "
+                            f"e.g. --subnet {self._free_subnet(taken)}"
+                        )
+            bridge = self._free_bridge_name(ipr, name)
+            gateway = str(next(net.hosts()))
+            try:
+                netlink.create_bridge(ipr, bridge, self.state.bridge_alias(name), gateway, net.prefixlen)
+            except Exception as exc:
+                with contextlib.suppress(Exception):
+                    netlink.delete_link(ipr, bridge)
+                raise netlink.failure(f"creating bridge {bridge} for network {name}", exc) from None
+        record = {"name": name, "subnet": str(net), "gateway": gateway, "bridge": bridge,
+                  "internal": bool(internal), "created": time.time()}
+        st["networks"][name] = record
+        return record
+
+    def _taken_subnets(self, ipr, st: dict) -> list[tuple[ipaddress.IPv4Network, str]]:
+        taken = [(ipaddress.ip_network(other["subnet"]), f"network {other['name']}")
+                 for other in st["networks"].values()]  # first: the clearest name for a clash
+        for dst, plen, dev in netlink.host_routes(ipr):
+            taken.append((ipaddress.ip_network(f"{dst}/{plen}", strict=False), f"the host route via {dev}"))
+        for addr, plen, dev in netlink.host_addresses(ipr):
+            taken.append((ipaddress.ip_network(f"{addr}/{plen}", strict=False), f"the address of {dev}"))
+        return taken
+
+    @staticmethod
+    def _free_subnet(taken: list) -> ipaddress.IPv4Network:
+        for candidate in SUBNET_POOL.subnets(new_prefix=24):
+            if not any(candidate.overlaps(other) for other, _ in taken):
+                return candidate
+        raise Conflict(f"no free /24 left in {SUBNET_POOL}: remove unused networks or give --subnet")
+
+    def _free_bridge_name(self, ipr, name: str) -> str:
+        for candidate in self.state.bridge_names(name):
+            if netlink.link_index(ipr, candidate) is None:
+                return candidate
+        raise Conflict(f"interface names for network {name} are taken on this host: choose another network name")
+
+    def _ensure_bridge(self, ipr, record: dict) -> int:
+        """The bridge's index, re-creating it if the host lost it (a reboot)."""
+        index = netlink.link_index(ipr, record["bridge"])
+        if index is None:
+            net = ipaddress.ip_network(record["subnet"])
+            return netlink.create_bridge(ipr, record["bridge"], self.state.bridge_alias(record["name"]),
+                                         record["gateway"], net.prefixlen)
+        alias = ipr.get_links(index)[0].get_attr("IFLA_IFALIAS")
+        if alias != self.state.bridge_alias(record["name"]):
+            raise RuntimeFailure(f"interface {record['bridge']} exists but is not network {record['name']}'s bridge")
+        return index
+
+    @off_event_loop
+    def remove(self, name: str) -> None:
+        with self.state.locked() as st:
+            record = self._network(st, name)
+            users = sorted(c["name"] for c in st["containers"].values() if c["network"] == name)
+            if users:
+                raise Conflict(f"network {name} is in use by {', '.join(users)}: stop or remove them first")
+            with netlink.host() as ipr:
+                index = netlink.link_index(ipr, record["bridge"])
+                if index is not None:
+                    alias = ipr.get_links(index)[0].get_attr("IFLA_IFALIAS")
+                    if alias == self.state.bridge_alias(name):
+                        netlink.delete_link(ipr, record["bridge"])
+            del st["networks"][name]
+
+    def list(self) -> list[dict]:
+        with self.state.locked() as st:
+            return [self._describe(st, name) for name in sorted(st["networks"])]
+
+    def inspect(self, name: str) -> dict:
+        with self.state.locked() as st:
+            self._network(st, name)
+            return self._describe(st, name)
+
+    def attachment(self, container_id: str) -> dict | None:
+        """What `attach` returned for this container (with its ports), or None."""
+        with self.state.locked() as st:
+            record = st["containers"].get(container_id)
+            return dict(record) if record else None
+
+    @staticmethod
+    def _network(st: dict, name: str) -> dict:
+        try:
+            return st["networks"][name]
+        except KeyError:
+            raise NotFound(
+                f"no network named {name}: create it with `containerlab network create {name}` "
+                f"or use --net {DEFAULT_NETWORK}"
+            ) from None
+
+    @staticmethod
+    def _describe(st: dict, name: str) -> dict:
+        described = dict(st["networks"][name])
+        described["containers"] = {
+            cid: {key: c.get(key) for key in ("name", "ip", "mac", "ports", "joined", "shape")}
+            for cid, c in sorted(st["containers"].items()) if c["network"] == name
+        }
+        return described
+
+    # Containers -------------------------------------------------------------
+
+    @off_event_loop
+    def attach(self, container_id: str, container_name: str, pid: int, network: str,
+               ports: Iterable[PortMap] = (), hosts_file: str | None = None) -> dict:
+        """Give the container (PID 1 = `pid`, in its own netns) an eth0 on `network`."""
+        ports = tuple(ports)
+        if network in RESERVED_NAMES or network.startswith("container:"):
+            raise SpecError(f"--net {network} needs no attach: only bridge networks are attached")
+        self._check_ports(ports)
+        lock = host_lock() if network == DEFAULT_NETWORK else contextlib.nullcontext()
+        with lock, self.state.locked() as st, _Undo() as undo:
+            if container_id in st["containers"]:
+                raise Conflict(f"container {container_name} is already attached to a network")
+            if network not in st["networks"] and network == DEFAULT_NETWORK:
+                self._create_locked(st, network, None, False)
+                # the default network stays even if this attach fails: it is meant to exist
+            net = self._network(st, network)
+            ip = self._free_address(st, net)
+            mac = mac_for(ip)
+            veth = self.state.veth_name(container_id)
+            undo.push(lambda: self.proxy.unpublish(container_id))
+            for port in ports:
+                self.proxy.publish(container_id, port.protocol, port.host_ip, port.host_port, (ip, port.container_port))
+            with netlink.host() as ipr:
+                bridge_index = self._ensure_bridge(ipr, net)
+                mtu = ipr.get_links(bridge_index)[0].get_attr("IFLA_MTU")
+                self._plug(ipr, undo, pid, veth, container_id, bridge_index, mtu)
+            self._configure_inside(pid, ip, mac, net, mtu)
+            for port in ports:  # the gateway listener lets other containers reach the port too
+                if port.host_ip != net["gateway"]:
+                    self.proxy.publish(container_id, port.protocol, net["gateway"], port.host_port,
+                                       (ip, port.container_port))
+            record = {"name": container_name, "network": network, "ip": ip, "mac": mac,
+                      "gateway": net["gateway"], "veth": veth, "pid": pid,
+                      "netns": netlink.netns_inode(pid), "hosts_file": hosts_file,
+                      "ports": [_port_json(p) for p in ports], "joined": None, "shape": None}
+            st["containers"][container_id] = record
+            self._refresh_hosts(st, network)
+            undo.commit()
+            return {"ip": ip, "gateway": net["gateway"], "network": network, "mac": mac,
+                    "prefixlen": ipaddress.ip_network(net["subnet"]).prefixlen,
+                    "ports": record["ports"]}
+
+    @staticmethod
+    def _check_ports(ports: tuple[PortMap, ...]) -> None:
+        seen = set()
+        for port in ports:
+            if not ipaddress.ip_address(port.host_ip).is_loopback:
+                raise SpecError(
+                    f"publishing on {port.host_ip} would expose the container beyond this machine: "
+                    f"publish on loopback, e.g. -p 127.0.0.1:{port.host_port}:{port.container_port}"
+                )
+            key = (port.host_ip, port.host_port, port.protocol)
+            if key in seen:
+                raise SpecError(f"host port {port.host_port}/{port.protocol} is published twice: give each -p its own host port")
+            seen.add(key)
+
+    @staticmethod
+    def _free_address(st: dict, net: dict) -> str:
+        used = {c["ip"] for c in st["containers"].values() if c["network"] == net["name"] and c.get("ip")}
+        used.add(net["gateway"])
+        for host in ipaddress.ip_network(net["subnet"]).hosts():
+            if str(host) not in used:
+                return str(host)
+        raise Conflict(f"network {net['name']} ({net['subnet']}) has no free address left: remove a container "
+                       "or create a network with a larger --subnet")
+
+    def _plug(self, ipr, undo: _Undo, pid: int, veth: str, container_id: str, bridge_index: int, mtu: int) -> None:
+        """The veth pair: host end `veth` on the bridge, peer born as eth0 in the container."""
+        nsfd = netlink.open_netns(pid)
+        try:
+            if os.fstat(nsfd).st_ino == netlink.own_netns_inode():
+                raise RuntimeFailure(f"process {pid} shares the host's network namespace: it cannot be attached")
+            try:
+                ipr.link("add", ifname=veth, kind="veth", mtu=mtu,
+                         peer={"ifname": "eth0", "net_ns_fd": nsfd, "mtu": mtu})
+            except Exception as exc:
+                raise netlink.failure(f"creating veth pair {veth} / eth0 in process {pid}'s namespace", exc) from None
+        finally:
+            os.close(nsfd)
+        undo.push(lambda: self._delete_veth(veth))
+        try:
+            index = netlink.link_index(ipr, veth)
+            ipr.link("set", index=index, ifalias=self.state.veth_alias(container_id))
+            ipr.link("set", index=index, master=bridge_index, state="up")
+        except Exception as exc:
+            raise netlink.failure(f"plugging {veth} into the bridge", exc) from None
+
+    @staticmethod
+    def _configure_inside(pid: int, ip: str, mac: str, net: dict, mtu: int) -> None:
+        prefixlen = ipaddress.ip_network(net["subnet"]).prefixlen
+        with netlink.inside(pid) as ns:
+            try:
+                lo = netlink.link_index(ns, "lo")
+                ns.link("set", index=lo, state="up")
+                eth0 = netlink.link_index(ns, "eth0")
+                ns.link("set", index=eth0, address=mac, mtu=mtu)
+                ns.addr("add", index=eth0, address=ip, prefixlen=prefixlen)
+                ns.link("set", index=eth0, state="up")
+                if not net["internal"]:
+                    ns.route("add", dst="0.0.0.0/0", gateway=net["gateway"], oif=eth0)
+            except Exception as exc:
+                raise netlink.failure(f"configuring eth0 ({ip}/{prefixlen}) in process {pid}'s namespace", exc) from None
+
+    def _delete_veth(self, veth: str) -> None:
+        with netlink.host() as ipr:
+            netlink.delete_link(ipr, veth)
+
+    @off_event_loop
+    def loopback(self, pid: int) -> None:
+        """Bring `lo` up in PID's namespace: all that `--net none` needs."""
+        with netlink.inside(pid) as ns:
+            ns.link("set", index=netlink.link_index(ns, "lo"), state="up")
+
+    def join(self, container_id: str, target_container_id: str, container_name: str | None = None,
+             hosts_file: str | None = None) -> dict:
+        """Bookkeeping for `--net container:NAME` (the caller setns()es into the
+        target's namespace itself): the joiner's name resolves to the target's
+        address on the network, and its hosts file is kept current too.
+        Returns the target's attachment, or {} if the target is on `none`."""
+        with self.state.locked() as st:
+            target = st["containers"].get(target_container_id)
+            if target is None:
+                return {}
+            if target.get("joined"):
+                target_container_id, target = target["joined"], st["containers"][target["joined"]]
+            if container_id in st["containers"]:
+                raise Conflict(f"container {container_name or container_id} is already attached to a network")
+            st["containers"][container_id] = {
+                "name": container_name or container_id, "network": target["network"], "ip": target["ip"],
+                "mac": target["mac"], "gateway": target["gateway"], "veth": None, "pid": None, "netns": target["netns"],
+                "hosts_file": hosts_file, "ports": [], "joined": target_container_id, "shape": None}
+            self._refresh_hosts(st, target["network"])
+            return {"ip": target["ip"], "gateway": target["gateway"], "network": target["network"],
+                    "mac": target["mac"], "joined": target_container_id}
+
+    @off_event_loop
+    def detach(self, container_id: str) -> None:
+        """Undo attach/join; idempotent, and fine when the netns is already gone."""
+        with self.state.locked() as st:
+            self._detach_locked(st, container_id)
+
+    def _detach_locked(self, st: dict, container_id: str) -> None:
+        if self._proxy is not None:
+            self._proxy.unpublish(container_id)
+        record = st["containers"].pop(container_id, None)
+        if record is None:
+            return
+        if record.get("hosts_file"):
+            hosts.rewrite(record["hosts_file"], "")
+        if not record.get("joined"):
+            # partners that shared this namespace lose its eth0 with it
+            for cid, other in list(st["containers"].items()):
+                if other.get("joined") == container_id:
+                    if other.get("hosts_file"):
+                        hosts.rewrite(other["hosts_file"], "")
+                    del st["containers"][cid]
+            if record.get("veth"):
+                self._delete_veth(record["veth"])
+        self._refresh_hosts(st, record["network"])
+
+    def _refresh_hosts(self, st: dict, network: str) -> None:
+        members = [c for c in st["containers"].values() if c["network"] == network]
+        entries = sorted({(c["ip"], c["name"]) for c in members}, key=lambda e: (ipaddress.ip_address(e[0]), e[1]))
+        block = hosts.render_block(network, entries)
+        for member in members:
+            if member.get("hosts_file"):
+                hosts.rewrite(member["hosts_file"], block)
+
+    @off_event_loop
+    def shape(self, container_id: str, rate: str | None = None, delay: str | None = None,
+              loss: str | None = None) -> dict:
+        """Set (or with all None, clear) rate, delay and loss on the container's link."""
+        wanted = shaping.parse_shape(rate, delay, loss)
+        with self.state.locked() as st:
+            record = st["containers"].get(container_id)
+            if record is None:
+                raise NotFound(f"container {container_id} is not on a network: shaping needs --net bridge or a named network")
+            if record.get("joined"):
+                container_id, record = record["joined"], st["containers"][record["joined"]]
+            pid = record["pid"]
+            try:
+                alive = netlink.netns_inode(pid) == record["netns"]
+            except OSError:
+                alive = False
+            if not alive:
+                raise NotFound(f"container {record['name']} has exited: its network is gone")
+            with netlink.host() as ipr:
+                index = netlink.link_index(ipr, record["veth"])
+                mtu = ipr.get_links(index)[0].get_attr("IFLA_MTU")
+                # what the container receives: rate only (delay once per round trip is enough)
+                shaping.apply(ipr, index, shaping.Shape(rate_bps=wanted.rate_bps), mtu, with_netem=False)
+            with netlink.inside(pid) as ns:
+                shaping.apply(ns, netlink.link_index(ns, "eth0"), wanted, mtu, with_netem=True)
+            record["shape"] = None if wanted.empty else wanted.to_json()
+            return {"rate": rate, "delay": delay, "loss": loss}
+
+    @off_event_loop
+    def gc(self, live_container_ids: set[str]) -> dict:
+        """Remove attachments of containers not in the set, and any link of this
+        state root that no record explains (a crash between two steps)."""
+        removed = {"containers": [], "links": []}
+        with self.state.locked() as st:
+            for cid in [cid for cid in st["containers"] if cid not in live_container_ids]:
+                self._detach_locked(st, cid)
+                removed["containers"].append(cid)
+            if self._proxy is not None:  # listeners this process holds for the dead
+                for owner in {p["owner"] for p in self._proxy.published()} - set(live_container_ids):
+                    self._proxy.unpublish(owner)
+                    removed["containers"].append(owner)
+            known_veths = {c["veth"] for c in st["containers"].values() if c.get("veth")}
+            known_bridges = {n["bridge"] for n in st["networks"].values()}
+            with netlink.host() as ipr:
+                for ifname, _ in netlink.links_with_alias_prefix(ipr, f"{ALIAS_PREFIX}:{self.state.tag}:"):
+                    if ifname not in known_veths and ifname not in known_bridges:
+                        netlink.delete_link(ipr, ifname)
+                        removed["links"].append(ifname)
+        return removed
+
+
+def _port_json(port: PortMap) -> dict:
+    return {"host_ip": port.host_ip, "host_port": port.host_port,
+            "container_port": port.container_port, "protocol": port.protocol}
