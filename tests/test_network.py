@@ -113,7 +113,7 @@ def lab(tmp_path):
     for network in nm.list():
         nm.remove(network["name"])
     after = host_snapshot()
-    nm.proxy.close()
+    nm.close()
     assert removed["links"] == [], f"gc found orphan links: {removed['links']}"
     assert leftovers == {"published": [], "containers": []}
     assert after["links"] == before["links"], f"links leaked: {after['links'] ^ before['links']}"
@@ -204,7 +204,8 @@ def test_two_containers_talk_by_name(lab):
     assert got.stdout == "hello from web\n", got.stderr
     # inside: eth0 with the bridge's MTU, lo up, default route via the gateway
     assert f"default via {a['gateway']} dev eth0" in web.run("ip", "route").stdout
-    assert "mtu 1500" in web.run("ip", "link", "show", "eth0").stdout
+    eth0 = web.run("ip", "link", "show", "eth0").stdout
+    assert "mtu 1500" in eth0 and f"link/ether {a['mac']}" in eth0
     assert "UP" in web.run("ip", "-br", "link", "show", "lo").stdout
     lab.detach(client.id)
     assert "client" not in open(web.hosts_file).read().split("# containerlab")[1]
@@ -228,6 +229,48 @@ def test_published_port_reached_from_host_and_other_container(lab):
     lab.detach(web.id)
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+@needs_root
+def test_proxy_runs_in_a_single_threaded_selector_loop(tmp_path):
+    """How the shim drives published ports: one fd in its selector, pump() when ready."""
+    import selectors
+    from containerlab_magic.runtime.network import PortProxy
+
+    with socket.socket() as upstream:
+        upstream.bind(("127.0.0.1", 0))
+        upstream.listen(1)
+        proxy, port = PortProxy(), free_port()
+        proxy.publish("ctr", "tcp", "127.0.0.1", port, upstream.getsockname())
+        replies = []
+
+        def server():  # stands in for the container's service
+            conn, _ = upstream.accept()
+            with conn:
+                conn.settimeout(5)
+                assert conn.recv(100) == b"hello"
+                conn.sendall(b"world")
+
+        def client():
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+                c.sendall(b"hello")
+                replies.append(c.recv(100))
+
+        threads = [threading.Thread(target=server), threading.Thread(target=client)]
+        for t in threads:
+            t.start()
+        loop = selectors.DefaultSelector()
+        loop.register(proxy.fileno(), selectors.EVENT_READ)
+        deadline = time.monotonic() + 5
+        while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
+            for _ in loop.select(0.05):
+                proxy.pump()
+        for t in threads:
+            t.join()
+        loop.close()
+        assert replies == [b"world"]
+        assert proxy.unpublish("ctr") == 1 and proxy.published() == []
+        proxy.close()
 
 
 @needs_root

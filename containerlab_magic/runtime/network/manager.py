@@ -16,6 +16,7 @@ proxy.py for published ports, hosts.py for names and shaping.py for tc.
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import os
 import time
@@ -83,6 +84,14 @@ class NetworkManager:
     def __init__(self, state_root: str) -> None:
         self.state = NetworkState(state_root)
         self._proxy: PortProxy | None = None
+        self._host = netlink.HostSocket()
+
+    def close(self) -> None:
+        """Close the published ports and the netlink socket this process holds."""
+        if self._proxy is not None:
+            self._proxy.close()
+            self._proxy = None
+        self._host.close()
 
     @property
     def proxy(self) -> PortProxy:
@@ -107,7 +116,7 @@ class NetworkManager:
             return self._describe(st, name)
 
     def _create_locked(self, st: dict, name: str, wanted: ipaddress.IPv4Network | None, internal: bool) -> dict:
-        with netlink.host() as ipr:
+        with self._host() as ipr:
             taken = self._taken_subnets(ipr, st)
             if wanted is None:
                 net = self._free_subnet(taken)
@@ -154,17 +163,20 @@ class NetworkManager:
                 return candidate
         raise Conflict(f"interface names for network {name} are taken on this host: choose another network name")
 
-    def _ensure_bridge(self, ipr, record: dict) -> int:
-        """The bridge's index, re-creating it if the host lost it (a reboot)."""
-        index = netlink.link_index(ipr, record["bridge"])
-        if index is None:
+    def _ensure_bridge(self, ipr, record: dict) -> tuple[int, int]:
+        """(index, MTU) of the network's bridge, re-created if the host lost it (a reboot)."""
+        try:
+            link = ipr.link("get", ifname=record["bridge"])[0]
+        except Exception as exc:
+            if netlink.errno_of(exc) != errno.ENODEV:
+                raise netlink.failure(f"looking up bridge {record['bridge']}", exc) from None
             net = ipaddress.ip_network(record["subnet"])
-            return netlink.create_bridge(ipr, record["bridge"], self.state.bridge_alias(record["name"]),
-                                         record["gateway"], net.prefixlen)
-        alias = ipr.get_links(index)[0].get_attr("IFLA_IFALIAS")
-        if alias != self.state.bridge_alias(record["name"]):
+            index = netlink.create_bridge(ipr, record["bridge"], self.state.bridge_alias(record["name"]),
+                                          record["gateway"], net.prefixlen)
+            return index, ipr.get_links(index)[0].get_attr("IFLA_MTU")
+        if link.get_attr("IFLA_IFALIAS") != self.state.bridge_alias(record["name"]):
             raise RuntimeFailure(f"interface {record['bridge']} exists but is not network {record['name']}'s bridge")
-        return index
+        return link["index"], link.get_attr("IFLA_MTU")
 
     @off_event_loop
     def remove(self, name: str) -> None:
@@ -173,7 +185,7 @@ class NetworkManager:
             users = sorted(c["name"] for c in st["containers"].values() if c["network"] == name)
             if users:
                 raise Conflict(f"network {name} is in use by {', '.join(users)}: stop or remove them first")
-            with netlink.host() as ipr:
+            with self._host() as ipr:
                 index = netlink.link_index(ipr, record["bridge"])
                 if index is not None:
                     alias = ipr.get_links(index)[0].get_attr("IFLA_IFALIAS")
@@ -239,11 +251,10 @@ class NetworkManager:
             undo.push(lambda: self.proxy.unpublish(container_id))
             for port in ports:
                 self.proxy.publish(container_id, port.protocol, port.host_ip, port.host_port, (ip, port.container_port))
-            with netlink.host() as ipr:
-                bridge_index = self._ensure_bridge(ipr, net)
-                mtu = ipr.get_links(bridge_index)[0].get_attr("IFLA_MTU")
-                self._plug(ipr, undo, pid, veth, container_id, bridge_index, mtu)
-            self._configure_inside(pid, ip, mac, net, mtu)
+            with self._host() as ipr:
+                bridge_index, mtu = self._ensure_bridge(ipr, net)
+                self._plug(ipr, undo, pid, veth, container_id, bridge_index, mtu, mac)
+            self._configure_inside(pid, ip, net)
             for port in ports:  # the gateway listener lets other containers reach the port too
                 if port.host_ip != net["gateway"]:
                     self.proxy.publish(container_id, port.protocol, net["gateway"], port.host_port,
@@ -283,36 +294,32 @@ class NetworkManager:
         raise Conflict(f"network {net['name']} ({net['subnet']}) has no free address left: remove a container "
                        "or create a network with a larger --subnet")
 
-    def _plug(self, ipr, undo: _Undo, pid: int, veth: str, container_id: str, bridge_index: int, mtu: int) -> None:
-        """The veth pair: host end `veth` on the bridge, peer born as eth0 in the container."""
+    def _plug(self, ipr, undo: _Undo, pid: int, veth: str, container_id: str, bridge_index: int,
+              mtu: int, mac: str) -> None:
+        """The veth pair: host end `veth` up on the bridge, peer born as eth0 in the container."""
         nsfd = netlink.open_netns(pid)
         try:
             if os.fstat(nsfd).st_ino == netlink.own_netns_inode():
                 raise RuntimeFailure(f"process {pid} shares the host's network namespace: it cannot be attached")
             try:
-                ipr.link("add", ifname=veth, kind="veth", mtu=mtu,
-                         peer={"ifname": "eth0", "net_ns_fd": nsfd, "mtu": mtu})
+                ipr.link("add", ifname=veth, kind="veth", mtu=mtu, master=bridge_index, state="up",
+                         peer={"ifname": "eth0", "net_ns_fd": nsfd, "mtu": mtu, "address": mac})
             except Exception as exc:
                 raise netlink.failure(f"creating veth pair {veth} / eth0 in process {pid}'s namespace", exc) from None
         finally:
             os.close(nsfd)
         undo.push(lambda: self._delete_veth(veth))
         try:
-            index = netlink.link_index(ipr, veth)
-            ipr.link("set", index=index, ifalias=self.state.veth_alias(container_id))
-            ipr.link("set", index=index, master=bridge_index, state="up")
+            ipr.link("set", ifname=veth, ifalias=self.state.veth_alias(container_id))
         except Exception as exc:
-            raise netlink.failure(f"plugging {veth} into the bridge", exc) from None
+            raise netlink.failure(f"labelling {veth}", exc) from None
 
     @staticmethod
-    def _configure_inside(pid: int, ip: str, mac: str, net: dict, mtu: int) -> None:
+    def _configure_inside(pid: int, ip: str, net: dict) -> None:
         prefixlen = ipaddress.ip_network(net["subnet"]).prefixlen
-        with netlink.inside(pid) as ns:
+        with netlink.inside(pid, "eth0") as (ns, eth0):
             try:
-                lo = netlink.link_index(ns, "lo")
-                ns.link("set", index=lo, state="up")
-                eth0 = netlink.link_index(ns, "eth0")
-                ns.link("set", index=eth0, address=mac, mtu=mtu)
+                ns.link("set", index=netlink.LOOPBACK_INDEX, state="up")
                 ns.addr("add", index=eth0, address=ip, prefixlen=prefixlen)
                 ns.link("set", index=eth0, state="up")
                 if not net["internal"]:
@@ -320,15 +327,15 @@ class NetworkManager:
             except Exception as exc:
                 raise netlink.failure(f"configuring eth0 ({ip}/{prefixlen}) in process {pid}'s namespace", exc) from None
 
-    def _delete_veth(self, veth: str) -> None:
-        with netlink.host() as ipr:
+    def _delete_veth(self, veth: str) -> None:  # gone already if its netns died
+        with self._host() as ipr:
             netlink.delete_link(ipr, veth)
 
     @off_event_loop
     def loopback(self, pid: int) -> None:
         """Bring `lo` up in PID's namespace: all that `--net none` needs."""
-        with netlink.inside(pid) as ns:
-            ns.link("set", index=netlink.link_index(ns, "lo"), state="up")
+        with netlink.inside(pid) as (ns, _):
+            ns.link("set", index=netlink.LOOPBACK_INDEX, state="up")
 
     def join(self, container_id: str, target_container_id: str, container_name: str | None = None,
              hosts_file: str | None = None) -> dict:
@@ -403,13 +410,13 @@ class NetworkManager:
                 alive = False
             if not alive:
                 raise NotFound(f"container {record['name']} has exited: its network is gone")
-            with netlink.host() as ipr:
+            with self._host() as ipr:
                 index = netlink.link_index(ipr, record["veth"])
                 mtu = ipr.get_links(index)[0].get_attr("IFLA_MTU")
                 # what the container receives: rate only (delay once per round trip is enough)
                 shaping.apply(ipr, index, shaping.Shape(rate_bps=wanted.rate_bps), mtu, with_netem=False)
-            with netlink.inside(pid) as ns:
-                shaping.apply(ns, netlink.link_index(ns, "eth0"), wanted, mtu, with_netem=True)
+            with netlink.inside(pid, "eth0") as (ns, eth0):
+                shaping.apply(ns, eth0, wanted, mtu, with_netem=True)
             record["shape"] = None if wanted.empty else wanted.to_json()
             return {"rate": rate, "delay": delay, "loss": loss}
 
@@ -428,7 +435,7 @@ class NetworkManager:
                     removed["containers"].append(owner)
             known_veths = {c["veth"] for c in st["containers"].values() if c.get("veth")}
             known_bridges = {n["bridge"] for n in st["networks"].values()}
-            with netlink.host() as ipr:
+            with self._host() as ipr:
                 for ifname, _ in netlink.links_with_alias_prefix(ipr, f"{ALIAS_PREFIX}:{self.state.tag}:"):
                     if ifname not in known_veths and ifname not in known_bridges:
                         netlink.delete_link(ipr, ifname)

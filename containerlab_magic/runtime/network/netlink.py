@@ -73,21 +73,47 @@ def own_netns_inode() -> int:
     return os.stat("/proc/thread-self/ns/net").st_ino
 
 
+class HostSocket:
+    """An IPRoute in the host's namespace, kept open for the thread that made it.
+
+    Opening one costs about a millisecond (a socket and an event loop), a
+    tenth of an attach; the shim's single thread reuses it.  Another thread
+    (the worker of `off_event_loop`) gets a fresh one, closed after use.
+    """
+
+    def __init__(self) -> None:
+        self._ipr = None
+        self._thread: int | None = None
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[object]:
+        from pyroute2 import IPRoute
+
+        if self._thread == threading.get_ident():
+            yield self._ipr
+            return
+        if self._thread is None:
+            self._ipr, self._thread = IPRoute(), threading.get_ident()
+            yield self._ipr
+            return
+        ipr = IPRoute()
+        try:
+            yield ipr
+        finally:
+            ipr.close()
+
+    def close(self) -> None:
+        if self._ipr is not None and self._thread == threading.get_ident():
+            self._ipr.close()
+            self._ipr = self._thread = None
+
+
+LOOPBACK_INDEX = 1  # lo is the first device of every network namespace
+
+
 @contextlib.contextmanager
-def host() -> Iterator[object]:
-    """An IPRoute in this thread's (the host's) namespace, closed afterwards."""
-    from pyroute2 import IPRoute
-
-    ipr = IPRoute()
-    try:
-        yield ipr
-    finally:
-        ipr.close()
-
-
-@contextlib.contextmanager
-def inside(pid: int) -> Iterator[object]:
-    """An IPRoute whose socket lives in /proc/PID/ns/net."""
+def inside(pid: int, ifname: str = "lo") -> Iterator[tuple[object, int | None]]:
+    """(IPRoute whose socket lives in /proc/PID/ns/net, index of `ifname` there)."""
     from pyroute2 import IPRoute
 
     target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
@@ -101,14 +127,14 @@ def inside(pid: int) -> Iterator[object]:
         _setns(target)
         try:
             ipr = IPRoute()
-            ipr.link_lookup(ifname="lo")  # pyroute2 opens its socket lazily: open it here
+            found = ipr.link_lookup(ifname=ifname)  # pyroute2 opens its socket lazily: open it here
         finally:
             _setns(own)  # if this fails the thread is lost: let it raise
     finally:
         os.close(target)
         os.close(own)
     try:
-        yield ipr
+        yield ipr, (found[0] if found else None)
     finally:
         ipr.close()
 
