@@ -23,7 +23,7 @@ import urllib.request
 
 import pytest
 
-from containerlab_magic.runtime.errors import Conflict, HostUnsupported, NotFound, SpecError
+from containerlab_magic.runtime.errors import Conflict, HostUnsupported, NotFound, RuntimeFailure, SpecError
 from containerlab_magic.runtime.network import NetworkManager, parse_shape, parse_subnet
 from containerlab_magic.runtime.network import hosts as hostsfile
 from containerlab_magic.runtime.spec import PortMap
@@ -459,6 +459,10 @@ def test_bad_input_gets_one_line_and_leaves_nothing(lab):
     assert "eth0" not in ctr.run("ip", "-br", "link").stdout
     assert lab.attachment(ctr.id) is None and lab.proxy.published() == []
     assert lab.attach(ctr.id, "web", ctr.pid, "mine")["ip"] == "10.213.252.2"
+    with pytest.raises(RuntimeFailure) as err:  # never rewire the host's own namespace
+        lab.attach("host-itself", "oops", os.getpid(), "mine")
+    assert "host's network namespace" in one_line(err.value)
+    assert lab.attachment("host-itself") is None
     with pytest.raises(Conflict) as err:
         lab.remove("mine")
     assert "in use by web" in one_line(err.value)

@@ -29,6 +29,7 @@ from typing import Iterator
 from ..errors import RuntimeFailure
 
 CLONE_NEWNET = 0x40000000
+WORKER_NAME = "containerlab-network"
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -48,7 +49,7 @@ def off_event_loop(method):
             except BaseException as exc:  # re-raised on the caller's thread
                 box["error"] = exc
 
-        worker = threading.Thread(target=run, name="containerlab-network")
+        worker = threading.Thread(target=run, name=WORKER_NAME)
         worker.start()
         worker.join()
         if "error" in box:
@@ -92,7 +93,7 @@ class HostSocket:
         if self._thread == threading.get_ident():
             yield self._ipr
             return
-        if self._thread is None:
+        if self._thread is None and threading.current_thread().name != WORKER_NAME:
             self._ipr, self._thread = IPRoute(), threading.get_ident()
             yield self._ipr
             return
