@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import signal
 
-from ...errors import Conflict, HostUnsupported
+from ...errors import Conflict, HostUnsupported, SpecError
 from ...spec import Limits
 from .. import fs
 from ..base import Cgroup, CgroupManager, Controller, Usage
@@ -94,7 +94,7 @@ class V1Manager(CgroupManager):
     def create(self, container_id: str, limits: Limits) -> "V1Cgroup":
         fs_name = os.path.basename(container_id)
         if fs_name != container_id or container_id in ("", ".", ".."):
-            raise ValueError(f"invalid container id for a cgroup: {container_id!r}")
+            raise SpecError(f"invalid container id for a cgroup: {container_id!r}")
         self.require(limits)
         group = V1Cgroup(container_id, self._dirs(container_id), self)
         made: list[str] = []

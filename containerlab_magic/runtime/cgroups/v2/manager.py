@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from ...errors import Conflict
+from ...errors import Conflict, SpecError
 from ...spec import Limits
 from .. import fs
 from ..base import Cgroup, CgroupManager, Controller, Usage
@@ -65,7 +65,7 @@ class V2Manager(CgroupManager):
 
     def create(self, container_id: str, limits: Limits) -> "V2Cgroup":
         if os.path.basename(container_id) != container_id or container_id in ("", ".", ".."):
-            raise ValueError(f"invalid container id for a cgroup: {container_id!r}")
+            raise SpecError(f"invalid container id for a cgroup: {container_id!r}")
         self.require(limits)
         group = V2Cgroup(container_id, os.path.join(self.lab, container_id), self)
         if not fs.mkdir(group.dir):
