@@ -15,8 +15,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from containerlab_magic.runtime.cgroups import open_manager  # noqa: E402
-from containerlab_magic.runtime.spec import Limits  # noqa: E402
+from containerlab_magic.runtime.cgroups import open_manager
+from containerlab_magic.runtime.spec import Limits
 
 LIMITS = Limits(memory=64 << 20, cpus=0.5, pids_limit=64)
 

@@ -69,7 +69,8 @@ class Groups:
                 os.write(fd, b"0")
                 os.close(fd)
 
-        proc = subprocess.Popen(argv, preexec_fn=join, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        # preexec_fn is the shim's own pattern (fork, join, exec); this test process starts no threads.
+        proc = subprocess.Popen(argv, preexec_fn=join, stdin=subprocess.PIPE, stdout=subprocess.PIPE,  # noqa: PLW1509
                                 stderr=subprocess.PIPE, text=True, **kwargs)
         self.procs.append(proc)
         return proc
@@ -356,3 +357,27 @@ def test_v2_delegated_subtree_moves_only_ourselves(groups):
     finally:
         for leaf in ("containerlab/inner", "containerlab", "engine"):
             fs.rmdir(os.path.join(base, leaf))
+
+
+# --- swap and the no-cgroup description ----------------------------------------------------------
+
+def test_swap_is_off_at_the_memory_limit_unless_asked(groups):
+    off = groups.create(memory=64 * MiB)
+    extra = groups.create(memory=64 * MiB, memory_swap=96 * MiB)
+    unlimited = groups.create(memory=64 * MiB, memory_swap=-1)
+    if MGR.version == 2:
+        name, scale = "memory.swap.max", {off: "0", extra: str(32 * MiB), unlimited: "max"}
+    else:
+        name, scale = "memory.memsw.limit_in_bytes", {off: str(64 * MiB), extra: str(96 * MiB)}
+    for cg, want in scale.items():
+        files = cg.files()
+        if name in files:
+            assert files[name].strip() == want
+        else:
+            assert any("swap is not limited" in note for note in cg.notes)
+
+
+def test_no_cgroup_filesystem_is_described_not_raised():
+    assert open_manager("/nonexistent-cgroup-root") is None
+    info = describe_host("/nonexistent-cgroup-root")
+    assert info["writable"] is False and "mount -t cgroup2" in info["why_not"]

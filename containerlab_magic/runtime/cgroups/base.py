@@ -15,8 +15,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from ..errors import HostUnsupported
-from . import fs
 from ..spec import Limits
+from . import fs
 
 # How a user spells each limit, for messages.
 FLAGS = {

@@ -121,15 +121,22 @@ def rmdir(path: str, timeout: float = 2.0) -> None:
         delay = min(delay * 2, 0.05)
 
 
-def wait_until(predicate, timeout: float, what: str, path: str) -> None:
-    """Poll `predicate` (cheap file reads) until true, else raise naming what did not happen."""
+def poll(predicate, timeout: float) -> bool:
+    """Poll `predicate` (cheap file reads) with a growing pause until true; False on timeout."""
     deadline = time.monotonic() + timeout
     delay = 0.001
     while not predicate():
         if time.monotonic() > deadline:
-            raise RuntimeFailure(f"timed out after {timeout:g} s waiting for {what} in {path}")
+            return False
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
+    return True
+
+
+def wait_until(predicate, timeout: float, what: str, path: str) -> None:
+    """Like poll, but a timeout raises, naming what did not happen."""
+    if not poll(predicate, timeout):
+        raise RuntimeFailure(f"timed out after {timeout:g} s waiting for {what} in {path}")
 
 
 def parse_cpu_list(text: str) -> set[int]:

@@ -91,7 +91,7 @@ class V1Manager(CgroupManager):
     def _dirs(self, container_id: str) -> dict[str, str]:
         return {name: os.path.join(lab, container_id) for name, lab in self.lab_dirs.items()}
 
-    def create(self, container_id: str, limits: Limits) -> "V1Cgroup":
+    def create(self, container_id: str, limits: Limits) -> V1Cgroup:
         fs_name = os.path.basename(container_id)
         if fs_name != container_id or container_id in ("", ".", ".."):
             raise SpecError(f"invalid container id for a cgroup: {container_id!r}")
@@ -112,7 +112,7 @@ class V1Manager(CgroupManager):
             raise
         return group
 
-    def open(self, container_id: str) -> "V1Cgroup | None":
+    def open(self, container_id: str) -> V1Cgroup | None:
         dirs = self._dirs(container_id)
         if not any(os.path.isdir(d) for d in dirs.values()):
             return None
@@ -174,7 +174,8 @@ class V1Cgroup(Cgroup):
         """Freeze (so nothing forks), SIGKILL everything, thaw (so the kills land), wait until empty."""
         has_freezer = "freezer" in self.dirs and os.path.isdir(self.dirs["freezer"])
         procs_file = os.path.join(self._procs_dir, "cgroup.procs")
-        for _ in range(100):  # without a freezer, a forking process may need several rounds
+        # Without a freezer a forking process may need several rounds; frozen, one is enough.
+        for _ in range(100):
             if has_freezer:
                 freezer.freeze(self.dirs["freezer"])
             pids = fs.procs(procs_file)
@@ -185,14 +186,8 @@ class V1Cgroup(Cgroup):
                     pass
             if has_freezer:
                 freezer.thaw(self.dirs["freezer"])
-            if not pids:
+            if not pids or fs.poll(lambda: not fs.procs(procs_file), 0.5 if has_freezer else 0.05):
                 return
-            try:
-                fs.wait_until(lambda: not fs.procs(procs_file), 0.5 if has_freezer else 0.05,
-                              "every process to exit", self._procs_dir)
-                return
-            except Exception:
-                continue
         fs.wait_until(lambda: not fs.procs(procs_file), 5.0, "every process to exit", self._procs_dir)
 
     def remove(self) -> None:

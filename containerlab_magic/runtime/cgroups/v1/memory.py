@@ -43,8 +43,8 @@ class Memory(Controller):
                 _write_memory(mem_file, mem)
             # Without swap accounting, swappiness 0 keeps the group's reclaim off swap.
             fs.write(os.path.join(group_dir, "memory.swappiness"), 0)
-            return ["swap is not limited (the kernel does not account swap: boot with swapaccount=1); "
-                    "memory.swappiness is 0 so this group avoids swapping"]
+            return [("swap is not limited (the kernel does not account swap: boot with swapaccount=1); "
+                     "memory.swappiness is 0 so this group avoids swapping")]
         old_memsw = fs.read_int(memsw_file)
         if limits.memory_swap == -1:
             memsw = None  # unlimited

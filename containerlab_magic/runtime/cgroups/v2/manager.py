@@ -63,7 +63,7 @@ class V2Manager(CgroupManager):
             "notes": notes,
         }
 
-    def create(self, container_id: str, limits: Limits) -> "V2Cgroup":
+    def create(self, container_id: str, limits: Limits) -> V2Cgroup:
         if os.path.basename(container_id) != container_id or container_id in ("", ".", ".."):
             raise SpecError(f"invalid container id for a cgroup: {container_id!r}")
         self.require(limits)
@@ -77,7 +77,7 @@ class V2Manager(CgroupManager):
             raise
         return group
 
-    def open(self, container_id: str) -> "V2Cgroup | None":
+    def open(self, container_id: str) -> V2Cgroup | None:
         path = os.path.join(self.lab, container_id)
         return V2Cgroup(container_id, path, self) if os.path.isdir(path) else None
 
