@@ -227,12 +227,21 @@ class Engine:
         self._closed = False
         self._shim_proc: subprocess.Popen | None = None
         self._cgroups = None
-        self.sock = self._connect_daemon() if daemon else self._start_private()
-        self._reader = threading.Thread(target=self._read_loop, name="containerlab-engine", daemon=True)
-        self._reader.start()
-        hello = self._request({"op": "hello"})[0]
-        self.shim_pid = hello["pid"]
-        self.cgroup_version = hello.get("cgroup")
+        self._start_lock = threading.Lock()
+        self.sock: socket.socket | None = None
+        self.shim_pid: int | None = None
+
+    def start(self) -> "Engine":
+        """Start (or connect to) the shim. run and exec do this on first use."""
+        with self._start_lock:
+            if self.sock is None:
+                if self._closed:
+                    raise RuntimeFailure("the engine is closed: start a new Engine")
+                self.sock = self._connect_daemon() if self.daemon else self._start_private()
+                self._reader = threading.Thread(target=self._read_loop, name="containerlab-engine", daemon=True)
+                self._reader.start()
+                self.shim_pid = self._request({"op": "hello"})[0]["pid"]
+        return self
 
     # ------------------------------------------------------------ shim plumbing
 
@@ -284,6 +293,8 @@ class Engine:
                 self._cond.notify_all()
 
     def _request(self, message: dict, fds: list[int] = ()) -> tuple[dict, list[int]]:
+        if self.sock is None and message.get("op") != "hello":
+            self.start()
         with self._send_lock:
             self._next_req += 1
             req = message["req"] = self._next_req
@@ -452,10 +463,15 @@ class Engine:
                 self._reap_orphan(cid, state)
 
     def _kill_group(self, cid: str, state: dict) -> None:
+        """SIGKILL everything in the container's cgroup (its owner may remove it meanwhile)."""
         if state.get("cgroup") and self.cgroups is not None:
             group = self.cgroups.open(cid)
-            if group is not None:
-                group.kill_all()
+            try:
+                if group is not None:
+                    group.kill_all()
+            except (OSError, ContainerError):
+                if self.cgroups.open(cid) is not None:
+                    raise
 
     def rm(self, ref: str, force: bool = False) -> None:
         cid = self.store.resolve(ref)
@@ -545,6 +561,8 @@ class Engine:
 
     def close(self) -> None:
         """Stop every container this engine owns and end its shim."""
+        with self._start_lock:
+            self._closed = True
         if self.sock is None:
             return
         try:

@@ -566,17 +566,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state", required=True)
     parser.add_argument("--data", required=True)
     args = parser.parse_args(argv)
-    linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the client, which stops its container
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    shim = Shim(args.state, args.data)
     if args.daemon:
+        os.makedirs(args.state, exist_ok=True)
         lock = os.open(os.path.join(args.state, "shim.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             print("busy", flush=True)  # another daemon serves this state root
             return 0
+        if os.fork():  # the caller waits for us: leave, and let the daemon be adopted
+            os._exit(0)
+    linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)  # not inherited across fork: set it here
+    shim = Shim(args.state, args.data)
+    if args.daemon:
         shim.listen(os.path.join(args.state, "shim.sock"))
         print("ready", flush=True)
         sys.stdout = open(os.devnull, "w")

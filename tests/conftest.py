@@ -1,0 +1,126 @@
+"""Shared fixtures: a private state root per test session and leak checks.
+
+The runtime tests need root (namespaces, mounts, cgroups): CI runs as root.
+Every test that starts containers asks for `no_leaks`, which records what the
+kernel holds before the test and fails if anything new is left after it:
+container state directories, cgroups of our containers, processes in other
+PID namespaces, mounts under the lab's directories, shim processes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import time
+
+import pytest
+
+_SESSION = tempfile.mkdtemp(prefix="clab-test-")
+os.environ.setdefault("CONTAINERLAB_STATE", os.path.join(_SESSION, "state"))
+# Images are built once and reused by every test module (and by later runs).
+os.environ.setdefault("CONTAINERLAB_DATA", "/var/tmp/containerlab-test-data")
+STATE = os.environ["CONTAINERLAB_STATE"]
+DATA = os.environ["CONTAINERLAB_DATA"]
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: namespaces, mounts and cgroups")
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _pid_ns(pid: str) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+
+
+def foreign_pid_ns_processes() -> set[tuple[int, str]]:
+    """Processes in a PID namespace other than ours: containers, if ours."""
+    mine = _pid_ns("self")
+    found = set()
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            ns = _pid_ns(pid)
+            if ns and ns != mine:
+                found.add((int(pid), ns))
+    return found
+
+
+def our_cgroups() -> set[str]:
+    """Groups named like an engine's container ids (64 hex) under the lab subtree."""
+    found = set()
+    for base in ("/sys/fs/cgroup/memory/containerlab", "/sys/fs/cgroup/pids/containerlab",
+                 "/sys/fs/cgroup/containerlab"):
+        try:
+            found |= {f"{base}/{n}" for n in os.listdir(base) if HEX64.match(n)}
+        except OSError:
+            pass
+    return found
+
+
+def our_mounts() -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line for line in f if STATE in line or DATA in line]
+
+
+def shims() -> set[int]:
+    pids = set()
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmd = f.read()
+            except OSError:
+                continue
+            if b"containerlab_magic.runtime.shim" in cmd and STATE.encode() in cmd:
+                pids.add(int(pid))
+    return pids
+
+
+def state_dirs() -> set[str]:
+    try:
+        return set(os.listdir(os.path.join(STATE, "containers")))
+    except FileNotFoundError:
+        return set()
+
+
+def snapshot() -> dict:
+    return {"processes": foreign_pid_ns_processes(), "cgroups": our_cgroups(), "state": state_dirs(),
+            "shims": shims()}
+
+
+def leaks(before: dict, timeout: float = 8.0) -> dict:
+    """What is new since `before`, after giving cleanup (and lingering daemons) a moment."""
+    deadline = time.monotonic() + timeout
+    while True:
+        now = snapshot()
+        new = {k: now[k] - before[k] for k in now}
+        new["mounts"] = our_mounts()
+        if not any(new.values()) or time.monotonic() > deadline:
+            return {k: v for k, v in new.items() if v}
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def no_leaks():
+    before = snapshot()
+    yield
+    left = leaks(before)
+    assert not left, f"left behind: {left}"
+
+
+@pytest.fixture(scope="module")
+def module_no_leaks():
+    before = snapshot()
+    yield
+    left = leaks(before)
+    assert not left, f"left behind by the module: {left}"
+
+
+@pytest.fixture(scope="module")
+def engine(module_no_leaks):
+    from containerlab_magic.runtime import Engine
+
+    with Engine() as e:
+        e.start()  # before any test's leak snapshot: the shim is the module's, not a test's
+        yield e
