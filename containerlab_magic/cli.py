@@ -3,6 +3,8 @@
     containerlab run [OPTIONS] [IMAGE] [--] [CMD...]
     containerlab ps [-a] | logs [-f] NAME | exec NAME CMD... | stop NAME | kill NAME
     containerlab rm [-f] NAME | wait NAME | gc | doctor | images
+    containerlab stats [NAME...] | update NAME --memory 128M | pause NAME | unpause NAME
+    containerlab network create|ls|inspect|rm
 
 IMAGE may be left out (it defaults to `host`): the first word after the
 options is taken as the image when it names one, and as the command
@@ -59,6 +61,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pids-limit", help="most processes at once")
     p.add_argument("--blkio-weight", help="relative I/O weight 10-1000")
     p.add_argument("--storage-size", help="size of the writable layer and /tmp, e.g. 100M")
+    p.add_argument("--net-rate", help="shape eth0's rate, e.g. 1mbit (needs --net bridge)")
+    p.add_argument("--net-delay", help="add latency on eth0, e.g. 50ms")
+    p.add_argument("--net-loss", help="drop packets on eth0, e.g. 1%%")
     p.add_argument("--explain", action="store_true", help="print the setup steps instead of running")
 
 
@@ -106,6 +111,33 @@ def build_parser() -> Parser:
     p = sub.add_parser("inspect", help="a container's state as JSON")
     p.add_argument("container")
 
+    p = sub.add_parser("stats", help="live usage against limits (like docker stats)")
+    p.add_argument("--no-stream", action="store_true", help="print once and exit")
+    p.add_argument("containers", nargs="*")
+
+    p = sub.add_parser("update", help="change limits of a running container")
+    for flag in ("--memory", "--memory-swap", "--cpus", "--cpu-shares", "--cpuset-cpus", "--pids-limit",
+                 "--blkio-weight", "--net-rate", "--net-delay", "--net-loss"):
+        p.add_argument(flag)
+    p.add_argument("containers", nargs="+")
+
+    for verb, text in (("pause", "freeze every process of a container"), ("unpause", "thaw a paused container")):
+        p = sub.add_parser(verb, help=text)
+        p.add_argument("containers", nargs="+")
+
+    p = sub.add_parser("network", help="create, list, inspect and remove networks")
+    netsub = p.add_subparsers(dest="net_verb", metavar="VERB", parser_class=Parser)
+    netsub.required = True
+    q = netsub.add_parser("create", help="a bridge network with its own subnet")
+    q.add_argument("--subnet", help="CIDR, e.g. 10.214.0.0/24 (default: a free /24)")
+    q.add_argument("--internal", action="store_true", help="no route beyond the bridge")
+    q.add_argument("name")
+    netsub.add_parser("ls", help="list networks")
+    q = netsub.add_parser("inspect", help="a network's containers and addresses")
+    q.add_argument("name")
+    q = netsub.add_parser("rm", help="remove networks")
+    q.add_argument("names", nargs="+")
+
     sub.add_parser("gc", help="remove what crashes left behind")
     sub.add_parser("doctor", help="what this host supports, and fixes")
     sub.add_parser("images", help="list images")
@@ -152,7 +184,8 @@ def spec_from_args(args: argparse.Namespace) -> ContainerSpec:
         env=parse_env(args.env), workdir=args.workdir, user=args.user,
         mounts=tuple(Mount.parse(v) for v in args.volume), read_only=args.read_only, timeout=args.timeout,
         detach=args.detach, tty=args.tty, interactive=args.interactive, limits=limits, network=args.net,
-        ports=tuple(PortMap.parse(p) for p in args.publish))
+        ports=tuple(PortMap.parse(p) for p in args.publish), net_rate=args.net_rate, net_delay=args.net_delay,
+        net_loss=args.net_loss)
 
 
 def _is_image(word: str) -> bool:
@@ -172,6 +205,8 @@ def cmd_run(args) -> int:
         for i, line in enumerate(rootfs.explain(image, spec), 1):
             print(f"{i:3}. {line}")
         return 0
+    if spec.network == "host":
+        print("containerlab: warning: --net host shares the host's network with the container", file=sys.stderr)
     engine = _engine()
     try:
         box = engine.run(spec)
@@ -267,7 +302,8 @@ def _raw_terminal():
 
 
 def cmd_ps(args) -> int:
-    rows = _list_states(_engine().store, args.all)
+    rows = [r for r in _engine().ps(all=True) if args.all or r["status"] == "running"]
+    rows.sort(key=lambda r: r.get("created", 0), reverse=True)
     if args.quiet:
         for row in rows:
             print(row["id"][:12])
@@ -287,14 +323,6 @@ def cmd_ps(args) -> int:
     return 0
 
 
-def _list_states(store, all_: bool) -> list[dict]:
-    from .runtime.engine import _settle
-
-    rows = [_settle(s) for s in store.all()]
-    rows.sort(key=lambda r: r.get("created", 0), reverse=True)
-    return [r for r in rows if all_ or r["status"] == "running"]
-
-
 def describe_status(row: dict, now: float | None = None) -> str:
     now = now or time.time()
     status = row.get("status")
@@ -303,7 +331,7 @@ def describe_status(row: dict, now: float | None = None) -> str:
         extra = ", timed out" if row.get("timed_out") else (", out of memory" if row.get("oom_killed") else "")
         return f"exited ({row.get('exit_code')}{extra}) {ago} ago"
     if status == "running":
-        return "running"
+        return "running (paused)" if row.get("paused") else "running"
     return status or "unknown"
 
 
@@ -385,6 +413,95 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def cmd_stats(args) -> int:
+    from .runtime.spec import format_size
+
+    engine = _engine()
+    refs = args.containers or [r["id"] for r in engine.ps()]
+    samplers = {ref: engine.sample(ref, interval=1.0) for ref in refs}
+    first = True
+    while samplers:
+        rows = [("NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PEAK", "PIDS", "OOM", "BLOCK I/O")]
+        for ref, sampler in list(samplers.items()):
+            s = next(sampler, None)
+            if s is None:
+                del samplers[ref]
+                continue
+            if first and args.no_stream:
+                s = next(sampler, s)  # CPU % needs two samples
+            mem, limit = s.get("memory_bytes") or 0, s.get("memory_limit")
+            rows.append((
+                s["name"] + (" (paused)" if s.get("paused") else ""),
+                "--" if s.get("cpu_percent") is None else f"{s['cpu_percent']:.1f}%",
+                f"{format_size(mem)} / {format_size(limit) if limit else 'unlimited'}",
+                f"{100 * mem / limit:.1f}%" if limit else "--",
+                format_size(s.get("memory_peak_bytes") or 0),
+                f"{s.get('pids_current') or 0}" + (f" / {s['pids_limit']}" if s.get("pids_limit") else ""),
+                str(s.get("oom_kills") or 0),
+                f"{format_size(s.get('io_read_bytes') or 0)} / {format_size(s.get('io_write_bytes') or 0)}",
+            ))
+        if not args.no_stream and not first:
+            print("\033[H\033[J", end="")
+        _print_table(rows)
+        first = False
+        if args.no_stream:
+            break
+    return 0
+
+
+def _print_table(rows) -> None:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+    sys.stdout.flush()
+
+
+def cmd_update(args) -> int:
+    limits = Limits.parse(memory=args.memory, memory_swap=args.memory_swap, cpus=args.cpus,
+                          cpu_shares=args.cpu_shares, cpuset_cpus=args.cpuset_cpus, pids_limit=args.pids_limit,
+                          blkio_weight=args.blkio_weight)
+    if not limits.any_cgroup_limit and not (args.net_rate or args.net_delay or args.net_loss):
+        raise SpecError("nothing to update: give --memory, --cpus, --pids-limit, --net-rate, ...")
+    engine = _engine()
+    for ref in args.containers:
+        engine.update(ref, limits, net_rate=args.net_rate, net_delay=args.net_delay, net_loss=args.net_loss)
+        print(ref)
+    return 0
+
+
+def cmd_pause(args) -> int:
+    engine = _engine()
+    for ref in args.containers:
+        (engine.pause if args.verb == "pause" else engine.unpause)(ref)
+        print(ref)
+    return 0
+
+
+def cmd_network(args) -> int:
+    import json
+
+    networks = _engine().networks()
+    try:
+        if args.net_verb == "create":
+            net = networks.create(args.name, subnet=args.subnet, internal=args.internal)
+            print(net["name"])
+        elif args.net_verb == "ls":
+            rows = [("NAME", "SUBNET", "GATEWAY", "BRIDGE", "INTERNAL", "CONTAINERS")]
+            for net in networks.list():
+                rows.append((net["name"], net["subnet"], net["gateway"], net["bridge"],
+                             "yes" if net.get("internal") else "no", str(len(net.get("containers") or ()))))
+            _print_table(rows)
+        elif args.net_verb == "inspect":
+            print(json.dumps(networks.inspect(args.name), indent=2))
+        elif args.net_verb == "rm":
+            for name in args.names:
+                networks.remove(name)
+                print(name)
+    finally:
+        networks.close()
+    return 0
+
+
 def cmd_gc(args) -> int:
     removed = _engine().gc()
     for item in removed:
@@ -414,7 +531,8 @@ def cmd_images(args) -> int:
 VERBS = {
     "run": cmd_run, "ps": cmd_ps, "logs": cmd_logs, "exec": cmd_exec, "stop": cmd_stop, "kill": cmd_kill,
     "rm": cmd_rm, "wait": cmd_wait, "inspect": cmd_inspect, "gc": cmd_gc, "doctor": cmd_doctor,
-    "images": cmd_images,
+    "images": cmd_images, "stats": cmd_stats, "update": cmd_update, "pause": cmd_pause, "unpause": cmd_pause,
+    "network": cmd_network,
 }
 
 if __name__ == "__main__":

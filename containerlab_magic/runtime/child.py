@@ -58,6 +58,7 @@ class Setup:
     sync_fd: int = -1
     join_pid: int | None = None  # exec: join this container's namespaces
     netns_pid: int | None = None  # --net container:NAME: join its network namespace
+    host_network: bool = False
 
 
 def _fail(error_fd: int, stage: str, exc: BaseException, code: int = EXIT_RUNTIME) -> None:
@@ -83,7 +84,9 @@ def start(setup: Setup) -> None:
         else:
             stage = "unshare"
             flags = RUN_NAMESPACES
-            if setup.netns_pid is not None:  # --net container:NAME joins instead
+            if setup.host_network:  # --net host: asked for explicitly, warned about at the edge
+                flags &= ~linux.CLONE_NEWNET
+            elif setup.netns_pid is not None:  # --net container:NAME joins instead
                 flags &= ~linux.CLONE_NEWNET
                 with open(f"/proc/{setup.netns_pid}/ns/net") as f:
                     linux.setns(f.fileno(), linux.CLONE_NEWNET)
@@ -135,7 +138,8 @@ def _pid1(setup: Setup) -> None:
             rootfs.pivot(root)
             stage = "hostname"
             socket.sethostname(setup.hostname)
-            _loopback_up()
+            if not setup.host_network:
+                _loopback_up()
         stage = "workdir"
         os.makedirs(setup.workdir, exist_ok=True)
         os.chdir(setup.workdir)

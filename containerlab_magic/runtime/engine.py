@@ -21,7 +21,9 @@ daemon shim instead, whose --detach containers outlive the caller (the CLI).
 
 from __future__ import annotations
 
+import dataclasses
 import errno
+import json
 import os
 import selectors
 import signal
@@ -35,14 +37,14 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from . import protocol
-from .errors import Conflict, ContainerError, NotFound, RuntimeFailure, SpecError
+from .errors import Conflict, ContainerError, HostUnsupported, NotFound, RuntimeFailure, SpecError
 from .paths import data_root, state_root
-from .spec import ContainerSpec, format_size
+from .spec import ContainerSpec, Limits, format_size
 from .state import StateStore, alive, proc_start_time, wait_for
 
 OutputCallback = Callable[[str, bytes], None]
 STREAM_NAMES = {1: "stdout", 2: "stderr"}
-ERRORS = {cls.__name__: cls for cls in (SpecError, NotFound, Conflict, RuntimeFailure)}
+ERRORS = {cls.__name__: cls for cls in (SpecError, NotFound, Conflict, RuntimeFailure, HostUnsupported)}
 
 
 @dataclass
@@ -371,6 +373,8 @@ class Engine:
 
     def ps(self, all: bool = False) -> list[dict]:
         rows = [_settle(s) for s in self.store.all()]
+        for row in rows:
+            row["paused"] = row["status"] == "running" and self._paused(row["id"])
         return [r for r in rows if all or r["status"] == "running"]
 
     def logs(self, ref: str, follow: bool = False, poll: float = 0.05) -> Iterator[tuple[str, bytes]]:
@@ -433,6 +437,15 @@ class Engine:
         _signal_pid(state["pid"], state.get("pid_start"), sig)
         if sig == signal.SIGKILL:
             self._kill_group(cid, state)
+        self._thaw_if_paused(cid)
+
+    def _thaw_if_paused(self, cid: str) -> None:
+        """A frozen process cannot act on a signal: let it run so it can end."""
+        if self._paused(cid):
+            try:
+                self.unpause(cid)
+            except ContainerError:
+                pass
 
     def stop(self, ref: str, grace: float = 10.0) -> bool:
         """SIGTERM, then SIGKILL after `grace` seconds. True if it needed SIGKILL."""
@@ -442,6 +455,7 @@ class Engine:
             return False
         pid, start = state["pid"], state.get("pid_start")
         _signal_pid(pid, start, signal.SIGTERM)
+        self._thaw_if_paused(cid)
         if wait_for(lambda: not alive(pid, start), grace, 0.01):
             self._settled(cid)
             return False
@@ -482,6 +496,114 @@ class Engine:
             self.kill(cid)
             self._settled(cid)
         self.store.remove(cid, state.get("name"))
+
+    # ------------------------------------------------------------ limits and usage (cgroups)
+
+    def _group(self, ref: str, verb: str):
+        cid = self.store.resolve(ref)
+        state = _settle(self.store.read(cid) or {})
+        if state.get("status") != "running":
+            raise Conflict(f"container {ref} is not running: {verb} needs a running container")
+        group = self.cgroups.open(cid) if (state.get("cgroup") and self.cgroups is not None) else None
+        if group is None:
+            raise HostUnsupported(f"container {ref} has no cgroup: {verb} needs cgroups (see `containerlab doctor`)")
+        return cid, state, group
+
+    def stats(self, ref: str) -> dict:
+        """Usage now against the limits: memory (now, peak, limit), CPU time, throttling, pids, OOM kills, I/O."""
+        cid, state, group = self._group(ref, "stats")
+        usage = vars(group.stats()).copy()
+        limits = self.limits(cid)
+        usage.update(id=cid, name=state.get("name"), time=time.time(), cpus_limit=limits.cpus,
+                     paused=self._paused(cid), cgroup_version=self.cgroups.version)
+        if usage.get("memory_limit") is None and limits.memory:
+            usage["memory_limit"] = limits.memory
+        return usage
+
+    def sample(self, ref: str, interval: float = 0.5) -> Iterator[dict]:
+        """Stats every `interval` seconds, with CPU % since the previous sample, until it ends."""
+        previous = None
+        while True:
+            try:
+                current = self.stats(ref)
+            except (Conflict, NotFound):
+                return
+            if previous is not None and current.get("cpu_usage_ns") is not None:
+                wall = current["time"] - previous["time"]
+                used = current["cpu_usage_ns"] - (previous.get("cpu_usage_ns") or 0)
+                current["cpu_percent"] = 100.0 * used / 1e9 / wall if wall > 0 else 0.0
+            else:
+                current["cpu_percent"] = None
+            yield current
+            previous = current
+            time.sleep(interval)
+
+    def limits(self, ref: str) -> Limits:
+        """The container's limits now: its spec, with live updates applied."""
+        cid = self.store.resolve(ref)
+        state = self.store.read(cid) or {}
+        spec = ContainerSpec.from_json(state["spec"]) if state.get("spec") else None
+        current = dataclasses.asdict(spec.limits) if spec else {}
+        try:
+            with open(os.path.join(self.store.dir(cid), "limits.json")) as f:
+                current.update(json.load(f))
+        except FileNotFoundError:
+            pass
+        return Limits(**current)
+
+    def update(self, ref: str, limits: Limits | None = None, *, net_rate: str | None = None,
+               net_delay: str | None = None, net_loss: str | None = None) -> tuple[Limits, Limits]:
+        """Change limits of a running container; returns (before, after)."""
+        before = self.limits(ref)
+        after = before
+        if limits is not None and limits.any_cgroup_limit:
+            cid, state, group = self._group(ref, "update")
+            changed = {k: v for k, v in dataclasses.asdict(limits).items() if v is not None}
+            merged = dataclasses.asdict(before)
+            merged.update(changed)
+            if "memory" in changed and "memory_swap" not in changed and before.memory_swap is None:
+                merged["memory_swap"] = None  # swap stays disabled at the new memory limit
+            after = Limits(**merged)  # validates the combination
+            group.update(limits)
+            with open(os.path.join(self.store.dir(cid), "limits.json.tmp"), "w") as f:
+                json.dump(dataclasses.asdict(after), f)
+            os.rename(os.path.join(self.store.dir(cid), "limits.json.tmp"),
+                      os.path.join(self.store.dir(cid), "limits.json"))
+        if net_rate or net_delay or net_loss:
+            cid = self.store.resolve(ref)
+            from .network import NetworkManager
+
+            nm = NetworkManager(self.state_root)
+            try:
+                nm.shape(cid, net_rate, net_delay, net_loss)
+            finally:
+                nm.close()
+        return before, after
+
+    def pause(self, ref: str) -> None:
+        """Freeze every process of the container (the freezer cgroup)."""
+        cid, _, group = self._group(ref, "pause")
+        group.freeze()
+        open(os.path.join(self.store.dir(cid), "paused"), "w").close()
+
+    def unpause(self, ref: str) -> None:
+        cid, _, group = self._group(ref, "unpause")
+        group.thaw()
+        try:
+            os.unlink(os.path.join(self.store.dir(cid), "paused"))
+        except FileNotFoundError:
+            pass
+
+    def _paused(self, cid: str) -> bool:
+        return os.path.exists(os.path.join(self.store.dir(cid), "paused"))
+
+    # ------------------------------------------------------------ networks
+
+    def networks(self):
+        """The network layer (create, remove, list, inspect) for this state root."""
+        from .network import NetworkManager
+
+        return NetworkManager(self.state_root)
 
     @property
     def cgroups(self):

@@ -135,6 +135,8 @@ class Shim:
                         self._on_exit(obj)
                     elif kind == "pump":
                         self._on_output(key.fd, *obj)
+                    elif kind == "proxy":
+                        self._network.proxy.pump()
                     elif kind == "listen":
                         conn, _ = self.listener.accept()
                         self.add_conn(conn)
@@ -262,16 +264,18 @@ class Shim:
                 workdir=spec.workdir, user=spec.user, hostname=hostname, image=image,
                 steps=rootfs.plan(image, spec, state_dir), stage=self.stage,
                 storage_size=spec.limits.storage_size, stdio=stdio, tty=spec.tty,
-                procs_files=tuple(cgroup.procs_files) if cgroup else (), netns_pid=netns_pid)
-            needs_network = spec.network not in ("none", "host") and netns_pid is None
+                procs_files=tuple(cgroup.procs_files) if cgroup else (), netns_pid=netns_pid,
+                host_network=spec.network == "host")
+            needs_network = spec.on_bridge
             proc = self._spawn("run", cid, setup, conn, opened, sync=needs_network)
             undo.append(lambda: self._abort(proc))
             proc.cgroup = cgroup
             proc.persistent = bool(self.daemon and spec.detach)
             if spec.timeout:
                 proc.deadline = proc.started + spec.timeout
-            if needs_network:
+            if needs_network or netns_pid is not None:
                 self._attach_network(proc, spec, name, state_dir)
+                undo.append(lambda: self.network.detach(cid))
             if pumps:
                 proc.log_fd = os.open(os.path.join(state_dir, "log"),
                                       os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
@@ -285,7 +289,9 @@ class Shim:
                 "created": time.time(), "status": "running", "pid": proc.pid,
                 "pid_start": proc_start_time(proc.pid), "shim_pid": self.me[0], "shim_start": self.me[1],
                 "persistent": proc.persistent, "detach": spec.detach, "cgroup": cgroup is not None,
-                "hostname": hostname, "spec": spec.to_json(), "ports": [], "ip": proc.state.get("ip"),
+                "hostname": hostname, "spec": spec.to_json(), "ip": proc.state.get("ip"),
+                "network": spec.network,
+                "ports": [f"{p.host_ip}:{p.host_port}->{p.container_port}/{p.protocol}" for p in spec.ports],
             }
             self.store.write(cid, proc.state)
         except BaseException:
@@ -390,10 +396,13 @@ class Shim:
 
     @property
     def network(self):
+        """The network layer, loaded on first use (pyroute2 costs ~150 ms to import)."""
         if self._network is None:
             from .network import NetworkManager
 
             self._network = NetworkManager(self.store.root)
+            # published ports are served by this process: the proxy's epoll fd joins our loop
+            self.selector.register(self._network.proxy.fileno(), selectors.EVENT_READ, ("proxy", None))
         return self._network
 
     def _network_target(self, spec: ContainerSpec) -> int | None:
@@ -406,10 +415,21 @@ class Shim:
         return state["pid"]
 
     def _attach_network(self, proc: Proc, spec: ContainerSpec, name: str, state_dir: str) -> None:
-        info = self.network.attach(proc.cid, name, proc.pid, spec.network, ports=spec.ports,
-                                   hosts_file=os.path.join(state_dir, "hosts"))
-        proc.network = True
+        hosts_file = os.path.join(state_dir, "hosts")
+        if spec.on_bridge:
+            info = self.network.attach(proc.cid, name, proc.pid, spec.network, ports=spec.ports,
+                                       hosts_file=hosts_file)
+            proc.network = True
+            if spec.net_rate or spec.net_delay or spec.net_loss:
+                self.network.shape(proc.cid, spec.net_rate, spec.net_delay, spec.net_loss)
+        else:  # container:NAME shares the target's namespace: only names to keep current
+            target = self.store.resolve(spec.network.split(":", 1)[1])
+            info = self.network.join(proc.cid, target, name, hosts_file) if self._has_networks() else {}
+            proc.network = bool(info)
         proc.state["ip"] = info.get("ip")
+
+    def _has_networks(self) -> bool:
+        return self._network is not None or os.path.isdir(os.path.join(self.store.root, "networks"))
 
     # ---------------------------------------------------------------- exec
 
@@ -536,6 +556,8 @@ class Shim:
                     self._on_exit(obj)
                 elif kind == "pump":
                     self._on_output(key.fd, *obj)
+        if self._network is not None:
+            self._network.close()
         for cid, name in self.kept:  # their engine is gone, and they went with it
             if not self.daemon or (self.store.read(cid) or {}).get("shim_pid") == self.me[0]:
                 self.store.remove(cid, name)

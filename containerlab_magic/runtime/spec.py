@@ -213,6 +213,9 @@ class ContainerSpec:
     limits: Limits = field(default_factory=Limits)
     network: str = "none"
     ports: tuple[PortMap, ...] = ()
+    net_rate: str | None = None  # link shaping on eth0 (tc tbf/netem): "1mbit"
+    net_delay: str | None = None  # "50ms"
+    net_loss: str | None = None  # "1%"
 
     def __post_init__(self) -> None:
         # Accept friendly types (list, dict) but store immutable ones.
@@ -247,6 +250,19 @@ class ContainerSpec:
             raise SpecError("--tty needs a terminal to attach to: drop --detach or --tty")
         if self.network != "none" and self.network != "host" and not self.network.startswith("container:"):
             parse_name(self.network, "network name")
+        if self.ports and not self.on_bridge:
+            raise SpecError("publishing ports (-p) needs a network: add --net bridge (or a network you created)")
+        if (self.net_rate or self.net_delay or self.net_loss):
+            if not self.on_bridge:
+                raise SpecError("--net-rate/--net-delay/--net-loss shape eth0: add --net bridge (or a named network)")
+            from .network.shaping import parse_shape
+
+            parse_shape(self.net_rate, self.net_delay, self.net_loss)
+
+    @property
+    def on_bridge(self) -> bool:
+        """Attached to a bridge network of its own (not none, host or another's namespace)."""
+        return self.network not in ("none", "host") and not self.network.startswith("container:")
 
     @property
     def environment(self) -> dict[str, str]:
