@@ -378,7 +378,10 @@ class Engine:
         return [r for r in rows if all or r["status"] == "running"]
 
     def logs(self, ref: str, follow: bool = False, poll: float = 0.05) -> Iterator[tuple[str, bytes]]:
-        """Output of a detached container: (stream, data) in the order it was written."""
+        """Output of a detached container: (stream, data) in the order the shim read it.
+
+        stdout and stderr are separate pipes, so two writes to different streams
+        within microseconds may swap (as with docker); each stream keeps its order."""
         cid = self.store.resolve(ref)
         path = os.path.join(self.store.dir(cid), "log")
         if not os.path.exists(path):
