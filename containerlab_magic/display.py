@@ -1,0 +1,232 @@
+"""What the magics show: small objects with an HTML repr and a plain-text twin.
+
+Every object here has `_repr_html_` for JupyterLab and `__repr__` for
+terminals, nbval and saved notebooks read without a browser, so nothing is
+ever shown only as HTML.  Nothing here runs containers: the magics hand in
+the rows, results and usage figures they got from the runtime.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import dataclass, field
+
+from .runtime.spec import format_size
+
+STYLE = ("<style>.clab-table td,.clab-table th{padding:2px 8px;text-align:left;font-family:monospace}"
+         ".clab-bad{color:#b00}.clab-ok{color:#070}</style>")
+
+
+def _e(value) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+@dataclass
+class Table:
+    """A titled table: rows of strings; HTML in the notebook, aligned text elsewhere."""
+
+    headers: tuple[str, ...]
+    rows: list[tuple] = field(default_factory=list)
+    title: str = ""
+    empty: str = "(none)"
+
+    def __repr__(self) -> str:
+        lines = [self.title] if self.title else []
+        if not self.rows:
+            return "\n".join(lines + [self.empty])
+        table = [tuple(self.headers)] + [tuple("" if c is None else str(c) for c in r) for r in self.rows]
+        widths = [max(len(r[i]) for r in table) for i in range(len(self.headers))]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        title = f"<b>{_e(self.title)}</b>" if self.title else ""
+        if not self.rows:
+            return f"{title}<div><i>{_e(self.empty)}</i></div>"
+        head = "".join(f"<th>{_e(h)}</th>" for h in self.headers)
+        body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in self.rows)
+        return f"{STYLE}{title}<table class='clab-table'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+@dataclass
+class Text:
+    """Preformatted text (doctor, gc): the same in HTML and plain text."""
+
+    text: str
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{_e(self.text)}</pre>"
+
+
+# ---------------------------------------------------------------- figures
+
+
+def size(n: int | None, unlimited: str = "unlimited") -> str:
+    return unlimited if n is None else format_size(n)
+
+
+def seconds_ns(ns: int | None) -> str:
+    if ns is None:
+        return "-"
+    s = ns / 1e9
+    return f"{s * 1000:.1f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def limits_text(limits: dict) -> str:
+    """{'memory': 67108864, 'cpus': 0.5, ...} -> 'memory 64 MiB, cpus 0.5' ('no limits' if none)."""
+    parts = []
+    for key, value in limits.items():
+        if value is None:
+            continue
+        if key in ("memory", "memory_swap", "storage_size") and value != -1:
+            value = format_size(value)
+        parts.append(f"{key.replace('_', '-')} {value}")
+    return ", ".join(parts) or "no limits"
+
+
+def stats_footer(result) -> str:
+    """--stats: 'exit 0 · 0.31 s · peak memory 3.4 MiB of 64 MiB · CPU 19.7 ms (user 4.0 ms, system 0.0 ms)'."""
+    usage = result.usage or {}
+    parts = [result.describe(), f"{result.duration:.2f} s"]
+    if usage.get("memory_peak_bytes") is not None:
+        limit = usage.get("memory_limit")
+        parts.append(f"peak memory {format_size(usage['memory_peak_bytes'])}"
+                     + (f" of {format_size(limit)}" if limit else " (no limit)"))
+    if usage.get("cpu_usage_ns") is not None:
+        parts.append(f"CPU {seconds_ns(usage['cpu_usage_ns'])} (user {seconds_ns(usage.get('cpu_user_ns'))}, "
+                     f"system {seconds_ns(usage.get('cpu_system_ns'))})")
+    if usage.get("nr_throttled"):
+        parts.append(f"throttled {usage['nr_throttled']} of {usage.get('nr_periods')} periods")
+    if not usage:
+        parts.append("no cgroup usage (see %container doctor)")
+    return " · ".join(parts)
+
+
+class CellResult:
+    """How a %%container cell ended: the runtime's Result plus what was asked for.
+
+    Attributes: name, id, image, exit_code, signal, oom_killed, timed_out,
+    interrupted, duration, usage (dict of the cgroup's final figures), ok.
+    """
+
+    def __init__(self, result, name: str, cid: str, image: str, limits: dict, interrupted: bool = False):
+        self.result = result
+        self.name, self.id, self.image, self.limits = name, cid, image, limits
+        self.interrupted = interrupted
+
+    def __getattr__(self, attr):  # exit_code, signal, duration, usage, oom_killed, timed_out, ...
+        return getattr(self.__dict__["result"], attr)
+
+    @property
+    def ok(self) -> bool:
+        return self.result.ok and not self.interrupted
+
+    def describe(self) -> str:
+        """One line: 'exit 137: killed, out of memory (limit 64 MiB, peak 64 MiB)'."""
+        if self.interrupted:
+            return f"interrupted: container {self.name} was stopped ({self.result.describe()})"
+        text = self.result.describe()
+        peak = (self.result.usage or {}).get("memory_peak_bytes")
+        if self.result.oom_killed and peak and text.endswith(")"):
+            text = text[:-1] + f", peak {format_size(peak)})"
+        return text
+
+    def __repr__(self) -> str:
+        return f"<container {self.name}: {self.describe()}, {self.duration:.2f} s>"
+
+    def _repr_html_(self) -> str:
+        usage = self.usage or {}
+        cls = "clab-ok" if self.ok else "clab-bad"
+        rows = [("container", f"{self.name} ({self.id[:12]})"), ("image", self.image),
+                ("status", self.describe()), ("duration", f"{self.duration:.3f} s"),
+                ("limits", limits_text(self.limits))]
+        if usage:
+            rows += [("peak memory", size(usage.get("memory_peak_bytes"), "-")),
+                     ("CPU time", seconds_ns(usage.get("cpu_usage_ns"))),
+                     ("OOM kills", usage.get("oom_kills"))]
+        body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
+        return (f"{STYLE}<table class='clab-table'><caption class='{cls}'>{_e(self.describe())}</caption>"
+                f"{body}</table>")
+
+
+# ---------------------------------------------------------------- tables
+
+
+def ps_table(rows: list[dict], describe_status, human_age) -> Table:
+    now = time.time()
+    table = Table(("ID", "NAME", "IMAGE", "COMMAND", "STATUS", "PORTS", "AGE"), empty="no containers")
+    for row in rows:
+        command = " ".join(row.get("command", []))
+        if len(command) > 40:
+            command = command[:37] + "..."
+        table.rows.append((row["id"][:12], row.get("name", ""), row.get("image", ""), command,
+                           describe_status(row, now), ", ".join(row.get("ports") or []),
+                           human_age(now - row.get("created", now))))
+    return table
+
+
+def images_table(rows: list[dict]) -> Table:
+    table = Table(("IMAGE", "ROOT", "HOST BINDS (read-only)"), empty="no images")
+    for row in rows:
+        if row["ok"]:
+            table.rows.append((row["name"], row["layers"][0] if row["layers"] else "", " ".join(row["binds"])))
+        else:
+            table.rows.append((row["name"], f"unavailable: {row['error']}", ""))
+    return table
+
+
+def usage_rows(usage: dict) -> list[tuple[str, str, str]]:
+    """(what, used now, limit) from Engine.stats(): the figures a learner compares."""
+    rows = [("memory", f"{size(usage.get('memory_bytes'), '-')} now, {size(usage.get('memory_peak_bytes'), '-')} peak",
+             size(usage.get("memory_limit")))]
+    cpu = seconds_ns(usage.get("cpu_usage_ns"))
+    if usage.get("nr_periods"):
+        cpu += (f", throttled in {usage.get('nr_throttled')} of {usage['nr_periods']} periods "
+                f"({seconds_ns(usage.get('throttled_ns'))})")
+    cpus = usage.get("cpus_limit")
+    rows.append(("cpu", cpu, f"{cpus:g} CPUs" if cpus else "unlimited"))
+    rows.append(("pids", "-" if usage.get("pids_current") is None else str(usage["pids_current"]),
+                 "unlimited" if usage.get("pids_limit") is None else str(usage["pids_limit"])))
+    rows.append(("oom kills", "-" if usage.get("oom_kills") is None else str(usage["oom_kills"]), ""))
+    return rows
+
+
+def cgroup_report(name: str, usage: dict, files: dict[str, str]) -> "Report":
+    usage_table = Table(("", "USED", "LIMIT"), usage_rows(usage), title=f"{name}: usage against limits")
+    files_table = Table(("FILE", "VALUE"), [(k, _one_line(v)) for k, v in sorted(files.items())],
+                        title=f"the cgroup v{usage.get('cgroup_version')} files behind them")
+    return Report([usage_table, files_table])
+
+
+def limits_change(name: str, before, after) -> Table:
+    """%cgroup NAME memory=...: each limit that changed, before and after."""
+    table = Table(("LIMIT", "BEFORE", "AFTER"), title=f"{name}: limits changed", empty="nothing changed")
+    for key, old in vars(before).items():
+        new = getattr(after, key)
+        if new != old:
+            fmt = (lambda v: size(v) if v != -1 else "unlimited") if key in ("memory", "memory_swap") else (
+                lambda v: "unlimited" if v is None else str(v))
+            table.rows.append((key.replace("_", "-"), fmt(old), fmt(new)))
+    return table
+
+
+def _one_line(text: str, width: int = 100) -> str:
+    text = " | ".join(line for line in text.strip().splitlines())
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+@dataclass
+class Report:
+    """Several tables shown together."""
+
+    parts: list
+
+    def __repr__(self) -> str:
+        return "\n\n".join(repr(p) for p in self.parts)
+
+    def _repr_html_(self) -> str:
+        return "".join(p._repr_html_() for p in self.parts)

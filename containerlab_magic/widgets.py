@@ -1,0 +1,227 @@
+"""Widgets: the limits panel and the live cgroup monitor, from stock ipywidgets.
+
+`LimitsPanel` (`%container panel`): sliders and dropdowns whose values are
+written into ContainerMagics' default_* traits, so the following %%container
+cells get them (an explicit option in a cell still wins).  Its callbacks may
+run on another thread than a cell (ipykernel 7 subshells): they only assign
+traits and redraw one label.
+
+`Monitor` (`%cgroup NAME --watch`): a background thread reads the container's
+cgroup a few times a second and moves progress bars and a small SVG plot.  It
+never prints: widget state changes and one display update (the text fallback
+a saved notebook keeps) are its only outputs, so the kernel stays free.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import threading
+import time
+
+import ipywidgets as w
+from IPython.display import display
+
+from . import display as show
+from .runtime.errors import ContainerError
+
+MEMORY_CHOICES = [("unlimited", ""), ("16 MiB", "16M"), ("32 MiB", "32M"), ("64 MiB", "64M"),
+                  ("128 MiB", "128M"), ("256 MiB", "256M"), ("512 MiB", "512M"), ("1 GiB", "1G"), ("2 GiB", "2G")]
+PIDS_CHOICES = [("unlimited", None), ("8", 8), ("16", 16), ("32", 32), ("64", 64), ("128", 128), ("256", 256),
+                ("1024", 1024)]
+
+
+def _cpu_choices() -> list[tuple[str, float | None]]:
+    steps = [0.1, 0.25, 0.5, 1.0] + [float(n) for n in range(2, (os.cpu_count() or 1) + 1)]
+    return [("unlimited", None)] + [(f"{c:g}", c) for c in steps]
+
+
+def _closest(choices, value):
+    values = [v for _, v in choices]
+    return value if value in values else values[0]
+
+
+class LimitsPanel(w.VBox):
+    """Sliders for the defaults of the following %%container cells."""
+
+    def __init__(self, magics):
+        self.magics = magics
+        images = [r["name"] for r in magics.engine.images() if r["ok"]] or ["host", "busybox"]
+        style = {"description_width": "80px"}
+        layout = w.Layout(width="420px")
+        self.memory = w.SelectionSlider(options=MEMORY_CHOICES, value=_closest(MEMORY_CHOICES, magics.default_memory),
+                                        description="memory", style=style, layout=layout)
+        self.cpus = w.SelectionSlider(options=_cpu_choices(), value=_closest(_cpu_choices(), magics.default_cpus),
+                                      description="cpus", style=style, layout=layout)
+        self.pids = w.SelectionSlider(options=PIDS_CHOICES, value=_closest(PIDS_CHOICES, magics.default_pids_limit),
+                                      description="pids", style=style, layout=layout)
+        self.image = w.Dropdown(options=images, value=magics.default_image if magics.default_image in images
+                                else images[0], description="image", style=style)
+        self.network = w.Dropdown(options=["none", "bridge"], value=magics.default_network
+                                  if magics.default_network in ("none", "bridge") else "none",
+                                  description="network", style=style)
+        self.summary = w.HTML()
+        super().__init__([w.HTML("<b>containerlab: defaults for the next %%container cells</b>"),
+                          self.memory, self.cpus, self.pids, self.image, self.network, self.summary])
+        self._lock = threading.Lock()
+        for control in (self.memory, self.cpus, self.pids, self.image, self.network):
+            control.observe(self._changed, names="value")
+        self._changed()
+
+    def _changed(self, change=None) -> None:
+        with self._lock:
+            self.magics.default_memory = self.memory.value or ""
+            self.magics.default_cpus = self.cpus.value
+            self.magics.default_pids_limit = self.pids.value
+            self.magics.default_image = self.image.value
+            self.magics.default_network = self.network.value
+            self.summary.value = f"<code>{show._e(self.options_text())}</code>"
+
+    def options_text(self) -> str:
+        d = self.magics.defaults()
+        parts = [f"--image {d['image']}"]
+        if d["memory"]:
+            parts.append(f"--memory {d['memory']}")
+        if d["cpus"] is not None:
+            parts.append(f"--cpus {d['cpus']:g}")
+        if d["pids_limit"] is not None:
+            parts.append(f"--pids-limit {d['pids_limit']}")
+        parts.append(f"--net {d['net']}")
+        return "next cells get: " + " ".join(parts)
+
+    def __repr__(self) -> str:  # the text a saved notebook keeps
+        return f"containerlab panel ({self.options_text()})"
+
+
+class Monitor(w.VBox):
+    """Live memory, CPU and pids of one container's cgroup, until it ends."""
+
+    interval = 0.25
+    history = 120
+
+    def __init__(self, engine, ref: str):
+        self.engine = engine
+        first = engine.stats(ref)  # fails now, in the cell, if there is nothing to watch
+        self.cid, self.name, self.cpus = first["id"], first.get("name") or ref, first.get("cpus_limit")
+        self.title = w.HTML(f"<b>{show._e(self.name)}</b>: live cgroup usage")
+        self.memory = w.FloatProgress(min=0, max=1, description="memory", bar_style="info")
+        self.memory_text = w.Label()
+        self.cpu = w.FloatProgress(min=0, max=100 * (self.cpus or os.cpu_count() or 1), description="CPU %")
+        self.cpu_text = w.Label()
+        self.pids = w.IntProgress(min=0, max=1, description="pids")
+        self.pids_text = w.Label()
+        self.plot = w.HTML()
+        self.events = w.HTML()
+        super().__init__([self.title, w.HBox([self.memory, self.memory_text]), w.HBox([self.cpu, self.cpu_text]),
+                          w.HBox([self.pids, self.pids_text]), self.plot, self.events])
+        self.samples: list[tuple[float, int, float]] = []  # (t, memory bytes, cpu %)
+        self.ooms: list[float] = []
+        self.summary = f"monitor of {self.name}: starting"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._handle = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def show(self) -> None:
+        self._handle = display(self, display_id=True)
+        ctx = contextvars.copy_context()  # the cell's parent header, so the final update lands in its output
+        self._thread = threading.Thread(target=ctx.run, args=(self._loop,), name=f"containerlab-monitor-{self.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        start = time.monotonic()
+        last_cpu: tuple[float, int] | None = None
+        oom_seen = None
+        reason = "stopped"
+        while not self._stop.is_set():
+            try:
+                usage = self.engine.stats(self.cid)
+            except (OSError, ContainerError):
+                reason = "the container ended"
+                break
+            now = time.monotonic()
+            cpu_pct = 0.0
+            if usage.get("cpu_usage_ns") is not None:
+                if last_cpu:
+                    cpu_pct = max(0.0, (usage["cpu_usage_ns"] - last_cpu[1]) / ((now - last_cpu[0]) * 1e9) * 100)
+                last_cpu = (now, usage["cpu_usage_ns"])
+            if oom_seen is not None and (usage.get("oom_kills") or 0) > oom_seen:
+                self.ooms.append(now - start)
+            oom_seen = usage.get("oom_kills") or 0
+            self.samples = (self.samples + [(now - start, usage.get("memory_bytes") or 0, cpu_pct)])[-self.history:]
+            self._draw(usage, cpu_pct)
+            if not self._alive():
+                reason = "the container ended"
+                break
+            self._stop.wait(self.interval)
+        self._finish(reason)
+
+    def _alive(self) -> bool:
+        try:
+            return self.engine.inspect(self.cid).get("status") == "running"
+        except ContainerError:
+            return False
+
+    def _draw(self, usage: dict, cpu_pct: float) -> None:
+        limit = usage.get("memory_limit")
+        memory = usage.get("memory_bytes") or 0
+        top = limit or max(memory * 2, 1)
+        with self.hold_sync():
+            self.memory.max = top
+            self.memory.value = min(memory, top)
+            self.memory.bar_style = "danger" if limit and memory > 0.9 * limit else "info"
+            self.memory_text.value = (f"{show.size(memory, '-')} of {show.size(limit)}"
+                                      f" (peak {show.size(usage.get('memory_peak_bytes'), '-')})")
+            self.cpu.value = min(cpu_pct, self.cpu.max)
+            self.cpu_text.value = f"{cpu_pct:.0f} % (limit {self.cpus or 'none'} CPUs)"
+            pids, pids_limit = usage.get("pids_current") or 0, usage.get("pids_limit")
+            pids_max = pids_limit or max(pids * 2, 1)
+            self.pids.max = pids_max
+            self.pids.value = min(pids, pids_max)
+            self.pids_text.value = f"{pids} of {pids_limit or 'unlimited'}"
+            self.plot.value = self._svg(top)
+            self.events.value = ("".join(f"<span style='color:#b00'>OOM kill at {t:.1f} s</span> "
+                                         for t in self.ooms))
+        self.summary = (f"monitor of {self.name}: memory {self.memory_text.value}; CPU {cpu_pct:.0f} %; "
+                        f"pids {self.pids_text.value}; OOM kills {len(self.ooms)}")
+
+    def _svg(self, top: float) -> str:
+        width, height = 360, 60
+        if len(self.samples) < 2:
+            return ""
+        t0, t1 = self.samples[0][0], self.samples[-1][0]
+        span = max(t1 - t0, 1e-6)
+
+        def x(t):
+            return (t - t0) / span * width
+
+        mem = " ".join(f"{x(t):.1f},{height - m / top * height:.1f}" for t, m, _ in self.samples)
+        cpu_top = max(self.cpu.max, 1)
+        cpu = " ".join(f"{x(t):.1f},{height - min(c, cpu_top) / cpu_top * height:.1f}" for t, _, c in self.samples)
+        marks = "".join(f"<line x1='{x(t):.1f}' x2='{x(t):.1f}' y1='0' y2='{height}' stroke='#b00'/>"
+                        for t in self.ooms if t >= t0)
+        return (f"<svg width='{width}' height='{height}' style='border:1px solid #ccc'>"
+                f"<polyline fill='none' stroke='#1976d2' points='{mem}'/>"
+                f"<polyline fill='none' stroke='#888' points='{cpu}'/>{marks}</svg>"
+                "<div style='font-size:smaller'>blue: memory vs limit, grey: CPU %, red: OOM kills</div>")
+
+    def _finish(self, reason: str) -> None:
+        self.title.value = f"<b>{show._e(self.name)}</b>: {show._e(reason)}"
+        self.summary = self.summary.replace(": starting", "") + f" ({reason})"
+        if self._handle is not None:
+            bundle = self._repr_mimebundle_()
+            bundle["text/plain"] = self.summary
+            try:
+                self._handle.update(bundle, raw=True)
+            except Exception:  # noqa: BLE001 - the kernel may be shutting down; the widget already says it
+                pass
+
+    def __repr__(self) -> str:
+        return self.summary
