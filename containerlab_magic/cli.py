@@ -141,6 +141,10 @@ def build_parser() -> Parser:
     sub.add_parser("gc", help="remove what crashes left behind")
     sub.add_parser("doctor", help="what this host supports, and fixes")
     sub.add_parser("images", help="list images")
+    p = sub.add_parser("install-kernel", help='a Jupyter kernel "Python 3 (container lab)" with the magics loaded')
+    p.add_argument("--user", action="store_true", help="for this user only (default: system-wide)")
+    p.add_argument("--prefix", help="install under this prefix, e.g. sys.prefix of a virtualenv")
+    p.add_argument("--name", default="containerlab", help="kernelspec name (default containerlab)")
     return parser
 
 
@@ -528,11 +532,18 @@ def cmd_images(args) -> int:
     return 0
 
 
+def cmd_install_kernel(args) -> int:
+    from .kernel import install
+
+    print(f"installed kernel {args.name!r} in {install(user=args.user, prefix=args.prefix, name=args.name)}")
+    return 0
+
+
 VERBS = {
     "run": cmd_run, "ps": cmd_ps, "logs": cmd_logs, "exec": cmd_exec, "stop": cmd_stop, "kill": cmd_kill,
     "rm": cmd_rm, "wait": cmd_wait, "inspect": cmd_inspect, "gc": cmd_gc, "doctor": cmd_doctor,
     "images": cmd_images, "stats": cmd_stats, "update": cmd_update, "pause": cmd_pause, "unpause": cmd_pause,
-    "network": cmd_network,
+    "network": cmd_network, "install-kernel": cmd_install_kernel,
 }
 
 if __name__ == "__main__":

@@ -269,8 +269,11 @@ class Engine:
                 return sock
             except (FileNotFoundError, ConnectionRefusedError):
                 sock.close()
-            proc = subprocess.Popen(self._shim_command("--daemon"), stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, start_new_session=True, env=_shim_env())
+            # The daemon outlives this process: it must not hold our stdout/stderr open.
+            with open(os.path.join(self.state_root, "shim.log"), "ab") as log:
+                proc = subprocess.Popen(self._shim_command("--daemon"), stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE, stderr=log, start_new_session=True,
+                                        env=_shim_env())
             proc.stdout.readline()  # "ready" (or "busy": another one won the race)
             proc.stdout.close()
             proc.wait()
