@@ -568,6 +568,11 @@ class _user_errors:
         return False
 
 
+# `%%container?` shows every option (a cell magic with an empty body never runs,
+# so `%%container --help` needs some body); `%cgroup?` likewise.
+ContainerMagics.container_cell.__doc__ = cell_parser().format_help()
+ContainerMagics.cgroup_line.__doc__ = cgroup_parser().format_help()
+
 # ---------------------------------------------------------------- extension
 
 _loaded: dict[int, ContainerMagics] = {}

@@ -27,16 +27,17 @@ from .runtime.errors import ContainerError
 
 MEMORY_CHOICES = [("unlimited", ""), ("16 MiB", "16M"), ("32 MiB", "32M"), ("64 MiB", "64M"),
                   ("128 MiB", "128M"), ("256 MiB", "256M"), ("512 MiB", "512M"), ("1 GiB", "1G"), ("2 GiB", "2G")]
-PIDS_CHOICES = [("unlimited", None), ("8", 8), ("16", 16), ("32", 32), ("64", 64), ("128", 128), ("256", 256),
+PIDS_CHOICES = [("unlimited", 0), ("8", 8), ("16", 16), ("32", 32), ("64", 64), ("128", 128), ("256", 256),
                 ("1024", 1024)]
 
 
 def _cpu_choices() -> list[tuple[str, float | None]]:
     steps = [0.1, 0.25, 0.5, 1.0] + [float(n) for n in range(2, (os.cpu_count() or 1) + 1)]
-    return [("unlimited", None)] + [(f"{c:g}", c) for c in steps]
+    return [("unlimited", 0.0)] + [(f"{c:g}", c) for c in steps]
 
 
 def _closest(choices, value):
+    """The choice for a current default (0 stands for unlimited: a slider cannot hold None)."""
     values = [v for _, v in choices]
     return value if value in values else values[0]
 
@@ -71,8 +72,8 @@ class LimitsPanel(w.VBox):
     def _changed(self, change=None) -> None:
         with self._lock:
             self.magics.default_memory = self.memory.value or ""
-            self.magics.default_cpus = self.cpus.value
-            self.magics.default_pids_limit = self.pids.value
+            self.magics.default_cpus = self.cpus.value or None
+            self.magics.default_pids_limit = self.pids.value or None
             self.magics.default_image = self.image.value
             self.magics.default_network = self.network.value
             self.summary.value = f"<code>{show._e(self.options_text())}</code>"
