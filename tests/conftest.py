@@ -34,14 +34,27 @@ def _pid_ns(pid: str) -> str | None:
         return None
 
 
+def _ours(pid: str) -> bool:
+    """A container of this session: its overlay's upper layer lies under our state root."""
+    try:
+        with open(f"/proc/{pid}/mountinfo") as f:
+            return STATE in f.read()
+    except OSError:
+        return False
+
+
 def foreign_pid_ns_processes() -> set[tuple[int, str]]:
-    """Processes in a PID namespace other than ours: containers, if ours."""
+    """Processes in a PID namespace other than ours whose root is one of our containers.
+
+    (Other tools on the machine, such as the benchmark's runc and bwrap, make PID
+    namespaces too; only ours count.)
+    """
     mine = _pid_ns("self")
     found = set()
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             ns = _pid_ns(pid)
-            if ns and ns != mine:
+            if ns and ns != mine and _ours(pid):
                 found.add((int(pid), ns))
     return found
 

@@ -277,6 +277,8 @@ def test_foreground_containers_are_removed_when_they_exit(engine, no_leaks):
     box = engine.run(ContainerSpec(["sleep", "0.3"], image="busybox", name="fg"))
     assert engine.inspect("fg")["status"] == "running"
     box.wait(10)
+    # the shim tells the end first, then removes it before serving its next request
+    engine.run(ContainerSpec(["true"], image="busybox")).wait(10)
     with pytest.raises(NotFound):
         engine.inspect("fg")
 

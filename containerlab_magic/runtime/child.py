@@ -1,15 +1,19 @@
 """What runs between fork and exec: the container's side of starting up.
 
-The shim forks once per container.  That child joins the container's cgroup,
-unshares the namespaces (namespaces(7)) and forks again, because a new PID
-namespace applies to children only: the grandchild is PID 1.  The first child
-reports the grandchild's host PID and exits; the shim is a child subreaper
-(prctl(2) PR_SET_CHILD_SUBREAPER), so it inherits and reaps PID 1.
+The shim clones each container's PID 1 with its new namespaces in one call
+(clone(2) with CLONE_NEW* flags; namespaces(7)).  An exec'd process instead
+joins a running container: a forked child setns(2)es into its namespaces and
+forks again, because a PID namespace applies to children only; it reports
+the grandchild's host PID and exits, and the shim, a child subreaper
+(prctl(2) PR_SET_CHILD_SUBREAPER), inherits and reaps it.
 
-PID 1 builds the root filesystem (rootfs.py), sets the hostname, brings up
-loopback, drops privileges (security.py) and execs the command.  Any failure
-before exec is written as one JSON line to a close-on-exec pipe; EOF on that
-pipe means exec succeeded.
+PID 1 builds the root filesystem (rootfs.py), sets the hostname and brings up
+loopback while the shim moves it into its cgroup and wires its network; then
+it waits for the shim's go on a sync pipe, unshares its cgroup namespace,
+drops privileges (security.py) and execs the command.  Nothing the user
+wrote runs before it is inside its cgroup.  Any failure before exec is
+written as one JSON line to a close-on-exec pipe; EOF on that pipe means
+exec succeeded.
 
 Nothing here may return into the shim's loop: every path ends in exec or
 os._exit.
@@ -71,34 +75,50 @@ def _fail(error_fd: int, stage: str, exc: BaseException, code: int = EXIT_RUNTIM
     os._exit(code)
 
 
-def start(setup: Setup) -> None:
-    """In the shim's child: never returns."""
+def run_flags(setup: Setup) -> int:
+    """Namespaces a new container's PID 1 is cloned with.
+
+    The cgroup namespace comes later, from PID 1 itself, once the shim has moved
+    it into its cgroup: that group is then the root of what it sees.
+    """
+    flags = RUN_NAMESPACES & ~linux.CLONE_NEWCGROUP
+    if setup.host_network or setup.netns_pid is not None:
+        flags &= ~linux.CLONE_NEWNET
+    return flags
+
+
+def start_container(setup: Setup) -> None:
+    """In PID 1 of a new container, just cloned by the shim: never returns."""
     stage = "setup"
+    try:
+        if setup.netns_pid is not None:  # --net container:NAME joins its partner's network
+            stage = "join network"
+            with open(f"/proc/{setup.netns_pid}/ns/net") as f:
+                linux.setns(f.fileno(), linux.CLONE_NEWNET)
+        stage = "mount namespace"
+        linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
+        _pid1(setup)
+    except BaseException as e:  # noqa: BLE001 - report and leave, whatever it was
+        _fail(setup.error_fd, stage, e)
+    os._exit(EXIT_RUNTIME)
+
+
+def start_exec(setup: Setup) -> None:
+    """In the shim's child for exec: join the container, fork into its PID namespace."""
+    stage = "join cgroup"
     try:
         for path in setup.procs_files:
             with open(path, "w") as f:
                 f.write("0")
-        if setup.join_pid is not None:
-            stage = "join namespaces"
-            _join(setup.join_pid)
-        else:
-            stage = "unshare"
-            flags = RUN_NAMESPACES
-            if setup.host_network:  # --net host: asked for explicitly, warned about at the edge
-                flags &= ~linux.CLONE_NEWNET
-            elif setup.netns_pid is not None:  # --net container:NAME joins instead
-                flags &= ~linux.CLONE_NEWNET
-                with open(f"/proc/{setup.netns_pid}/ns/net") as f:
-                    linux.setns(f.fileno(), linux.CLONE_NEWNET)
-            linux.unshare(flags)
-            linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
+        stage = "join namespaces"
+        _join(setup.join_pid)
         pid = os.fork()
         if pid:
-            os.write(setup.pid_fd, str(pid).encode())
+            os.write(setup.pid_fd, b"%d\n" % pid)
             os._exit(0)
         os.close(setup.pid_fd)
         _pid1(setup)
-    except BaseException as e:  # noqa: BLE001 - report and leave, whatever it was
+    except BaseException as e:  # noqa: BLE001
         _fail(setup.error_fd, stage, e)
     os._exit(EXIT_RUNTIME)
 
@@ -127,11 +147,9 @@ def _pid1(setup: Setup) -> None:
             fcntl.ioctl(stdin, termios.TIOCSCTTY, 0)
         for target, fd in enumerate((stdin, stdout, stderr)):
             os.dup2(fd, target)
-        if setup.sync_fd >= 0:  # the shim wires networking before we go on
-            stage = "network"
-            if os.read(setup.sync_fd, 1) != b"1":
-                raise OSError(errno.ECANCELED, "the shim could not set up the network")
         if setup.join_pid is None:
+            # Meanwhile the shim moves us into our cgroup and wires the network (sync below):
+            # cgroup v1 migration waits for an RCU grace period, so overlapping saves milliseconds.
             stage = "rootfs"
             root = rootfs.mount_root(setup.image, setup.stage, setup.storage_size)
             rootfs.execute(setup.steps, root)
@@ -140,6 +158,12 @@ def _pid1(setup: Setup) -> None:
             socket.sethostname(setup.hostname)
             if not setup.host_network:
                 _loopback_up()
+            if setup.sync_fd >= 0:
+                stage = "cgroup and network"
+                if os.read(setup.sync_fd, 1) != b"1":
+                    raise OSError(errno.ECANCELED, "the shim could not place the container in its cgroup or network")
+                os.close(setup.sync_fd)
+            linux.unshare(linux.CLONE_NEWCGROUP)
         stage = "workdir"
         os.makedirs(setup.workdir, exist_ok=True)
         os.chdir(setup.workdir)

@@ -54,6 +54,7 @@ PR_SET_CHILD_SUBREAPER = 36
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
+_SYS_CLONE = {"x86_64": 56, "aarch64": 220, "riscv64": 220, "ppc64le": 120, "s390x": 120}
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
 _SYS_CAPSET = {"x86_64": 126, "aarch64": 91, "riscv64": 91, "ppc64le": 184, "s390x": 185}
 _MACHINE = platform.machine()
@@ -73,6 +74,41 @@ def _check(result: int, what: str, path: str | None = None) -> None:
 
 def _b(s: str | None) -> bytes | None:
     return None if s is None else os.fsencode(s)
+
+
+# The GIL stays held across calls through PyDLL: needed around clone, where
+# CPython's own fork hooks must run exactly as os.fork runs them.
+_pylibc = ctypes.PyDLL(None, use_errno=True)
+_pylibc.syscall.restype = ctypes.c_long
+_api = ctypes.pythonapi
+SIGCHLD = 17
+
+
+def clone(flags: int) -> int:
+    """fork(2) that also creates namespaces (clone(2) with CLONE_NEW* flags).
+
+    With CLONE_NEWPID the child is PID 1 of its new namespace at once, which
+    saves the second fork that unshare(2) would need.  Like os.fork, it runs
+    CPython's before/after-fork hooks; it must be called from a
+    single-threaded process (the shim).
+    """
+    nr = _SYS_CLONE.get(_MACHINE)
+    if nr is None:
+        raise OSError(38, f"clone: unsupported architecture {_MACHINE}")
+    if _MACHINE == "s390x":  # s390 swaps the first two arguments
+        args = (None, ctypes.c_ulong(flags | SIGCHLD))
+    else:
+        args = (ctypes.c_ulong(flags | SIGCHLD), None)
+    _api.PyOS_BeforeFork()
+    pid = _pylibc.syscall(nr, *args, None, None, None)
+    if pid == 0:
+        _api.PyOS_AfterFork_Child()
+        return 0
+    err = ctypes.get_errno()
+    _api.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise OSError(err, f"clone: {os.strerror(err)}")
+    return pid
 
 
 def unshare(flags: int) -> None:

@@ -95,6 +95,7 @@ class Shim:
         self._network = None
         self.devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
         self.kept: set[tuple[str, str]] = set()  # exited detached containers of our clients
+        self.intermediates: set[int] = set()  # first children, exiting after they forked PID 1
 
     # ---------------------------------------------------------------- plumbing
 
@@ -267,9 +268,11 @@ class Shim:
                 procs_files=tuple(cgroup.procs_files) if cgroup else (), netns_pid=netns_pid,
                 host_network=spec.network == "host")
             needs_network = spec.on_bridge
-            proc = self._spawn("run", cid, setup, conn, opened, sync=needs_network)
+            proc = self._spawn("run", cid, setup, conn, opened, sync=bool(cgroup or needs_network or netns_pid))
             undo.append(lambda: self._abort(proc))
             proc.cgroup = cgroup
+            if cgroup is not None:
+                cgroup.add(proc.pid)  # while PID 1 builds its rootfs; it waits for us before exec
             proc.persistent = bool(self.daemon and spec.detach)
             if spec.timeout:
                 proc.deadline = proc.started + spec.timeout
@@ -331,45 +334,81 @@ class Shim:
 
     def _spawn(self, kind: str, cid: str, setup: child.Setup, conn, opened: list[int],
                sync: bool = False, exec_id: str | None = None) -> Proc:
-        pid_r, pid_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        opened += [pid_r, pid_w, err_w]
+        opened.append(err_w)
         sync_w = -1
         if sync:
             sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
-            opened += [sync_r]
+            opened.append(sync_r)
             setup.sync_fd = sync_r
-        setup.error_fd, setup.pid_fd = err_w, pid_w
+        setup.error_fd = err_w
+        try:
+            pid = self._clone_container(setup) if kind == "run" else self._fork_exec(setup, opened, err_r)
+        except BaseException:
+            os.close(err_r)
+            if sync_w >= 0:
+                os.close(sync_w)
+            raise
+        proc = Proc(kind, cid, pid, err_r, conn, exec_id=exec_id)
+        proc.sync_fd = sync_w
+        return proc
+
+    def _clone_container(self, setup: child.Setup) -> int:
+        pid = linux.clone(child.run_flags(setup))
+        if pid == 0:  # pragma: no cover - runs in the container's PID 1
+            try:
+                child.start_container(setup)
+            finally:
+                os._exit(child.EXIT_RUNTIME)
+        return pid
+
+    def _fork_exec(self, setup: child.Setup, opened: list[int], err_r: int) -> int:
+        pid_r, pid_w = os.pipe2(os.O_CLOEXEC)
+        opened += [pid_r, pid_w]
+        setup.pid_fd = pid_w
         first = os.fork()
         if first == 0:  # pragma: no cover - runs in the child
             try:
-                child.start(setup)
+                child.start_exec(setup)
             finally:
                 os._exit(child.EXIT_RUNTIME)
         os.close(pid_w)
         opened.remove(pid_w)
         data = b""
-        while True:
+        while not data.endswith(b"\n"):  # not EOF: the first child's exit is reaped later
             chunk = os.read(pid_r, 32)
             if not chunk:
                 break
             data += chunk
-        os.waitpid(first, 0)
-        if not data:  # the first child failed before it could fork PID 1
-            os.close(err_w)
-            opened.remove(err_w)
+        self.intermediates.add(first)
+        if not data:  # the first child failed before it could fork
+            self._reap_intermediates(block=True)
+            os.close(setup.error_fd)
+            opened.remove(setup.error_fd)
             error = _read_error(err_r)
-            os.close(err_r)
-            if sync_w >= 0:
-                os.close(sync_w)
-            raise RuntimeFailure(f"cannot start container: {error.get('stage')}: {error.get('message')}")
-        proc = Proc(kind, cid, int(data), err_r, conn, exec_id=exec_id)
-        proc.sync_fd = sync_w
-        return proc
+            raise RuntimeFailure(f"cannot exec: {error.get('stage')}: {error.get('message')}")
+        return int(data)
+
+    def _reap_intermediates(self, block: bool = False) -> None:
+        for pid in list(self.intermediates):
+            try:
+                done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                self.intermediates.discard(pid)
+
+    def _waitpid(self, pid: int) -> int:
+        """Reap PID 1 (re-parented to us once its first-child parent has exited)."""
+        try:
+            return os.waitpid(pid, 0)[1]
+        except ChildProcessError:
+            self._reap_intermediates(block=True)
+            return os.waitpid(pid, 0)[1]
 
     def _abort(self, proc: Proc) -> None:
         signal.pidfd_send_signal(proc.pidfd, signal.SIGKILL)
-        os.waitpid(proc.pid, 0)
+        self._waitpid(proc.pid)
         os.close(proc.pidfd)
         os.close(proc.error_fd)
         if proc.sync_fd >= 0:
@@ -484,7 +523,8 @@ class Shim:
 
     def _on_exit(self, proc: Proc) -> None:
         self.selector.unregister(proc.pidfd)
-        _, status = os.waitpid(proc.pid, 0)
+        status = self._waitpid(proc.pid)
+        self._reap_intermediates()
         proc.duration = time.monotonic() - proc.started
         proc.wait_status = status
         os.close(proc.pidfd)
@@ -504,28 +544,30 @@ class Shim:
         result = {"event": "exit", "id": proc.cid, "exec_id": proc.exec_id, "exit_code": code,
                   "signal": sig, "timed_out": proc.timed_out, "duration": proc.duration,
                   "oom_killed": False, "error": proc.error}
-        if proc.kind == "run":
-            result.update(self._cleanup(proc))
+        if proc.kind == "run" and proc.cgroup is not None:
+            try:
+                usage = vars(proc.cgroup.stats())
+                result.update(usage=usage, oom_killed=bool(usage.get("oom_kills")))
+            except (OSError, ContainerError):
+                pass
+        # The caller learns the end first; the bookkeeping below finishes before this
+        # shim reads its next request, so the caller never sees it half done.
         self._send_event(proc, result)
+        if proc.kind == "run":
+            self._cleanup(proc, result)
 
-    def _cleanup(self, proc: Proc) -> dict:
-        """After PID 1 is gone: read final usage, free the cgroup and network, settle the state."""
-        extra: dict = {}
+    def _cleanup(self, proc: Proc, result: dict) -> None:
+        """After PID 1 is gone: free the cgroup and network, settle the state."""
         for p in list(self.procs.values()):  # execs die with the PID namespace
             if p.cid == proc.cid:
                 self._kill(p)
         if proc.cgroup is not None:
             try:
-                extra["oom_killed"] = bool(proc.cgroup.oom_killed())
-                usage = proc.cgroup.stats()
-                extra["usage"] = {k: v for k, v in vars(usage).items()}
-                proc.cgroup.kill_all()
-            except (OSError, AttributeError):
-                pass
-            try:
+                if proc.cgroup.pids():
+                    proc.cgroup.kill_all()
                 proc.cgroup.remove()
-            except OSError:
-                pass
+            except (OSError, ContainerError):
+                pass  # gc retries
         if proc.network:
             try:
                 self.network.detach(proc.cid)
@@ -534,14 +576,11 @@ class Shim:
         if proc.state.get("detach") and (proc.persistent or proc.conn is not None):
             if not proc.persistent:
                 self.kept.add((proc.cid, proc.state.get("name")))
-            status = proc.wait_status
             proc.state.update(status="exited", finished=time.time(), timed_out=proc.timed_out,
-                              exit_code=128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status),
-                              oom_killed=extra.get("oom_killed", False), error=proc.error)
+                              exit_code=result["exit_code"], oom_killed=result["oom_killed"], error=proc.error)
             self.store.write(proc.cid, proc.state)
         else:
             self.store.remove(proc.cid, proc.state.get("name"))
-        return extra
 
     def shutdown(self) -> None:
         """Kill what we own and wait for it: nothing outlives a private shim."""
