@@ -228,6 +228,9 @@ def _attach(engine, box, with_stdin: bool) -> int:
 
     assert isinstance(box, Container)
     restore = _raw_terminal() if box.tty and sys.stdin.isatty() else None
+    if box.tty and sys.stdout.isatty():
+        size = os.get_terminal_size()
+        box.resize(size.lines, size.columns)
     pump = _stdin_pump(box) if with_stdin and box.stdin_fd is not None else None
     interrupted = False
     try:

@@ -372,3 +372,20 @@ def test_start_from_another_thread(engine, no_leaks):
     for t in threads:
         t.join(30)
     assert results == [b"from-thread\n"] * 4
+
+
+def test_tty_comes_from_the_containers_own_devpts(engine, no_leaks):
+    box = engine.run(ContainerSpec(["sh", "-c", "tty; stty size; read line; echo got $line"], image="busybox",
+                                   tty=True))
+    box.resize(30, 100)
+    box.write(b"typed\n")
+    out = box.wait(10).stdout.replace(b"\r", b"")
+    assert b"/dev/pts/0\n" in out and b"got typed\n" in out
+    assert b"30 100\n" in out or b"24 80\n" in out  # resize may land before or after stty runs
+
+
+def test_interactive_stdin(engine, no_leaks):
+    box = engine.run(ContainerSpec(["sh", "-c", "cat; echo end"], image="busybox", interactive=True))
+    box.write(b"line one\n")
+    box.close_stdin()
+    assert box.wait(10).stdout == b"line one\nend\n"

@@ -55,7 +55,7 @@ class Setup:
     stage: str | None = None
     storage_size: int | None = None
     stdio: tuple[int, int, int] = (0, 1, 2)
-    tty: bool = False
+    console_fd: int = -1  # --tty: socket to send the pty master back on
     procs_files: tuple[str, ...] = ()
     error_fd: int = -1
     pid_fd: int = -1
@@ -142,11 +142,11 @@ def _pid1(setup: Setup) -> None:
     stage = "setup"
     try:
         os.setsid()
-        stdin, stdout, stderr = setup.stdio
-        if setup.tty:
-            fcntl.ioctl(stdin, termios.TIOCSCTTY, 0)
-        for target, fd in enumerate((stdin, stdout, stderr)):
+        for target, fd in enumerate(setup.stdio):
             os.dup2(fd, target)
+        if setup.console_fd >= 0 and setup.join_pid is not None:
+            stage = "terminal"
+            _open_console(setup.console_fd)
         if setup.join_pid is None:
             # Meanwhile the shim moves us into our cgroup and wires the network (sync below):
             # cgroup v1 migration waits for an RCU grace period, so overlapping saves milliseconds.
@@ -154,6 +154,9 @@ def _pid1(setup: Setup) -> None:
             root = rootfs.mount_root(setup.image, setup.stage, setup.storage_size)
             rootfs.execute(setup.steps, root)
             rootfs.pivot(root)
+            if setup.console_fd >= 0:
+                stage = "terminal"
+                _open_console(setup.console_fd)
             stage = "hostname"
             socket.sethostname(setup.hostname)
             if not setup.host_network:
@@ -187,6 +190,31 @@ def _pid1(setup: Setup) -> None:
         _fail(setup.error_fd, "exec", e, code)
     except BaseException as e:  # noqa: BLE001
         _fail(setup.error_fd, "exec", e)
+
+
+TIOCGPTN, TIOCSPTLCK = 0x80045430, 0x40045431  # asm-generic ioctls (x86_64, arm64, riscv64)
+
+
+def _open_console(console_fd: int) -> None:
+    """A terminal from the container's own devpts (pts(4)), its master sent to the shim.
+
+    A pty opened by the shim would belong to the host's /dev/pts: inside, `tty`
+    could not name it.  So, like runc's console socket, PID 1 opens /dev/ptmx
+    in its own /dev, makes the slave its controlling terminal and stdio, and
+    passes the master back over a Unix socket (SCM_RIGHTS).
+    """
+    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
+    number = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, b"\0" * 4))[0]
+    slave = os.open(f"/dev/pts/{number}", os.O_RDWR | os.O_NOCTTY)
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    with socket.socket(fileno=console_fd) as sock:
+        socket.send_fds(sock, [b"pty"], [master])
+    os.close(master)
+    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+    for target in (0, 1, 2):
+        os.dup2(slave, target)
+    os.close(slave)
 
 
 def _loopback_up() -> None:

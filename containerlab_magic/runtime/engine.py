@@ -171,6 +171,15 @@ class Container:
             raise SpecError("this container has no stdin: start it with interactive=True or tty=True")
         os.write(self.stdin_fd, data)
 
+    def resize(self, rows: int, columns: int) -> None:
+        """Set the terminal size of a --tty container (its programs get SIGWINCH)."""
+        if not self.tty or self.stdin_fd is None:
+            raise SpecError("only a container started with tty=True has a terminal to resize")
+        import fcntl
+        import termios
+
+        fcntl.ioctl(self.stdin_fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+
     def close_stdin(self) -> None:
         if self.stdin_fd is not None:
             os.close(self.stdin_fd)

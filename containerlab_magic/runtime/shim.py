@@ -264,7 +264,7 @@ class Shim:
                 command=spec.command, env=spec.environment, env_explicit=frozenset(k for k, _ in spec.env),
                 workdir=spec.workdir, user=spec.user, hostname=hostname, image=image,
                 steps=rootfs.plan(image, spec, state_dir), stage=self.stage,
-                storage_size=spec.limits.storage_size, stdio=stdio, tty=spec.tty,
+                storage_size=spec.limits.storage_size, stdio=stdio, console_fd=opened[-1] if spec.tty else -1,
                 procs_files=tuple(cgroup.procs_files) if cgroup else (), netns_pid=netns_pid,
                 host_network=spec.network == "host")
             needs_network = spec.on_bridge
@@ -273,6 +273,8 @@ class Shim:
             proc.cgroup = cgroup
             if cgroup is not None:
                 cgroup.add(proc.pid)  # while PID 1 builds its rootfs; it waits for us before exec
+            if spec.tty:
+                reply_fds.append(self._receive_console(setup.console_fd, opened, proc))
             proc.persistent = bool(self.daemon and spec.detach)
             if spec.timeout:
                 proc.deadline = proc.started + spec.timeout
@@ -314,10 +316,10 @@ class Shim:
 
     def _stdio(self, spec: ContainerSpec, opened: list[int]):
         """(container stdin, stdout, stderr), fds for the client, fds to pump into the log."""
-        if spec.tty:
-            master, slave = os.openpty()
-            opened += [master, slave]
-            return (slave, slave, slave), [master], []
+        if spec.tty:  # the container opens its own pty and sends the master (child._open_console)
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            opened += [ours.detach(), theirs.detach()]
+            return (self.devnull, self.devnull, self.devnull), [], []
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         opened += [out_r, out_w, err_r, err_w]
@@ -388,6 +390,18 @@ class Shim:
             error = _read_error(err_r)
             raise RuntimeFailure(f"cannot exec: {error.get('stage')}: {error.get('message')}")
         return int(data)
+
+    def _receive_console(self, theirs: int, opened: list[int], proc: Proc) -> int:
+        """The pty master the container opened in its own /dev/pts."""
+        ours = opened[opened.index(theirs) - 1]
+        os.close(theirs)  # only the child's copy must stay open, so its death means EOF
+        opened.remove(theirs)
+        with socket.socket(fileno=os.dup(ours)) as sock:
+            _, fds, _, _ = socket.recv_fds(sock, 16, 1)
+        if not fds:
+            proc_error = _read_error(proc.error_fd)
+            raise RuntimeFailure(f"cannot give the container a terminal: {proc_error.get('message', 'it exited')}")
+        return fds[0]
 
     def _reap_intermediates(self, block: bool = False) -> None:
         for pid in list(self.intermediates):
@@ -480,6 +494,8 @@ class Shim:
                             "or see its output with `containerlab logs`")
         spec = ContainerSpec.from_json(state["spec"])
         env = spec.environment
+        if message.get("tty"):
+            env["TERM"] = "xterm"
         env.update(message.get("env") or {})
         command = message.get("command") or []
         if not command:
@@ -494,10 +510,16 @@ class Shim:
             setup = child.Setup(
                 command=tuple(command), env=env, env_explicit=frozenset(message.get("env") or ()),
                 workdir=message.get("workdir") or spec.workdir, user=message.get("user") or spec.user,
-                stdio=stdio, tty=exec_spec.tty, join_pid=state["pid"],
+                stdio=stdio, console_fd=opened[-1] if exec_spec.tty else -1, join_pid=state["pid"],
                 procs_files=tuple(cgroup.procs_files) if cgroup else ())
             exec_id = secrets.token_hex(8)
             proc = self._spawn("exec", cid, setup, conn, opened, exec_id=exec_id)
+            if exec_spec.tty:
+                try:
+                    reply_fds.append(self._receive_console(setup.console_fd, opened, proc))
+                except BaseException:
+                    self._abort(proc)
+                    raise
         finally:
             for fd in opened:
                 if fd not in reply_fds:
