@@ -49,6 +49,7 @@ import _tools
 from _tools import Contender, Unavailable
 
 from containerlab_magic.runtime.engine import Engine
+from containerlab_magic.runtime.errors import ContainerError
 from containerlab_magic.runtime.images import ImageStore
 from containerlab_magic.runtime.paths import state_root
 from containerlab_magic.runtime.spec import ContainerSpec, Limits
@@ -67,7 +68,10 @@ class EngineRun(Contender):
         self.once()
 
     def once(self) -> None:
-        result = self.engine.run(self.spec).wait()
+        try:
+            result = self.engine.run(self.spec).wait()
+        except ContainerError as e:  # a run the engine refused or lost: counted as a failed run
+            raise Unavailable(f"{type(e).__name__}: {e}") from None
         if result.exit_code != 0:
             raise Unavailable(result.describe())
 
@@ -88,7 +92,10 @@ def p95(values: list[float]) -> float:
 def round_robin(contenders: list[Contender], runs: int, rng: random.Random) -> tuple[dict, dict]:
     """Prepare each, then `runs` iterations in which every ready contender runs once (shuffled order).
 
-    Returns (samples in seconds by name, reason by name for the unavailable).
+    A contender that cannot be prepared, or fails more than MAX_FAILURES of its
+    runs, is unavailable; rarer failures (a container killed from outside) are
+    counted and reported with the row.  Returns (samples in seconds by name,
+    reason by name for the unavailable); failures go to FAILURES.
     """
     samples: dict[str, list[float]] = {c.name: [] for c in contenders}
     unavailable: dict[str, str] = {}
@@ -109,11 +116,18 @@ def round_robin(contenders: list[Contender], runs: int, rng: random.Random) -> t
             try:
                 c.once()
             except Unavailable as e:
-                unavailable[c.name] = f"failed at run {i + 1}: {e}"
-                ready.remove(c)
+                failed = FAILURES.setdefault(c.name, [])
+                failed.append(f"run {i + 1}: {e}")
+                if len(failed) > max(1, MAX_FAILURES * runs):
+                    unavailable[c.name] = f"{len(failed)} runs failed, first {failed[0]}"
+                    ready.remove(c)
                 continue
             samples[c.name].append(time.perf_counter() - t0)
     return samples, unavailable
+
+
+FAILURES: dict[str, list[str]] = {}
+MAX_FAILURES = 0.05
 
 
 def summarise(samples: list[float]) -> dict:
@@ -129,6 +143,8 @@ def rows_for(samples: dict, unavailable: dict, reference: str | None) -> dict:
             rows[name] = {"unavailable": unavailable.get(name, "no samples")}
             continue
         rows[name] = summarise(values)
+        if FAILURES.get(name):
+            rows[name]["failures"] = FAILURES[name]
         if ref:
             rows[name]["ratio"] = round(p50(values) / ref, 3)
     return rows
@@ -152,6 +168,8 @@ def print_table(title: str, rows: dict, ratio_label: str | None) -> None:
         line = f"  {name:<{width}}{row['p50_ms']:>9.2f}{row['p95_ms']:>9.2f}"
         if ratio_label and "ratio" in row:
             line += f"  {row['ratio']:>6.2f}x"
+        if row.get("failures"):
+            line += f"  ({len(row['failures'])} failed runs left out; first {row['failures'][0]})"
         print(line)
 
 
