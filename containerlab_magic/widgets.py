@@ -221,7 +221,7 @@ class Monitor(w.VBox):
             bundle["text/plain"] = self.summary
             try:
                 self._handle.update(bundle, raw=True)
-            except Exception:  # noqa: BLE001 - the kernel may be shutting down; the widget already says it
+            except Exception:  # noqa: BLE001, S110 - the kernel may be shutting down; the widget already says it
                 pass
 
     def __repr__(self) -> str:

@@ -18,7 +18,6 @@ import time
 import urllib.request
 
 import pytest
-
 from conftest import needs_root
 
 CHROMIUM = "/usr/bin/chromium"
@@ -59,7 +58,7 @@ def lab(tmp_path_factory, module_no_leaks):
     home = tmp_path_factory.mktemp("lab-home")
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
                JUPYTERLAB_SETTINGS_DIR=str(home / "settings"), JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"))
-    log = open(home / "server.log", "w")
+    log = open(home / "server.log", "w")  # noqa: SIM115 - open for the server's whole life, closed below
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--ip=127.0.0.1", f"--port={port}", "--port-retries=0",
          "--no-browser", "--allow-root", f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}",
@@ -74,7 +73,7 @@ def lab(tmp_path_factory, module_no_leaks):
                 break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"JupyterLab did not start: {open(home / 'server.log').read()[-3000:]}")
+                    raise RuntimeError(f"JupyterLab did not start: {(home / 'server.log').read_text()[-3000:]}")
                 time.sleep(0.3)
         yield url, token
     finally:
