@@ -195,7 +195,7 @@ def usage_rows(usage: dict) -> list[tuple[str, str, str]]:
     return rows
 
 
-def cgroup_report(name: str, usage: dict, files: dict[str, str]) -> "Report":
+def cgroup_report(name: str, usage: dict, files: dict[str, str]) -> Report:
     usage_table = Table(("", "USED", "LIMIT"), usage_rows(usage), title=f"{name}: usage against limits")
     files_table = Table(("FILE", "VALUE"), [(k, _one_line(v)) for k, v in sorted(files.items())],
                         title=f"the cgroup v{usage.get('cgroup_version')} files behind them")

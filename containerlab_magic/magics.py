@@ -36,7 +36,6 @@ import threading
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from IPython.display import display
 from traitlets import Float, Int, Unicode
 
 from . import cli

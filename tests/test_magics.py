@@ -14,9 +14,8 @@ import threading
 import time
 
 import pytest
+from conftest import leaks, needs_root, snapshot
 from IPython.core.error import UsageError
-
-from conftest import needs_root, snapshot, leaks
 
 pytestmark = needs_root
 
