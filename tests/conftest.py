@@ -60,15 +60,21 @@ def foreign_pid_ns_processes() -> set[tuple[int, str]]:
 
 
 def our_cgroups() -> set[str]:
-    """Groups named like an engine's container ids (64 hex) under the lab subtree."""
-    found = set()
-    for base in ("/sys/fs/cgroup/memory/containerlab", "/sys/fs/cgroup/pids/containerlab",
-                 "/sys/fs/cgroup/containerlab"):
-        try:
-            found |= {f"{base}/{n}" for n in os.listdir(base) if HEX64.match(n)}
-        except OSError:
-            pass
-    return found
+    """Cgroups this session's state root made and has not removed (its ledger: the shim
+    notes a group before it makes it and forgets it after removing it), less the spare
+    slot a live shim keeps ready.  Groups of other state roots are not ours to judge."""
+    try:
+        return {cid for cid in os.listdir(os.path.join(STATE, "cgroups")) if not _spare(cid)}
+    except FileNotFoundError:
+        return set()
+
+
+def _spare(cid: str) -> bool:
+    try:
+        with open(os.path.join(STATE, "containers", cid, "state.json")) as f:
+            return '"status": "spare"' in f.read()
+    except OSError:
+        return False
 
 
 def our_mounts() -> list[str]:
@@ -91,10 +97,22 @@ def shims() -> set[int]:
 
 
 def state_dirs() -> set[str]:
+    """Container state folders, less the one slot a live shim prepares ahead of need."""
+    root = os.path.join(STATE, "containers")
     try:
-        return set(os.listdir(os.path.join(STATE, "containers")))
+        names = os.listdir(root)
     except FileNotFoundError:
         return set()
+    found = set()
+    for name in names:
+        try:
+            with open(os.path.join(root, name, "state.json")) as f:
+                if '"status": "spare"' in f.read():
+                    continue
+        except OSError:
+            pass
+        found.add(name)
+    return found
 
 
 def snapshot() -> dict:

@@ -21,7 +21,7 @@ from conftest import needs_root
 from containerlab_magic.runtime import ContainerSpec, Limits, Mount
 from containerlab_magic.runtime.errors import Conflict, ContainerError, NotFound, SpecError
 from containerlab_magic.runtime.security import DEFAULT_MASK
-from containerlab_magic.runtime.state import alive
+from containerlab_magic.runtime.state import alive, wait_for
 
 pytestmark = needs_root
 
@@ -277,10 +277,17 @@ def test_foreground_containers_are_removed_when_they_exit(engine, no_leaks):
     box = engine.run(ContainerSpec(["sleep", "0.3"], image="busybox", name="fg"))
     assert engine.inspect("fg")["status"] == "running"
     box.wait(10)
-    # the shim tells the end first, then removes it before serving its next request
-    engine.run(ContainerSpec(["true"], image="busybox")).wait(10)
-    with pytest.raises(NotFound):
-        engine.inspect("fg")
+    # the name is free at once (the shim removes the rest when idle, within moments)
+    engine.run(ContainerSpec(["true"], image="busybox", name="fg")).wait(10)
+
+    def gone() -> bool:
+        try:
+            engine.inspect("fg")
+        except NotFound:
+            return True
+        return False
+
+    assert wait_for(gone, 5)
 
 
 # ---------------------------------------------------------------- bad input

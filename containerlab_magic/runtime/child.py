@@ -63,6 +63,7 @@ class Setup:
     join_pid: int | None = None  # exec: join this container's namespaces
     netns_pid: int | None = None  # --net container:NAME: join its network namespace
     host_network: bool = False
+    bounding_dropped: bool = False
 
 
 def _fail(error_fd: int, stage: str, exc: BaseException, code: int = EXIT_RUNTIME) -> None:
@@ -176,7 +177,8 @@ def _pid1(setup: Setup) -> None:
         if home and setup.user is not None and "HOME" not in setup.env_explicit:
             env["HOME"] = home
         stage = "privileges"
-        security.drop_bounding()
+        if not setup.bounding_dropped:  # the shim normally did it once for everyone
+            security.drop_bounding()
         security.no_new_privs()
         security.switch_user(uid, gid, groups)
         os.closerange(3, setup.error_fd)  # error_fd is close-on-exec: it closes at exec

@@ -499,7 +499,9 @@ class Engine:
                 if group is not None:
                     group.kill_all()
             except (OSError, ContainerError):
-                if self.cgroups.open(cid) is not None:
+                # the owning shim removes the group as soon as PID 1 is gone: only a
+                # group whose container still runs is a real failure
+                if alive(state.get("pid"), state.get("pid_start")):
                     raise
 
     def rm(self, ref: str, force: bool = False) -> None:
@@ -633,23 +635,26 @@ class Engine:
     def gc(self) -> list[str]:
         """Remove what crashes left behind: orphaned containers, their cgroups, stale names."""
         removed = []
-        for state in list(self.store.all()):
-            if state.get("status") == "running" and not alive(state.get("shim_pid"), state.get("shim_start")):
+        for state in list(self.store.all(spares=True)):
+            if state.get("status") in ("running", "spare") and not alive(state.get("shim_pid"),
+                                                                          state.get("shim_start")):
                 self._reap_orphan(state["id"], state)
-                removed.append(f"container {state.get('name')} ({state['id'][:12]})")
+                what = "spare slot" if state["status"] == "spare" else f"container {state.get('name')}"
+                removed.append(f"{what} ({state['id'][:12]})")
         for cid in self.store.ids():
             if self.store.read(cid) is None and not self._young(cid):
                 self.store.remove(cid)
                 removed.append(f"state directory {cid[:12]}")
         known = set(self.store.ids())
-        if self.cgroups is not None:
-            for cid in self.cgroups.list():
-                if cid not in known:
-                    group = self.cgroups.open(cid)
-                    if group is not None:
-                        group.kill_all()
-                        group.remove()
-                        removed.append(f"cgroup {cid[:12]}")
+        for cid in self.store.cgroups():  # only groups this state root made
+            if cid in known:
+                continue
+            group = self.cgroups.open(cid) if self.cgroups is not None else None
+            if group is not None:
+                group.kill_all()
+                group.remove()
+                removed.append(f"cgroup {cid[:12]}")
+            self.store.forget_cgroup(cid)
         try:
             from .network import NetworkManager
         except ImportError:
@@ -679,6 +684,7 @@ class Engine:
             if group is not None:
                 group.kill_all()
                 group.remove()
+            self.store.forget_cgroup(cid)
         self.store.remove(cid, state.get("name"))
 
     def images(self) -> list[dict]:

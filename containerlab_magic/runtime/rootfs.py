@@ -77,6 +77,18 @@ def secure_join(root: str, path: str) -> str:
     return os.path.join(root, *resolved)
 
 
+# Below these, every path is on a filesystem we just mounted (proc, our tmpfs
+# /dev, sysfs): the image cannot have planted a symlink there.
+FRESH = ("/proc/", "/dev/", "/sys/")
+
+
+def resolve(root: str, path: str) -> str:
+    """Where `path` of the container is now: secure_join unless it is in a fresh mount."""
+    if path.startswith(FRESH):
+        return root + path
+    return secure_join(root, path)
+
+
 @dataclass(frozen=True)
 class Mount:
     source: str | None
@@ -87,7 +99,7 @@ class Mount:
     optional: bool = False  # skip when the target is missing (masked paths)
 
     def run(self, root: str) -> None:
-        target = secure_join(root, self.target)
+        target = resolve(root, self.target)
         if self.optional and not os.path.lexists(target):
             return
         linux.mount(self.source, target, self.fstype, self.flags, self.data)
@@ -106,7 +118,7 @@ class Remount:
     optional: bool = False
 
     def run(self, root: str) -> None:
-        target = secure_join(root, self.target)
+        target = resolve(root, self.target)
         if self.optional and not os.path.lexists(target):
             return
         linux.mount(None, target, None, MS_REMOUNT | MS_BIND | self.flags)
@@ -122,7 +134,7 @@ class ReadOnly:
     target: str
 
     def run(self, root: str) -> None:
-        path = secure_join(root, self.target)
+        path = resolve(root, self.target)
         if not os.path.lexists(path):
             return
         linux.mount(path, path, None, MS_BIND | MS_REC)
@@ -140,7 +152,7 @@ class MakeTarget:
     is_dir: bool = True
 
     def run(self, root: str) -> None:
-        path = secure_join(root, self.target)
+        path = resolve(root, self.target)
         if os.path.lexists(path):
             return
         if self.is_dir:

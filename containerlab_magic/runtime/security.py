@@ -3,7 +3,9 @@
 capabilities(7): the bounding set caps what any later exec can gain; we drop
 everything outside Docker's default 14 from it, then set the effective,
 permitted and inheritable sets to those 14 (for root) and clear the ambient
-set.  A non-root --user loses all capabilities at setuid(2), as with Docker.
+set.  The bounding set only matters at execve(2), so the shim, which never
+execs, drops it once for itself: every container it clones inherits the
+reduced set yet keeps full effective capabilities for its own setup.  A non-root --user loses all capabilities at setuid(2), as with Docker.
 PR_SET_NO_NEW_PRIVS (prctl(2)) stops setuid binaries from raising privileges.
 """
 
@@ -34,6 +36,14 @@ def drop_bounding(keep_mask: int = DEFAULT_MASK) -> None:
     for cap in range(linux.last_cap() + 1):
         if not keep_mask & (1 << cap):
             linux.prctl(linux.PR_CAPBSET_DROP, cap)
+
+
+def bounding_set() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapBnd:"):
+                return int(line.split()[1], 16)
+    return -1
 
 
 def switch_user(uid: int, gid: int, groups: list[int]) -> None:

@@ -38,10 +38,10 @@ import struct
 import sys
 import time
 
-from . import child, linux, protocol, rootfs
-from .errors import ContainerError, HostUnsupported, NotFound, RuntimeFailure, SpecError
+from . import child, linux, protocol, rootfs, security
+from .errors import Conflict, ContainerError, HostUnsupported, NotFound, RuntimeFailure, SpecError
 from .images import ImageStore
-from .spec import ContainerSpec
+from .spec import ContainerSpec, Limits
 from .state import StateStore, alive, proc_start_time
 
 try:
@@ -95,7 +95,14 @@ class Shim:
         self._network = None
         self.devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
         self.kept: set[tuple[str, str]] = set()  # exited detached containers of our clients
-        self.intermediates: set[int] = set()  # first children, exiting after they forked PID 1
+        self.intermediates: set[int] = set()  # first children of exec, exiting after they forked
+        self.after_reply: list = []
+        self.deferred: list = []  # cleanup to do when idle (see _run_deferred)
+        self.spare: tuple[str, object] | None = None
+        self.spare_failed = False
+        # The bounding set matters only at execve, which the shim never does (see security.py).
+        security.drop_bounding()
+        self.bounding_dropped = security.bounding_set() == security.DEFAULT_MASK
 
     # ---------------------------------------------------------------- plumbing
 
@@ -121,14 +128,18 @@ class Shim:
         idle_since = time.monotonic()
         try:
             while True:
-                if self.conns or self.procs:
+                if self.conns or self.procs or self.deferred:
                     idle_since = time.monotonic()
                 elif not self.daemon or time.monotonic() - idle_since >= linger:
                     break
                 timeout = self._next_timeout()
                 if self.daemon and not (self.conns or self.procs):
                     timeout = max(0.0, linger - (time.monotonic() - idle_since))
-                for key, _ in self.selector.select(timeout):
+                events = self.selector.select(0 if self.deferred else timeout)
+                if not events and self.deferred:
+                    self._run_deferred()
+                    continue
+                for key, _ in events:
                     kind, obj = key.data
                     if kind == "conn":
                         self._on_message(obj)
@@ -142,6 +153,8 @@ class Shim:
                         conn, _ = self.listener.accept()
                         self.add_conn(conn)
                 self._check_timeouts()
+                if self.conns and self.spare is None:
+                    self.prepare_spare()
         finally:
             self.shutdown()
 
@@ -208,6 +221,11 @@ class Shim:
         finally:
             for fd in reply_fds:
                 os.close(fd)
+        while self.after_reply:
+            try:
+                self.after_reply.pop(0)()
+            except Exception as e:  # noqa: BLE001 - bookkeeping must not stop the shim
+                print(f"containerlab shim: {e}", file=sys.stderr)
 
     def _drop_conn(self, conn: socket.socket) -> None:
         if conn not in self.conns:
@@ -243,22 +261,16 @@ class Shim:
             reason = self.cgroups.missing_for(spec.limits)
             if reason:
                 raise HostUnsupported(reason)
-        cid = secrets.token_hex(32)
         undo: list = []
         opened: list[int] = []
         try:
             name = spec.name or self._free_name()
-            state_dir = self.store.create(cid, name)
-            undo.append(lambda: self.store.remove(cid, name))
+            cid, state_dir, cgroup = self._take_slot(name, spec, undo)
             hostname = spec.hostname or name[:63].replace("_", "-").replace(".", "-")
             with open(os.path.join(state_dir, "hostname"), "w") as f:
                 f.write(hostname + "\n")
             with open(os.path.join(state_dir, "hosts"), "w") as f:
                 f.write(f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n")
-            cgroup = None
-            if self.cgroups is not None:
-                cgroup = self.cgroups.create(cid, spec.limits)
-                undo.append(cgroup.remove)
             stdio, reply_fds, pumps = self._stdio(spec, opened)
             setup = child.Setup(
                 command=spec.command, env=spec.environment, env_explicit=frozenset(k for k, _ in spec.env),
@@ -266,7 +278,7 @@ class Shim:
                 steps=rootfs.plan(image, spec, state_dir), stage=self.stage,
                 storage_size=spec.limits.storage_size, stdio=stdio, console_fd=opened[-1] if spec.tty else -1,
                 procs_files=tuple(cgroup.procs_files) if cgroup else (), netns_pid=netns_pid,
-                host_network=spec.network == "host")
+                host_network=spec.network == "host", bounding_dropped=self.bounding_dropped)
             needs_network = spec.on_bridge
             proc = self._spawn("run", cid, setup, conn, opened, sync=bool(cgroup or needs_network or netns_pid))
             undo.append(lambda: self._abort(proc))
@@ -292,12 +304,15 @@ class Shim:
             proc.state = {
                 "id": cid, "name": name, "image": spec.image, "command": list(spec.command),
                 "created": time.time(), "status": "running", "pid": proc.pid,
-                "pid_start": proc_start_time(proc.pid), "shim_pid": self.me[0], "shim_start": self.me[1],
+                "shim_pid": self.me[0], "shim_start": self.me[1],
                 "persistent": proc.persistent, "detach": spec.detach, "cgroup": cgroup is not None,
                 "hostname": hostname, "spec": spec.to_json(), "ip": proc.state.get("ip"),
                 "network": spec.network,
                 "ports": [f"{p.host_ip}:{p.host_port}->{p.container_port}/{p.protocol}" for p in spec.ports],
+                "pid_start": proc_start_time(proc.pid),
             }
+            # Before the reply: whoever learns of the container may look it up at once.
+            # (PID 1 is still building its rootfs meanwhile, so this costs no start time.)
             self.store.write(cid, proc.state)
         except BaseException:
             for step in reversed(undo):
@@ -313,6 +328,72 @@ class Shim:
         self._track(proc)
         return {"id": cid, "name": name, "pid": proc.pid, "hostname": hostname,
                 "streams": "pty" if spec.tty else ("none" if spec.detach else "pipes")}, reply_fds
+
+    # A container's state folder and cgroup take ~1 ms to make (cgroup v1 has a
+    # directory per controller), so the shim makes the next ones while idle and a
+    # new container only claims them: a name, its limits, and off it goes.
+
+    def prepare_spare(self) -> None:
+        if self.spare is not None or self.spare_failed:
+            return
+        cid = secrets.token_hex(32)
+        try:
+            self.store.create_spare(cid, {"shim_pid": self.me[0], "shim_start": self.me[1],
+                                          "cgroup": self.cgroups is not None})
+            cgroup = self._new_cgroup(cid, Limits())
+        except (OSError, ContainerError) as e:
+            self.store.remove(cid)
+            self.spare_failed = True
+            print(f"containerlab shim: cannot prepare containers ahead ({e}); making each on demand",
+                  file=sys.stderr)
+            return
+        self.spare = (cid, cgroup)
+
+    def _drop_spare(self) -> None:
+        if self.spare is not None:
+            cid, cgroup = self.spare
+            self.spare = None
+            if cgroup is not None:
+                self._remove_cgroup(cid, cgroup)
+            self.store.remove(cid)
+
+    def _new_cgroup(self, cid: str, limits: Limits):
+        if self.cgroups is None:
+            return None
+        self.store.note_cgroup(cid)  # first: a crash in between leaves gc a note to act on
+        try:
+            return self.cgroups.create(cid, limits)
+        except BaseException:
+            self.store.forget_cgroup(cid)
+            raise
+
+    def _remove_cgroup(self, cid: str, cgroup) -> None:
+        cgroup.remove()
+        self.store.forget_cgroup(cid)
+
+    def _take_slot(self, name: str, spec: ContainerSpec, undo: list):
+        """(id, state dir, cgroup) for a new container: the spare if there is one."""
+        spare, self.spare = self.spare, None
+        if spare is None:
+            cid = secrets.token_hex(32)
+            state_dir = self.store.create(cid, name)
+            undo.append(lambda: self.store.remove(cid, name))
+            cgroup = self._new_cgroup(cid, spec.limits)
+            if cgroup is not None:
+                undo.append(lambda: self._remove_cgroup(cid, cgroup))
+            return cid, state_dir, cgroup
+        cid, cgroup = spare
+        try:
+            self.store.claim(cid, name)
+        except Conflict:
+            self.spare = spare  # a taken name is the caller's mistake: keep the spare
+            raise
+        undo.append(lambda: self.store.remove(cid, name))
+        if cgroup is not None:
+            undo.append(lambda: self._remove_cgroup(cid, cgroup))
+            if spec.limits.any_cgroup_limit:
+                cgroup.update(spec.limits, initial=True)
+        return cid, self.store.dir(cid), cgroup
 
     def _stdio(self, spec: ContainerSpec, opened: list[int]):
         """(container stdin, stdout, stderr), fds for the client, fds to pump into the log."""
@@ -511,7 +592,7 @@ class Shim:
                 command=tuple(command), env=env, env_explicit=frozenset(message.get("env") or ()),
                 workdir=message.get("workdir") or spec.workdir, user=message.get("user") or spec.user,
                 stdio=stdio, console_fd=opened[-1] if exec_spec.tty else -1, join_pid=state["pid"],
-                procs_files=tuple(cgroup.procs_files) if cgroup else ())
+                procs_files=tuple(cgroup.procs_files) if cgroup else (), bounding_dropped=self.bounding_dropped)
             exec_id = secrets.token_hex(8)
             proc = self._spawn("exec", cid, setup, conn, opened, exec_id=exec_id)
             if exec_spec.tty:
@@ -584,12 +665,7 @@ class Shim:
             if p.cid == proc.cid:
                 self._kill(p)
         if proc.cgroup is not None:
-            try:
-                if proc.cgroup.pids():
-                    proc.cgroup.kill_all()
-                proc.cgroup.remove()
-            except (OSError, ContainerError):
-                pass  # gc retries
+            self.deferred.append(lambda: self._free_cgroup(proc))
         if proc.network:
             try:
                 self.network.detach(proc.cid)
@@ -602,10 +678,32 @@ class Shim:
                               exit_code=result["exit_code"], oom_killed=result["oom_killed"], error=proc.error)
             self.store.write(proc.cid, proc.state)
         else:
-            self.store.remove(proc.cid, proc.state.get("name"))
+            self.store.release(proc.cid, proc.state.get("name"))  # the name is free at once
+            self.deferred.append(lambda: self.store.remove(proc.cid))
+
+    def _free_cgroup(self, proc: Proc) -> None:
+        try:
+            if proc.cgroup.pids():
+                proc.cgroup.kill_all()
+            self._remove_cgroup(proc.cid, proc.cgroup)
+        except (OSError, ContainerError):
+            pass  # gc retries: the ledger still names it
+
+    def _run_deferred(self) -> None:
+        """Cleanup left for idle moments (removing a cgroup and a state folder takes
+        ~0.5 ms, which would otherwise delay the next request)."""
+        while self.deferred:
+            try:
+                self.deferred.pop(0)()
+            except Exception as e:  # noqa: BLE001 - cleanup must not stop the shim; gc retries
+                print(f"containerlab shim: cleanup: {e}", file=sys.stderr)
 
     def shutdown(self) -> None:
         """Kill what we own and wait for it: nothing outlives a private shim."""
+        try:
+            self._drop_spare()
+        except (OSError, ContainerError):
+            pass
         for proc in list(self.procs.values()):
             if not proc.persistent:
                 self._kill(proc)
@@ -619,6 +717,7 @@ class Shim:
                     self._on_output(key.fd, *obj)
         if self._network is not None:
             self._network.close()
+        self._run_deferred()
         for cid, name in self.kept:  # their engine is gone, and they went with it
             if not self.daemon or (self.store.read(cid) or {}).get("shim_pid") == self.me[0]:
                 self.store.remove(cid, name)

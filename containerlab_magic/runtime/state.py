@@ -45,12 +45,30 @@ class StateStore:
         self.names = os.path.join(root, "names")
         os.makedirs(self.containers, mode=0o711, exist_ok=True)
         os.makedirs(self.names, mode=0o711, exist_ok=True)
+        # Cgroups this state root made and has not yet removed: gc's list, so that it
+        # never touches groups of another state root (another lab, a benchmark).
+        self.cgroup_ledger = os.path.join(root, "cgroups")
+        os.makedirs(self.cgroup_ledger, mode=0o700, exist_ok=True)
 
     def dir(self, cid: str) -> str:
         return os.path.join(self.containers, cid)
 
     def create(self, cid: str, name: str) -> str:
         """Make the container's folder and claim its name, or raise Conflict."""
+        self.claim(cid, name)
+        path = self.dir(cid)
+        os.mkdir(path, 0o700)
+        return path
+
+    def create_spare(self, cid: str, owner: dict) -> str:
+        """A folder made ahead of need (see Shim.prepare_spare); gc knows it by its status."""
+        path = self.dir(cid)
+        os.mkdir(path, 0o700)
+        self.write(cid, {"id": cid, "status": "spare", **owner})
+        return path
+
+    def claim(self, cid: str, name: str) -> None:
+        """Point `name` at `cid`, or raise Conflict if a live container holds it."""
         link = os.path.join(self.names, name)
         try:
             os.symlink(cid, link)
@@ -63,9 +81,18 @@ class StateStore:
                 ) from None
             os.unlink(link)  # stale claim from a crash
             os.symlink(cid, link)
-        path = self.dir(cid)
-        os.mkdir(path, 0o700)
-        return path
+
+    def note_cgroup(self, cid: str) -> None:
+        os.close(os.open(os.path.join(self.cgroup_ledger, cid), os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+
+    def forget_cgroup(self, cid: str) -> None:
+        try:
+            os.unlink(os.path.join(self.cgroup_ledger, cid))
+        except FileNotFoundError:
+            pass
+
+    def cgroups(self) -> list[str]:
+        return sorted(os.listdir(self.cgroup_ledger))
 
     def write(self, cid: str, state: dict) -> None:
         path = os.path.join(self.dir(cid), "state.json")
@@ -87,10 +114,10 @@ class StateStore:
         except FileNotFoundError:
             return []
 
-    def all(self) -> Iterator[dict]:
+    def all(self, spares: bool = False) -> Iterator[dict]:
         for cid in self.ids():
             state = self.read(cid)
-            if state is not None:
+            if state is not None and (spares or state.get("status") != "spare"):
                 yield state
 
     def resolve(self, ref: str) -> str:
@@ -109,10 +136,8 @@ class StateStore:
                 raise Conflict(f"{ref!r} matches {len(matches)} containers: give more of the id or the name")
         raise NotFound(f"no such container: {ref} (see `containerlab ps -a`)")
 
-    def remove(self, cid: str, name: str | None = None) -> None:
-        if name is None:
-            state = self.read(cid) or {}
-            name = state.get("name")
+    def release(self, cid: str, name: str | None) -> None:
+        """Free the container's name (if it still points at this container)."""
         if name:
             link = os.path.join(self.names, name)
             try:
@@ -120,6 +145,12 @@ class StateStore:
                     os.unlink(link)
             except OSError:
                 pass
+
+    def remove(self, cid: str, name: str | None = None) -> None:
+        if name is None:
+            state = self.read(cid) or {}
+            name = state.get("name")
+        self.release(cid, name)
         shutil.rmtree(self.dir(cid), ignore_errors=True)
 
 
