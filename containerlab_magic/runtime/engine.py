@@ -25,6 +25,7 @@ import dataclasses
 import errno
 import json
 import os
+import select
 import selectors
 import signal
 import socket
@@ -236,6 +237,7 @@ class Engine:
         self._exits: dict[tuple[str, str | None], dict] = {}
         self._next_req = 0
         self._closed = False
+        self._reading = False  # a thread is reading the socket (see _await)
         self._shim_proc: subprocess.Popen | None = None
         self._cgroups = None
         self._start_lock = threading.Lock()
@@ -249,8 +251,6 @@ class Engine:
                 if self._closed:
                     raise RuntimeFailure("the engine is closed: start a new Engine")
                 self.sock = self._connect_daemon() if self.daemon else self._start_private()
-                self._reader = threading.Thread(target=self._read_loop, name="containerlab-engine", daemon=True)
-                self._reader.start()
                 self.shim_pid = self._request({"op": "hello"})[0]["pid"]
         return self
 
@@ -289,22 +289,57 @@ class Engine:
             time.sleep(0.01 * attempt)
         raise RuntimeFailure(f"cannot reach the containerlab daemon at {path}: see `containerlab doctor`")
 
-    def _read_loop(self) -> None:
+    # Replies and exit events are read by whichever thread is waiting for one
+    # (leader/follower): the waiter reads the socket itself unless another thread
+    # already does, and hands on what is not its own.  No reader thread means no
+    # thread hand-off on the hot path (about 1 ms a message on a busy 2-core host).
+
+    def _dispatch(self, message: dict | None, fds: list[int]) -> None:
+        """Under self._cond: file one message from the shim where its waiter looks."""
+        if message is None:
+            self._closed = True
+        elif message.get("event") == "exit":
+            self._exits[(message["id"], message.get("exec_id"))] = message
+        else:
+            self._replies[message["req"]] = (message, fds)
+
+    def _await(self, ready: Callable[[], bool], timeout: float | None = None, block: bool = True) -> bool:
+        """Until ready() (checked under self._cond) holds, the shim is gone, or time is up."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            try:
-                message, fds = protocol.recv(self.sock)
-            except OSError:
-                message, fds = None, []
             with self._cond:
-                if message is None:
-                    self._closed = True
+                while True:
+                    if ready():
+                        return True
+                    if self._closed:
+                        return False
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if (left is not None and left <= 0) and block:
+                        return False
+                    if not self._reading:
+                        self._reading = True
+                        break
+                    if not block:
+                        return False
+                    self._cond.wait(left)
+            message, fds, got = None, [], False
+            try:
+                if not block:
+                    left = 0.0
+                if left is None or select.select([self.sock], [], [], left)[0]:
+                    message, fds = protocol.recv(self.sock)
+                    got = True
+            except OSError:
+                got = True  # the socket is gone: message None closes the engine
+            finally:
+                with self._cond:
+                    self._reading = False
+                    if got:
+                        self._dispatch(message, fds)
                     self._cond.notify_all()
-                    return
-                if message.get("event") == "exit":
-                    self._exits[(message["id"], message.get("exec_id"))] = message
-                else:
-                    self._replies[message["req"]] = (message, fds)
-                self._cond.notify_all()
+            if not block and not got:
+                with self._cond:
+                    return ready()
 
     def _request(self, message: dict, fds: list[int] = ()) -> tuple[dict, list[int]]:
         if self.sock is None and message.get("op") != "hello":
@@ -318,10 +353,9 @@ class Engine:
                 protocol.send(self.sock, message, fds)
             except OSError as e:
                 raise RuntimeFailure(f"the engine's shim is gone ({e}): start a new Engine") from None
+        if not self._await(lambda: req in self._replies):
+            raise RuntimeFailure("the engine's shim exited unexpectedly: start a new Engine")
         with self._cond:
-            self._cond.wait_for(lambda: req in self._replies or self._closed)
-            if req not in self._replies:
-                raise RuntimeFailure("the engine's shim exited unexpectedly: start a new Engine")
             reply, reply_fds = self._replies.pop(req)
         if not reply.get("ok"):
             for fd in reply_fds:
@@ -330,13 +364,17 @@ class Engine:
         return reply, reply_fds
 
     def _exit_event(self, cid: str, exec_id: str | None) -> dict | None:
+        """The exit event if it has come (reading what the shim sent so far, without blocking)."""
+        key = (cid, exec_id)
+        if self.sock is not None:
+            self._await(lambda: key in self._exits, block=False)
         with self._cond:
-            return self._exits.get((cid, exec_id))
+            return self._exits.get(key)
 
     def _wait_exit(self, cid: str, exec_id: str | None, timeout: float | None) -> dict | None:
         key = (cid, exec_id)
+        self._await(lambda: key in self._exits, timeout)
         with self._cond:
-            self._cond.wait_for(lambda: key in self._exits or self._closed, timeout)
             if key in self._exits:
                 return self._exits.pop(key)
             if self._closed:
@@ -712,7 +750,6 @@ class Engine:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-        self._reader.join(15)
         self.sock.close()
         self.sock = None
         if self._shim_proc is not None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import gc
 import json
 import os
 import random
@@ -98,6 +99,7 @@ class Shim:
         self.intermediates: set[int] = set()  # first children of exec, exiting after they forked
         self.after_reply: list = []
         self.deferred: list = []  # cleanup to do when idle (see _run_deferred)
+        self.deferred_due = 0.0
         self.spare: tuple[str, object] | None = None
         self.spare_failed = False
         # The bounding set matters only at execve, which the shim never does (see security.py).
@@ -135,8 +137,11 @@ class Shim:
                 timeout = self._next_timeout()
                 if self.daemon and not (self.conns or self.procs):
                     timeout = max(0.0, linger - (time.monotonic() - idle_since))
-                events = self.selector.select(0 if self.deferred else timeout)
-                if not events and self.deferred:
+                if self.deferred:  # due after a quiet spell, or right after the next reply
+                    wait = max(0.0, self.deferred_due - time.monotonic())
+                    timeout = wait if timeout is None else min(timeout, wait)
+                events = self.selector.select(timeout)
+                if not events and self.deferred and time.monotonic() >= self.deferred_due:
                     self._run_deferred()
                     continue
                 for key, _ in events:
@@ -221,6 +226,9 @@ class Shim:
         finally:
             for fd in reply_fds:
                 os.close(fd)
+        if op == "run":
+            # Its PID 1 is busy building its rootfs now: a good moment for old cleanup.
+            self._run_deferred()
         while self.after_reply:
             try:
                 self.after_reply.pop(0)()
@@ -665,7 +673,7 @@ class Shim:
             if p.cid == proc.cid:
                 self._kill(p)
         if proc.cgroup is not None:
-            self.deferred.append(lambda: self._free_cgroup(proc))
+            self._defer(lambda: self._free_cgroup(proc))
         if proc.network:
             try:
                 self.network.detach(proc.cid)
@@ -679,7 +687,7 @@ class Shim:
             self.store.write(proc.cid, proc.state)
         else:
             self.store.release(proc.cid, proc.state.get("name"))  # the name is free at once
-            self.deferred.append(lambda: self.store.remove(proc.cid))
+            self._defer(lambda: self.store.remove(proc.cid))
 
     def _free_cgroup(self, proc: Proc) -> None:
         try:
@@ -688,6 +696,11 @@ class Shim:
             self._remove_cgroup(proc.cid, proc.cgroup)
         except (OSError, ContainerError):
             pass  # gc retries: the ledger still names it
+
+    def _defer(self, action) -> None:
+        if not self.deferred:
+            self.deferred_due = time.monotonic() + 0.05
+        self.deferred.append(action)
 
     def _run_deferred(self) -> None:
         """Cleanup left for idle moments (removing a cgroup and a state folder takes
@@ -762,6 +775,9 @@ def main(argv: list[str] | None = None) -> int:
             os._exit(0)
     linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)  # not inherited across fork: set it here
     shim = Shim(args.state, args.data)
+    # Every object so far lives as long as the shim: keep the collector off them, so a
+    # cloned child does not dirty (and copy) their pages when it collects.
+    gc.freeze()
     if args.daemon:
         shim.listen(os.path.join(args.state, "shim.sock"))
         print("ready", flush=True)
