@@ -396,3 +396,15 @@ def test_interactive_stdin(engine, no_leaks):
     box.write(b"line one\n")
     box.close_stdin()
     assert box.wait(10).stdout == b"line one\nend\n"
+
+
+def test_sys_fs_cgroup_shows_the_containers_own_limits_read_only(engine, no_leaks):
+    v2 = engine.cgroups.version == 2
+    memory = "/sys/fs/cgroup/memory.max" if v2 else "/sys/fs/cgroup/memory/memory.limit_in_bytes"
+    pids = "/sys/fs/cgroup/pids.max" if v2 else "/sys/fs/cgroup/pids/pids.max"
+    r = sh(engine, f"cat /proc/self/cgroup; cat {memory} {pids}; (echo 1 > {pids}) 2>/dev/null || echo read-only",
+           limits=Limits.parse(memory="96M", pids_limit="33"))
+    lines = r.stdout.decode().split()
+    assert str(96 << 20) in lines and "33" in lines and "read-only" in lines, lines
+    # the cgroup namespace: the container's group is its root
+    assert all(line.endswith(":/") for line in r.stdout.decode().splitlines() if ":" in line and "memory" in line)

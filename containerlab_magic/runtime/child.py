@@ -65,6 +65,7 @@ class Setup:
     netns_pid: int | None = None  # --net container:NAME: join its network namespace
     host_network: bool = False
     bounding_dropped: bool = False
+    cgroup_mounts: tuple = ()  # (fstype, options, dir) to show under /sys/fs/cgroup
 
 
 def _fail(error_fd: int, stage: str, exc: BaseException, code: int = EXIT_RUNTIME) -> None:
@@ -170,6 +171,8 @@ def _pid1(setup: Setup) -> None:
                     raise OSError(errno.ECANCELED, "the shim could not place the container in its cgroup or network")
                 os.close(setup.sync_fd)
             linux.unshare(linux.CLONE_NEWCGROUP)
+            if setup.cgroup_mounts:
+                _mount_cgroupfs(setup.cgroup_mounts)
         stage = "workdir"
         os.makedirs(setup.workdir, exist_ok=True)
         os.chdir(setup.workdir)
@@ -194,6 +197,30 @@ def _pid1(setup: Setup) -> None:
         _fail(setup.error_fd, "exec", e, code)
     except BaseException as e:  # noqa: BLE001
         _fail(setup.error_fd, "exec", e)
+
+
+def _mount_cgroupfs(mounts: tuple[tuple[str, str | None, str], ...]) -> None:
+    """/sys/fs/cgroup, read-only, as this container's cgroup namespace sees it.
+
+    Mounted after unshare(CLONE_NEWCGROUP), each hierarchy's root is the
+    container's own group (cgroup_namespaces(7)): `cat
+    /sys/fs/cgroup/memory/memory.limit_in_bytes` shows the container's limit.
+    A hierarchy that will not mount is left out: this is a view for people, the
+    limits hold either way.
+    """
+    flags = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
+    if mounts[0][0] == "cgroup2":
+        linux.mount("cgroup2", "/sys/fs/cgroup", "cgroup2", flags | linux.MS_RDONLY)
+        return
+    linux.mount("tmpfs", "/sys/fs/cgroup", "tmpfs", flags, "mode=755,size=16k")
+    for fstype, options, name in mounts:
+        path = "/sys/fs/cgroup/" + name
+        os.mkdir(path, 0o555)
+        try:
+            linux.mount("cgroup", path, fstype, flags | linux.MS_RDONLY, options)
+        except OSError:
+            os.rmdir(path)
+    linux.mount(None, "/sys/fs/cgroup", None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY | flags)
 
 
 TIOCGPTN, TIOCSPTLCK = 0x80045430, 0x40045431  # asm-generic ioctls (x86_64, arm64, riscv64)

@@ -93,6 +93,7 @@ class Shim:
         self.daemon = False
         self.me = (os.getpid(), proc_start_time(os.getpid()))
         self.cgroups = open_manager() if open_manager else None
+        self.cgroup_mounts = _cgroup_mounts(self.cgroups)
         self._network = None
         self.devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
         self.kept: set[tuple[str, str]] = set()  # exited detached containers of our clients
@@ -286,7 +287,8 @@ class Shim:
                 steps=rootfs.plan(image, spec, state_dir), stage=self.stage,
                 storage_size=spec.limits.storage_size, stdio=stdio, console_fd=opened[-1] if spec.tty else -1,
                 procs_files=tuple(cgroup.procs_files) if cgroup else (), netns_pid=netns_pid,
-                host_network=spec.network == "host", bounding_dropped=self.bounding_dropped)
+                host_network=spec.network == "host", bounding_dropped=self.bounding_dropped,
+                cgroup_mounts=self.cgroup_mounts if cgroup is not None else ())
             needs_network = spec.on_bridge
             proc = self._spawn("run", cid, setup, conn, opened, sync=bool(cgroup or needs_network or netns_pid))
             undo.append(lambda: self._abort(proc))
@@ -734,6 +736,19 @@ class Shim:
         for cid, name in self.kept:  # their engine is gone, and they went with it
             if not self.daemon or (self.store.read(cid) or {}).get("shim_pid") == self.me[0]:
                 self.store.remove(cid, name)
+
+
+def _cgroup_mounts(manager) -> tuple[tuple[str, str | None, str], ...]:
+    """What a container mounts at /sys/fs/cgroup: cgroup2, or each v1 hierarchy the lab uses."""
+    if manager is None:
+        return ()
+    if manager.version == 2:
+        return (("cgroup2", None, ""),)
+    hierarchies: dict[str, list[str]] = {}
+    for controller in getattr(manager, "lab_dirs", {}):
+        hierarchies.setdefault(manager.mounts[controller], []).append(controller)
+    return tuple(("cgroup", ",".join(sorted(ctrls)), os.path.basename(mount))
+                 for mount, ctrls in sorted(hierarchies.items()))
 
 
 def _read_error(fd: int) -> dict:
