@@ -21,7 +21,7 @@ from conftest import needs_root
 from containerlab_magic.runtime import ContainerSpec, Limits, Mount
 from containerlab_magic.runtime.errors import Conflict, ContainerError, NotFound, SpecError
 from containerlab_magic.runtime.security import DEFAULT_MASK
-from containerlab_magic.runtime.state import alive, wait_for
+from containerlab_magic.runtime.state import alive, proc_start_time, wait_for
 
 pytestmark = needs_root
 
@@ -354,7 +354,7 @@ def test_gc_after_kill_9_of_owner_and_shim(engine, no_leaks):
     os.kill(shim, signal.SIGKILL)  # the shim first, so nobody is left to clean up
     proc.kill()
     proc.wait()
-    time.sleep(0.2)
+    assert wait_for(lambda: proc_start_time(shim) is None, 10), "the shim did not die"
     assert os.path.exists(f"/proc/{pid}"), "the container should outlive its dead shim until gc"
     assert engine.inspect("orphan-b")["status"] == "running"
     removed = engine.gc()

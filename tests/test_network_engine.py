@@ -1,0 +1,203 @@
+"""Networks through the Engine and the CLI, with real containers (busybox).
+
+The lower-level layer has its own tests (test_network.py); these check what a
+user sees: names, HTTP between containers, published ports, isolation between
+networks, `container:NAME`, shaping, and that nothing is left on the host.
+All traffic stays between the host and containers on this machine.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from conftest import needs_root
+from containerlab_magic.runtime import ContainerSpec, PortMap
+from containerlab_magic.runtime.errors import Conflict, ContainerError, NotFound, SpecError
+from containerlab_magic.runtime.state import proc_start_time, wait_for
+
+pytestmark = needs_root
+
+
+def links() -> set[str]:
+    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+    return {line.split(": ")[1].split("@")[0] for line in out.splitlines()}
+
+
+@pytest.fixture
+def net(engine, no_leaks):
+    """The engine, plus a check that every veth and network the test made is gone after it."""
+    before = links()
+    networks_before = {n["name"] for n in engine.networks().list()}
+    made = []
+    yield engine, made
+    for name in made:
+        try:
+            engine.rm(name, force=True)
+        except NotFound:
+            pass
+    nm = engine.networks()
+    for network in nm.list():
+        if network["name"] not in networks_before:
+            nm.remove(network["name"])
+    nm.close()
+    deadline = time.monotonic() + 10
+    while links() - before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert links() - before == set(), f"links left behind: {links() - before}"
+
+
+def start(engine, made, name, script, **kw):
+    made.append(name)
+    return engine.run(ContainerSpec(["sh", "-c", script], image="busybox", name=name, detach=True, **kw))
+
+
+def sh(engine, script, **kw):
+    return engine.run(ContainerSpec(["sh", "-c", script], image="busybox", **kw)).wait(60)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+HTTPD = "mkdir -p /www && echo hello-from-$(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"
+
+
+def wait_http(url: str, timeout: float = 10) -> bytes:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return urllib.request.urlopen(url, timeout=2).read()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_two_containers_talk_by_name(net):
+    engine, made = net
+    start(engine, made, "web", HTTPD, network="bridge")
+    r = sh(engine, "ping -c1 -W2 web >/dev/null && echo ping-ok; "
+                   "for i in 1 2 3 4 5 6 7 8 9 10; do wget -qO- http://web/ && break; sleep 0.2; done; "
+                   "grep -w web /etc/hosts | cut -f2", network="bridge", name="client")
+    assert r.stdout.decode().split() == ["ping-ok", "hello-from-web", "web"], r
+
+
+def test_host_reaches_a_published_port_and_ps_lists_it(net):
+    engine, made = net
+    port = free_port()
+    start(engine, made, "published", HTTPD, network="bridge", ports=(PortMap.parse(f"{port}:80"),))
+    assert wait_http(f"http://127.0.0.1:{port}/") == b"hello-from-published\n"
+    row = next(r for r in engine.ps() if r["name"] == "published")
+    assert row["ports"] == [f"127.0.0.1:{port}->80/tcp"]
+    with pytest.raises(ContainerError) as err:  # the port is taken now
+        engine.run(ContainerSpec(["true"], image="busybox", network="bridge", ports=(PortMap.parse(f"{port}:80"),)))
+    assert "in use" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_none_cannot_reach_the_bridge_and_networks_are_apart(net):
+    engine, made = net
+    nm = engine.networks()
+    nm.create("lab-a")
+    nm.create("lab-b")
+    nm.close()
+    start(engine, made, "srv-a", HTTPD, network="lab-a")
+    time.sleep(0.3)
+    ip_a = engine.inspect("srv-a")["ip"]
+    same = sh(engine, f"timeout 3 wget -qO- http://{ip_a}/ || echo unreachable", network="lab-a")
+    other = sh(engine, f"timeout 3 wget -qO- http://{ip_a}/ 2>/dev/null || echo unreachable", network="lab-b")
+    none = sh(engine, f"timeout 3 wget -qO- http://{ip_a}/ 2>/dev/null || echo unreachable")
+    assert same.stdout == b"hello-from-srv-a\n"
+    assert other.stdout == b"unreachable\n"
+    assert none.stdout == b"unreachable\n"
+
+
+def test_container_mode_shares_the_partners_loopback(net):
+    engine, made = net
+    start(engine, made, "pod", "echo in-pod > /tmp/i && exec httpd -f -p 127.0.0.1:8080 -h /tmp")
+    time.sleep(0.3)
+    r = sh(engine, "wget -qO- http://127.0.0.1:8080/i", network="container:pod")
+    assert r.stdout == b"in-pod\n"
+
+
+def test_net_rate_limits_throughput(net):
+    engine, made = net
+    start(engine, made, "fast", "dd if=/dev/zero of=/tmp/big bs=1k count=512 2>/dev/null; exec httpd -f -p 80 -h /tmp",
+          network="bridge")
+    start(engine, made, "slow", "dd if=/dev/zero of=/tmp/big bs=1k count=512 2>/dev/null; exec httpd -f -p 80 -h /tmp",
+          network="bridge", net_rate="4mbit")
+    time.sleep(0.5)
+
+    def fetch(name: str) -> float:
+        t = time.monotonic()
+        r = sh(engine, f"wget -qO /dev/null http://{name}/big && echo ok", network="bridge")
+        assert r.stdout == b"ok\n", r
+        return time.monotonic() - t
+
+    fast, slow = fetch("fast"), fetch("slow")
+    # 512 KiB at 4 mbit/s takes ~1 s; unshaped it is loopback-fast: a ratio, not a time
+    assert slow > 4 * fast, (fast, slow)
+
+
+def test_addresses_are_released_and_reused(net):
+    engine, made = net
+    nm = engine.networks()
+    nm.create("tiny", subnet="10.219.7.0/29")  # 5 usable addresses, one is the gateway
+    nm.close()
+    seen = set()
+    for _ in range(6):  # more containers than the subnet holds, one at a time
+        r = sh(engine, "ip -4 -o addr show eth0 | awk '{print $4}'", network="tiny")
+        seen.add(r.stdout.decode().strip())
+    assert seen and all(a.startswith("10.219.7.") for a in seen)
+    assert len(seen) <= 4
+
+
+@pytest.mark.parametrize("make,kind,words", [
+    (lambda: ContainerSpec(["true"], image="busybox", network="nosuchnet"), NotFound, "nosuchnet"),
+    (lambda: ContainerSpec(["true"], image="busybox", ports=(PortMap.parse("8080:80"),)), SpecError, "needs a network"),
+    (lambda: ContainerSpec(["true"], image="busybox", network="bridge", net_rate="fast"), SpecError, "--net-rate"),
+    (lambda: ContainerSpec(["true"], image="busybox", network="container:ghost"), NotFound, "ghost"),
+])
+def test_bad_network_input_is_one_line(net, make, kind, words):
+    engine, _ = net
+    with pytest.raises(kind) as err:
+        engine.run(make())
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_bad_subnets(net):
+    engine, _ = net
+    nm = engine.networks()
+    try:
+        with pytest.raises(SpecError):
+            nm.create("badcidr", subnet="10.300.0.0/24")
+        nm.create("first", subnet="10.219.9.0/24")
+        with pytest.raises(Conflict):
+            nm.create("overlap", subnet="10.219.9.128/25")
+    finally:
+        nm.close()
+
+
+def test_gc_after_kill_9_of_engine_and_shim_removes_veths(net):
+    engine, made = net
+    code = ("import sys\nfrom containerlab_magic.runtime import Engine, ContainerSpec\n"
+            "e = Engine()\nb = e.run(ContainerSpec(['sleep', '300'], image='busybox', name='netorphan', "
+            "network='bridge', detach=True))\nprint(b.pid, e.shim_pid, flush=True)\nimport time; time.sleep(300)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    pid, shim = map(int, proc.stdout.readline().split())
+    os.kill(shim, 9)
+    proc.kill()
+    proc.wait()
+    assert wait_for(lambda: proc_start_time(shim) is None, 10), "the shim did not die"
+    assert engine.inspect("netorphan")["status"] == "running"
+    removed = engine.gc()
+    assert any("netorphan" in item for item in removed), removed
+    assert "netorphan" not in {c.get("name") for c in engine.networks().inspect("bridge")["containers"].values()}
