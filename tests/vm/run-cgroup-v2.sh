@@ -38,20 +38,23 @@ guest_script="
 set -u
 grep -q ' /sys/fs/cgroup cgroup2 ' /proc/mounts || mount -t cgroup2 none /sys/fs/cgroup
 # The shared /tmp can't truncate unlinked files (pytest's capture needs that): a guest tmpfs can.
-mount -t tmpfs tmpfs /tmp
+# Not mounted over /tmp itself: the checkout may live there (CI clones anywhere).
+mkdir -p /run/guest-tmp && mount -t tmpfs tmpfs /run/guest-tmp
+export TMPDIR=/run/guest-tmp
 exec 2>&1  # one stream, so the guest's stderr does not garble the console
 export PYTHONDONTWRITEBYTECODE=1
 cd $(printf '%q' "$repo")
 echo \"guest kernel \$(uname -r), /sys/fs/cgroup is \$(stat -f -c %T /sys/fs/cgroup)\"
 $(printf '%q' "$python") -c 'from containerlab_magic.runtime.cgroups import describe_host; print(\"cgroup driver:\", describe_host())'
-$(printf '%q' "$python") -m pytest -p no:cacheprovider -v -rs tests/test_cgroups.py$args
+$(printf '%q' "$python") -m pytest -p no:cacheprovider --basetemp=/run/guest-tmp/pytest -v -rs tests/test_cgroups.py$args
 echo \$? > $(printf '%q' "$status_file")
 "
 
 echo "run-cgroup-v2: booting $kernel under qemu (no KVM); about a minute"
 # --rwdir: the one host path the guest writes, to hand pytest's status back.
 timeout "${VM_TIMEOUT:-900}" vng --run "$kernel" --disable-kvm --memory 1G --cpus 2 \
-    --rwdir "$status_dir" --exec "$guest_script" </dev/null
+    --rwdir "$status_dir" --exec "$guest_script" </dev/null | cat
+# (through cat: qemu must write to a pipe, never straight to the caller's log file)
 
 status=$(cat "$status_file" 2>/dev/null || true)
 if [ -z "$status" ]; then
