@@ -6,10 +6,11 @@ PYTHON ?= python3
 setup:
 	./scripts/setup
 
-# The whole suite: everything on this kernel, then the cgroup v2 driver on a v2 kernel in a VM.
+# The whole suite: everything on this kernel (cgroup v1 here), then the cgroup drivers and
+# the runtime again on a cgroup v2 kernel in a VM.
 test: setup
 	$(PYTHON) -m pytest -v -rs tests
-	bash tests/vm/run-cgroup-v2.sh -q
+	bash tests/vm/run-cgroup-v2.sh -q tests/test_runtime.py
 
 lab: setup
 	./scripts/lab

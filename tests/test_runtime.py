@@ -345,8 +345,15 @@ def test_containers_end_with_their_engine_process(engine, no_leaks):
     while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not os.path.exists(f"/proc/{pid}")
-    with pytest.raises(NotFound):
-        engine.inspect("orphan-a")
+
+    def gone() -> bool:
+        try:
+            engine.inspect("orphan-a")
+        except NotFound:
+            return True
+        return False
+
+    assert wait_for(gone, 10), "the dying shim did not remove the container's state"
 
 
 def test_gc_after_kill_9_of_owner_and_shim(engine, no_leaks):
