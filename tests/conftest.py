@@ -9,6 +9,7 @@ PID namespaces, mounts under the lab's directories, shim processes.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -50,13 +51,29 @@ def foreign_pid_ns_processes() -> set[tuple[int, str]]:
     namespaces too; only ours count.)
     """
     mine = _pid_ns("self")
+    warm = _warm_pids()
     found = set()
     for pid in os.listdir("/proc"):
-        if pid.isdigit():
+        if pid.isdigit() and int(pid) not in warm:
             ns = _pid_ns(pid)
             if ns and ns != mine and _ours(pid):
                 found.add((int(pid), ns))
     return found
+
+
+def _warm_pids() -> set[int]:
+    """PID 1s that live shims keep ready for their next container (a spare's state says so)."""
+    pids = set()
+    root = os.path.join(STATE, "containers")
+    for cid in os.listdir(root) if os.path.isdir(root) else ():
+        try:
+            with open(os.path.join(root, cid, "state.json")) as f:
+                state = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if state.get("status") == "spare" and state.get("pid"):
+            pids.add(state["pid"])
+    return pids
 
 
 def our_cgroups() -> set[str]:
@@ -83,6 +100,7 @@ def our_mounts() -> list[str]:
 
 
 def shims() -> set[int]:
+    """Shim processes of this session (a warm PID 1, cloned from its shim, is not one)."""
     pids = set()
     for pid in os.listdir("/proc"):
         if pid.isdigit():
@@ -93,7 +111,7 @@ def shims() -> set[int]:
                 continue
             if b"containerlab_magic.runtime.shim" in cmd and STATE.encode() in cmd:
                 pids.add(int(pid))
-    return pids
+    return pids - _warm_pids()
 
 
 def state_dirs() -> set[str]:

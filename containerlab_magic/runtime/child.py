@@ -26,6 +26,7 @@ import fcntl
 import gc
 import json
 import os
+import signal
 import socket
 import struct
 import termios
@@ -66,6 +67,7 @@ class Setup:
     host_network: bool = False
     bounding_dropped: bool = False
     cgroup_mounts: tuple = ()  # (fstype, options, dir) to show under /sys/fs/cgroup
+    shim_pid: int = 0  # set for a warm PID 1: it dies with the shim until claimed
 
 
 def _fail(error_fd: int, stage: str, exc: BaseException, code: int = EXIT_RUNTIME) -> None:
@@ -95,6 +97,10 @@ def start_container(setup: Setup) -> None:
     gc.disable()  # a few milliseconds to exec: collecting would only copy the shim's pages
     stage = "setup"
     try:
+        if setup.shim_pid:  # warm: nobody would ever claim us if the shim died
+            linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+            if not os.path.exists(f"/proc/{setup.shim_pid}"):  # /proc is still the host's here
+                os._exit(EXIT_RUNTIME)
         if setup.netns_pid is not None:  # --net container:NAME joins its partner's network
             stage = "join network"
             with open(f"/proc/{setup.netns_pid}/ns/net") as f:
@@ -161,15 +167,13 @@ def _pid1(setup: Setup) -> None:
             if setup.console_fd >= 0:
                 stage = "terminal"
                 _open_console(setup.console_fd)
-            stage = "hostname"
-            socket.sethostname(setup.hostname)
             if not setup.host_network:
                 _loopback_up()
             if setup.sync_fd >= 0:
                 stage = "cgroup and network"
-                if os.read(setup.sync_fd, 1) != b"1":
-                    raise OSError(errno.ECANCELED, "the shim could not place the container in its cgroup or network")
-                os.close(setup.sync_fd)
+                _wait_for_go(setup)
+            stage = "hostname"
+            socket.sethostname(setup.hostname)
             linux.unshare(linux.CLONE_NEWCGROUP)
             if setup.cgroup_mounts:
                 _mount_cgroupfs(setup.cgroup_mounts)
@@ -197,6 +201,30 @@ def _pid1(setup: Setup) -> None:
         _fail(setup.error_fd, "exec", e, code)
     except BaseException as e:  # noqa: BLE001
         _fail(setup.error_fd, "exec", e)
+
+
+def _wait_for_go(setup: Setup) -> None:
+    """Block until the shim says go: one JSON line, which may carry the run's own
+    settings (a warm container learns its command only now; see Shim.prepare_spare)."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = os.read(setup.sync_fd, 65536)
+        if not chunk:
+            raise OSError(errno.ECANCELED, "the shim could not place the container in its cgroup or network")
+        data += chunk
+    os.close(setup.sync_fd)
+    if setup.shim_pid:
+        linux.prctl(linux.PR_SET_PDEATHSIG, 0)  # claimed: from now on a container like any other
+    go = json.loads(data)
+    for key in ("command", "workdir", "user", "hostname"):
+        if key in go:
+            setattr(setup, key, tuple(go[key]) if key == "command" else go[key])
+    if "env" in go:
+        setup.env, setup.env_explicit = go["env"], frozenset(go["env_explicit"])
+    if go.get("stdin") == "null":
+        null = os.open("/dev/null", os.O_RDWR)
+        os.dup2(null, 0)
+        os.close(null)
 
 
 def _mount_cgroupfs(mounts: tuple[tuple[str, str | None, str], ...]) -> None:

@@ -51,6 +51,7 @@ except ImportError:  # pragma: no cover - the cgroups layer is optional at impor
     open_manager = None  # type: ignore[assignment]
 
 STDOUT, STDERR = 1, 2
+WARM_WHEN_QUIET = 0.005  # seconds without events before a spare's PID 1 is started
 ADJECTIVES = ("brave", "calm", "clever", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid",
               "merry", "nimble", "proud", "quick", "quiet", "sharp", "swift", "tidy", "vivid", "witty")
 NOUNS = ("turing", "hopper", "lovelace", "ritchie", "thompson", "torvalds", "knuth", "dijkstra", "liskov",
@@ -78,10 +79,21 @@ class Proc:
         self.error: dict | None = None
         self.duration = 0.0
         self.sync_fd = -1
+        self.go = b"{}\n"  # what the shim tells PID 1 at its sync pipe (child._wait_for_go)
+
+
+class Spare:
+    """A container made ahead of need: state folder, cgroup, maybe a warm PID 1."""
+
+    def __init__(self, cid: str, cgroup):
+        self.cid, self.cgroup = cid, cgroup
+        self.warm: Proc | None = None
+        self.image: str | None = None
+        self.pipes: tuple[int, ...] = ()  # the warm PID 1's stdout, stderr readers; stdin writer
 
 
 class Shim:
-    def __init__(self, state_root: str, data_root: str):
+    def __init__(self, state_root: str, data_root: str, prewarm: bool = False):
         self.store = StateStore(state_root)
         self.images = ImageStore(data_root)
         self.stage = os.path.join(state_root, "rootfs")
@@ -101,8 +113,12 @@ class Shim:
         self.after_reply: list = []
         self.deferred: list = []  # cleanup to do when idle (see _run_deferred)
         self.deferred_due = 0.0
-        self.spare: tuple[str, object] | None = None
+        self.spare: Spare | None = None
         self.spare_failed = False
+        self.prewarm = prewarm
+        self.warm_image: str | None = None
+        self.warm_broken: set[str] = set()
+        self.last_event = time.monotonic()
         # The bounding set matters only at execve, which the shim never does (see security.py).
         security.drop_bounding()
         self.bounding_dropped = security.bounding_set() == security.DEFAULT_MASK
@@ -141,10 +157,20 @@ class Shim:
                 if self.deferred:  # due after a quiet spell, or right after the next reply
                     wait = max(0.0, self.deferred_due - time.monotonic())
                     timeout = wait if timeout is None else min(timeout, wait)
+                if self._wants_warm():
+                    wait = max(0.0, self.last_event + WARM_WHEN_QUIET - time.monotonic())
+                    timeout = wait if timeout is None else min(timeout, wait)
                 events = self.selector.select(timeout)
-                if not events and self.deferred and time.monotonic() >= self.deferred_due:
-                    self._run_deferred()
-                    continue
+                now = time.monotonic()
+                if not events:
+                    if self.deferred and now >= self.deferred_due:
+                        self._run_deferred()
+                        continue
+                    if self._wants_warm() and now - self.last_event >= WARM_WHEN_QUIET:
+                        self._warm_spare()
+                        continue
+                else:
+                    self.last_event = now
                 for key, _ in events:
                     kind, obj = key.data
                     if kind == "conn":
@@ -153,6 +179,8 @@ class Shim:
                         self._on_exit(obj)
                     elif kind == "pump":
                         self._on_output(key.fd, *obj)
+                    elif kind == "warm":
+                        self._on_warm_exit(obj)
                     elif kind == "proxy":
                         self._network.proxy.pump()
                     elif kind == "listen":
@@ -270,16 +298,15 @@ class Shim:
             reason = self.cgroups.missing_for(spec.limits)
             if reason:
                 raise HostUnsupported(reason)
+        name = spec.name or self._free_name()
+        self.warm_image = spec.image  # prewarm what was asked for last
+        if self._warm_fits(spec):
+            return self._run_warm(spec, name, conn)
         undo: list = []
         opened: list[int] = []
         try:
-            name = spec.name or self._free_name()
             cid, state_dir, cgroup = self._take_slot(name, spec, undo)
-            hostname = spec.hostname or name[:63].replace("_", "-").replace(".", "-")
-            with open(os.path.join(state_dir, "hostname"), "w") as f:
-                f.write(hostname + "\n")
-            with open(os.path.join(state_dir, "hosts"), "w") as f:
-                f.write(f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n")
+            hostname = self._write_identity(state_dir, spec, name)
             stdio, reply_fds, pumps = self._stdio(spec, opened)
             setup = child.Setup(
                 command=spec.command, env=spec.environment, env_explicit=frozenset(k for k, _ in spec.env),
@@ -304,23 +331,9 @@ class Shim:
                 self._attach_network(proc, spec, name, state_dir)
                 undo.append(lambda: self.network.detach(cid))
             if pumps:
-                proc.log_fd = os.open(os.path.join(state_dir, "log"),
-                                      os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-                for fd, stream in pumps:
-                    os.set_blocking(fd, False)
-                    proc.pumps[fd] = stream
-                    self.selector.register(fd, selectors.EVENT_READ, ("pump", (proc, stream)))
+                self._pump_to_log(proc, state_dir, pumps)
                 opened[:] = [fd for fd in opened if fd not in proc.pumps]
-            proc.state = {
-                "id": cid, "name": name, "image": spec.image, "command": list(spec.command),
-                "created": time.time(), "status": "running", "pid": proc.pid,
-                "shim_pid": self.me[0], "shim_start": self.me[1],
-                "persistent": proc.persistent, "detach": spec.detach, "cgroup": cgroup is not None,
-                "hostname": hostname, "spec": spec.to_json(), "ip": proc.state.get("ip"),
-                "network": spec.network,
-                "ports": [f"{p.host_ip}:{p.host_port}->{p.container_port}/{p.protocol}" for p in spec.ports],
-                "pid_start": proc_start_time(proc.pid),
-            }
+            proc.state = self._state(cid, name, spec, proc, hostname)
             # Before the reply: whoever learns of the container may look it up at once.
             # (PID 1 is still building its rootfs meanwhile, so this costs no start time.)
             self.store.write(cid, proc.state)
@@ -340,8 +353,12 @@ class Shim:
                 "streams": "pty" if spec.tty else ("none" if spec.detach else "pipes")}, reply_fds
 
     # A container's state folder and cgroup take ~1 ms to make (cgroup v1 has a
-    # directory per controller), so the shim makes the next ones while idle and a
-    # new container only claims them: a name, its limits, and off it goes.
+    # directory per controller), and its PID 1 another few to clone and to mount its
+    # rootfs.  So while idle the shim makes the next container ahead of need: state
+    # folder, cgroup and, with prewarm on, PID 1 itself with its namespaces and
+    # rootfs, waiting at its sync pipe before anything of the user's runs.  A new
+    # container that fits (same image as the last one, no binds, no tty, no network)
+    # only claims it: a name, its limits, then "go" with its command, env and hostname.
 
     def prepare_spare(self) -> None:
         if self.spare is not None or self.spare_failed:
@@ -357,15 +374,149 @@ class Shim:
             print(f"containerlab shim: cannot prepare containers ahead ({e}); making each on demand",
                   file=sys.stderr)
             return
-        self.spare = (cid, cgroup)
+        self.spare = Spare(cid, cgroup)
+
+    def _wants_warm(self) -> bool:
+        spare = self.spare
+        return (self.prewarm and spare is not None and spare.warm is None and bool(self.conns)
+                and self.warm_image is not None and self.warm_image not in self.warm_broken)
+
+    def _warm_spare(self) -> None:
+        """Start the spare's PID 1 now that the shim is quiet (back-to-back runs leave no
+        quiet moment: there it would only compete for the CPU with the running one)."""
+        try:
+            self._warm_up(self.spare, self.warm_image)
+        except (OSError, ContainerError) as e:
+            self.warm_broken.add(self.warm_image)
+            print(f"containerlab shim: cannot prewarm {self.warm_image} ({e}); starting cold",
+                  file=sys.stderr)
+
+    def _warm_up(self, spare: "Spare", image_name: str) -> None:
+        image = self.images.resolve(image_name)
+        state_dir = self.store.dir(spare.cid)
+        for name in ("hostname", "hosts"):  # bind-mounted now, written at claim
+            open(os.path.join(state_dir, name), "w").close()
+        plain = ContainerSpec(("true",), image=image_name)
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        in_r, in_w = os.pipe2(os.O_CLOEXEC)
+        opened = [out_w, err_w, in_r]
+        setup = child.Setup(
+            command=(), env={}, workdir="/", user=None, hostname="", image=image,
+            steps=rootfs.plan(image, plain, state_dir), stage=self.stage, stdio=(in_r, out_w, err_w),
+            bounding_dropped=self.bounding_dropped, shim_pid=self.me[0],
+            cgroup_mounts=self.cgroup_mounts if spare.cgroup is not None else ())
+        try:
+            proc = self._spawn("run", spare.cid, setup, None, opened, sync=True)
+        except BaseException:
+            for fd in (out_r, err_r, in_w):
+                os.close(fd)
+            raise
+        finally:
+            for fd in opened:
+                os.close(fd)
+        proc.cgroup = spare.cgroup
+        spare.warm, spare.image, spare.pipes = proc, image_name, (out_r, err_r, in_w)
+        self.selector.register(proc.pidfd, selectors.EVENT_READ, ("warm", spare))
+        try:
+            if spare.cgroup is not None:
+                spare.cgroup.add(proc.pid)  # the slow v1 migration, off anyone's clock
+            self.store.write(spare.cid, {"id": spare.cid, "status": "spare", "shim_pid": self.me[0],
+                                         "shim_start": self.me[1], "cgroup": spare.cgroup is not None,
+                                         "pid": proc.pid, "pid_start": proc_start_time(proc.pid)})
+        except BaseException:
+            self._cool_down(spare)
+            raise
+
+    def _cool_down(self, spare: "Spare") -> None:
+        """End a warm PID 1 that will not be used (shutdown, or it failed)."""
+        proc, spare.warm = spare.warm, None
+        if proc is None:
+            return
+        try:
+            self.selector.unregister(proc.pidfd)
+        except KeyError:
+            pass
+        if proc.wait_status is None:
+            signal.pidfd_send_signal(proc.pidfd, signal.SIGKILL)
+            self._waitpid(proc.pid)
+        os.close(proc.pidfd)
+        os.close(proc.error_fd)
+        if proc.sync_fd >= 0:
+            os.close(proc.sync_fd)
+        for fd in spare.pipes:
+            os.close(fd)
+        spare.pipes = ()
+
+    def _on_warm_exit(self, spare: "Spare") -> None:
+        """A warm PID 1 died before it was used: its setup failed.  Go cold for that image."""
+        proc = spare.warm
+        proc.wait_status = self._waitpid(proc.pid)
+        error = _read_error(proc.error_fd)
+        self.warm_broken.add(spare.image)
+        print(f"containerlab shim: prewarmed {spare.image} container failed at {error.get('stage')}: "
+              f"{error.get('message')}; starting cold from now on", file=sys.stderr)
+        self._cool_down(spare)
+        if self.spare is spare:
+            self._drop_spare()
 
     def _drop_spare(self) -> None:
         if self.spare is not None:
-            cid, cgroup = self.spare
-            self.spare = None
-            if cgroup is not None:
-                self._remove_cgroup(cid, cgroup)
-            self.store.remove(cid)
+            spare, self.spare = self.spare, None
+            self._cool_down(spare)
+            if spare.cgroup is not None:
+                self._remove_cgroup(spare.cid, spare.cgroup)
+            self.store.remove(spare.cid)
+
+    def _warm_fits(self, spec: ContainerSpec) -> bool:
+        spare = self.spare
+        return (spare is not None and spare.warm is not None and spare.image == spec.image
+                and not spec.mounts and not spec.read_only and not spec.tty and spec.network == "none"
+                and spec.limits.storage_size is None)
+
+    def _run_warm(self, spec: ContainerSpec, name: str, conn) -> tuple[dict, list[int]]:
+        spare, self.spare = self.spare, None
+        try:
+            self.store.claim(spare.cid, name)
+        except Conflict:
+            self.spare = spare  # a taken name is the caller's mistake: keep the spare
+            raise
+        cid, proc = spare.cid, spare.warm
+        out_r, err_r, in_w = spare.pipes
+        reply_fds: list[int] = []
+        try:
+            hostname = self._write_identity(self.store.dir(cid), spec, name)
+            if spare.cgroup is not None and spec.limits.any_cgroup_limit:
+                spare.cgroup.update(spec.limits, initial=True)
+            proc.conn, proc.started = conn, time.monotonic()
+            proc.persistent = bool(self.daemon and spec.detach)
+            if spec.timeout:
+                proc.deadline = proc.started + spec.timeout
+            interactive = spec.interactive and not spec.detach
+            proc.go = json.dumps({
+                "command": list(spec.command), "env": spec.environment,
+                "env_explicit": [k for k, _ in spec.env], "workdir": spec.workdir, "user": spec.user,
+                "hostname": hostname, "stdin": "pipe" if interactive else "null"}).encode() + b"\n"
+            if spec.detach:
+                self._pump_to_log(proc, self.store.dir(cid), [(out_r, STDOUT), (err_r, STDERR)])
+            else:
+                reply_fds = [out_r, err_r]
+            if interactive:
+                reply_fds.append(in_w)
+            else:
+                os.close(in_w)
+            spare.pipes = ()
+            proc.state = self._state(cid, name, spec, proc, hostname)
+            self.store.write(cid, proc.state)
+        except BaseException:
+            self.store.release(cid, name)
+            self.spare = spare
+            self._drop_spare()
+            raise
+        self.selector.unregister(proc.pidfd)  # from warm to running
+        self._track(proc)
+        return {"id": cid, "name": name, "pid": proc.pid, "hostname": hostname,
+                "streams": "none" if spec.detach else "pipes"}, reply_fds
 
     def _new_cgroup(self, cid: str, limits: Limits):
         if self.cgroups is None:
@@ -392,7 +543,9 @@ class Shim:
             if cgroup is not None:
                 undo.append(lambda: self._remove_cgroup(cid, cgroup))
             return cid, state_dir, cgroup
-        cid, cgroup = spare
+        if spare.warm is not None:  # this run does not fit it: it would only sit there
+            self._cool_down(spare)
+        cid, cgroup = spare.cid, spare.cgroup
         try:
             self.store.claim(cid, name)
         except Conflict:
@@ -404,6 +557,35 @@ class Shim:
             if spec.limits.any_cgroup_limit:
                 cgroup.update(spec.limits, initial=True)
         return cid, self.store.dir(cid), cgroup
+
+    def _write_identity(self, state_dir: str, spec: ContainerSpec, name: str) -> str:
+        """The files PID 1 bind-mounts as /etc/hostname and /etc/hosts (written in place)."""
+        hostname = spec.hostname or name[:63].replace("_", "-").replace(".", "-")
+        with open(os.path.join(state_dir, "hostname"), "w") as f:
+            f.write(hostname + "\n")
+        with open(os.path.join(state_dir, "hosts"), "w") as f:
+            f.write(f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n")
+        return hostname
+
+    def _pump_to_log(self, proc: Proc, state_dir: str, pumps: list[tuple[int, int]]) -> None:
+        proc.log_fd = os.open(os.path.join(state_dir, "log"),
+                              os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        for fd, stream in pumps:
+            os.set_blocking(fd, False)
+            proc.pumps[fd] = stream
+            self.selector.register(fd, selectors.EVENT_READ, ("pump", (proc, stream)))
+
+    def _state(self, cid: str, name: str, spec: ContainerSpec, proc: Proc, hostname: str) -> dict:
+        return {
+            "id": cid, "name": name, "image": spec.image, "command": list(spec.command),
+            "created": time.time(), "status": "running", "pid": proc.pid,
+            "shim_pid": self.me[0], "shim_start": self.me[1],
+            "persistent": proc.persistent, "detach": spec.detach, "cgroup": proc.cgroup is not None,
+            "hostname": hostname, "spec": spec.to_json(), "ip": proc.state.get("ip"),
+            "network": spec.network,
+            "ports": [f"{p.host_ip}:{p.host_port}->{p.container_port}/{p.protocol}" for p in spec.ports],
+            "pid_start": proc_start_time(proc.pid),
+        }
 
     def _stdio(self, spec: ContainerSpec, opened: list[int]):
         """(container stdin, stdout, stderr), fds for the client, fds to pump into the log."""
@@ -521,7 +703,7 @@ class Shim:
 
     def _track(self, proc: Proc) -> None:
         if proc.sync_fd >= 0:
-            os.write(proc.sync_fd, b"1")
+            os.write(proc.sync_fd, proc.go)
             os.close(proc.sync_fd)
             proc.sync_fd = -1
         self.procs[proc.pid] = proc
@@ -663,6 +845,13 @@ class Shim:
                 result.update(usage=usage, oom_killed=bool(usage.get("oom_kills")))
             except (OSError, ContainerError):
                 pass
+        if proc.kind == "run" and proc.network:
+            # Before the event: once told, the caller may remove the network or reuse the port.
+            try:
+                self.network.detach(proc.cid, exited=True)
+            except Exception as e:  # noqa: BLE001 - gc retries; never leave the state half-written
+                print(f"containerlab shim: network detach: {e}", file=sys.stderr)
+            proc.network = False
         # The caller learns the end first; the bookkeeping below finishes before this
         # shim reads its next request, so the caller never sees it half done.
         self._send_event(proc, result)
@@ -775,6 +964,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--daemon", action="store_true", help="listen on <state>/shim.sock")
     parser.add_argument("--state", required=True)
     parser.add_argument("--data", required=True)
+    parser.add_argument("--prewarm", action="store_true", help="keep the next container's PID 1 ready")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the client, which stops its container
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -789,7 +979,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.fork():  # the caller waits for us: leave, and let the daemon be adopted
             os._exit(0)
     linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)  # not inherited across fork: set it here
-    shim = Shim(args.state, args.data)
+    shim = Shim(args.state, args.data, prewarm=args.prewarm)
     # Every object so far lives as long as the shim: keep the collector off them, so a
     # cloned child does not dirty (and copy) their pages when it collects.
     gc.freeze()

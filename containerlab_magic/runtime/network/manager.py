@@ -360,12 +360,19 @@ class NetworkManager:
                     "mac": target["mac"], "joined": target_container_id}
 
     @off_event_loop
-    def detach(self, container_id: str) -> None:
-        """Undo attach/join; idempotent, and fine when the netns is already gone."""
-        with self.state.locked() as st:
-            self._detach_locked(st, container_id)
+    def detach(self, container_id: str, exited: bool = False) -> None:
+        """Undo attach/join; idempotent, and fine when the netns is already gone.
 
-    def _detach_locked(self, st: dict, container_id: str) -> None:
+        exited: PID 1 has exited, so its network namespace is going away and the
+        kernel unregisters the veth pair with it; deleting it here would wait for
+        that (~10 ms of RCU) for nothing.  Only the bookkeeping is done then
+        (address, ports, names), unless a container:NAME partner keeps the
+        namespace alive.  gc removes a labelled link that outlives its record.
+        """
+        with self.state.locked() as st:
+            self._detach_locked(st, container_id, exited)
+
+    def _detach_locked(self, st: dict, container_id: str, exited: bool = False) -> None:
         if self._proxy is not None:
             self._proxy.unpublish(container_id)
         record = st["containers"].pop(container_id, None)
@@ -375,12 +382,14 @@ class NetworkManager:
             hosts.rewrite(record["hosts_file"], "")
         if not record.get("joined"):
             # partners that shared this namespace lose its eth0 with it
+            partners = False
             for cid, other in list(st["containers"].items()):
                 if other.get("joined") == container_id:
+                    partners = True
                     if other.get("hosts_file"):
                         hosts.rewrite(other["hosts_file"], "")
                     del st["containers"][cid]
-            if record.get("veth"):
+            if record.get("veth") and (partners or not exited):
                 self._delete_veth(record["veth"])
         self._refresh_hosts(st, record["network"])
 
