@@ -198,7 +198,11 @@ def ratio(rows: dict, a: str, b: str, b_minus: str | None = None) -> float | Non
 
 def section_startup(engine: Engine, rootfs: str, work: str, runs: int, rng: random.Random, out: dict) -> list:
     namespace = _tools.MountNamespace()
-    contenders: list[Contender] = [EngineRun(ENGINE, engine)]
+    # The engine keeps its next container's PID 1 ready when it is quiet (prewarm); the
+    # other tools' runs in between give it that quiet.  The cold row turns prewarm off,
+    # so every run pays clone, namespaces and rootfs on the clock.
+    cold = Engine(state_dir=engine.state_root, prewarm=False)
+    contenders: list[Contender] = [EngineRun(ENGINE, engine), EngineRun(ENGINE_COLD, cold)]
     crun_reason = None
     try:
         namespace.start()
@@ -219,6 +223,7 @@ def section_startup(engine: Engine, rootfs: str, work: str, runs: int, rng: rand
         for c in contenders:
             c.close()
         namespace.stop()
+        cold.close()
     rows = rows_for(samples, unavailable, ENGINE)
     out["startup"] = rows
     print_table(f"startup: /bin/true in busybox, start to exit, {runs} runs each, interleaved", rows, "p50 / engine")
@@ -229,6 +234,8 @@ def section_startup(engine: Engine, rootfs: str, work: str, runs: int, rng: rand
         target("engine / crun", ratio(rows, ENGINE, CRUN), 0.5),
         target("engine / (crun - nsenter wrapper)", ratio(rows, ENGINE, CRUN, NSENTER), 0.5),
         target("engine / floor", ratio(rows, ENGINE, FLOOR), 1.5),
+        target("engine cold / crun", ratio(rows, ENGINE_COLD, CRUN), 0.5),
+        target("engine cold / floor", ratio(rows, ENGINE_COLD, FLOOR), 1.5),
     ]
     out["targets"] = targets
     return targets
@@ -434,6 +441,7 @@ def _hold(mib: int) -> tuple[bytearray, int]:
 
 
 ENGINE = "engine: run().wait()"
+ENGINE_COLD = "engine, prewarm off (cold)"
 CRUN = "crun run (via nsenter)"
 NSENTER = "nsenter alone (crun's wrapper)"
 FLOOR = "floor: fork+unshare+exec"

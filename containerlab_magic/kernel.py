@@ -34,4 +34,4 @@ def install(user: bool = False, prefix: str | None = None, name: str = KERNEL_NA
     with tempfile.TemporaryDirectory() as tmp:
         with open(os.path.join(tmp, "kernel.json"), "w") as f:
             json.dump(kernel_json(), f, indent=1)
-        return KernelSpecManager().install_kernel_spec(tmp, name, user=user, prefix=prefix, replace=True)
+        return KernelSpecManager().install_kernel_spec(tmp, name, user=user, prefix=prefix)

@@ -299,9 +299,12 @@ class Shim:
             if reason:
                 raise HostUnsupported(reason)
         name = spec.name or self._free_name()
-        self.warm_image = spec.image  # prewarm what was asked for last
         if self._warm_fits(spec):
             return self._run_warm(spec, name, conn)
+        # Prewarm for the next run what this one was, if a warm PID 1 could have served it
+        # (one that cannot would only be made and killed: a wasted namespace, and a dying
+        # network namespace holds up the next bridge attach).
+        self.warm_image = spec.image if self._warm_shape(spec) else None
         undo: list = []
         opened: list[int] = []
         try:
@@ -468,11 +471,16 @@ class Shim:
                 self._remove_cgroup(spare.cid, spare.cgroup)
             self.store.remove(spare.cid)
 
+    @staticmethod
+    def _warm_shape(spec: ContainerSpec) -> bool:
+        """Could a warm PID 1 (plain rootfs, own empty network) serve this spec?"""
+        return (not spec.mounts and not spec.read_only and not spec.tty and spec.network == "none"
+                and spec.limits.storage_size is None)
+
     def _warm_fits(self, spec: ContainerSpec) -> bool:
         spare = self.spare
         return (spare is not None and spare.warm is not None and spare.image == spec.image
-                and not spec.mounts and not spec.read_only and not spec.tty and spec.network == "none"
-                and spec.limits.storage_size is None)
+                and self._warm_shape(spec))
 
     def _run_warm(self, spec: ContainerSpec, name: str, conn) -> tuple[dict, list[int]]:
         spare, self.spare = self.spare, None
@@ -534,7 +542,11 @@ class Shim:
 
     def _take_slot(self, name: str, spec: ContainerSpec, undo: list):
         """(id, state dir, cgroup) for a new container: the spare if there is one."""
-        spare, self.spare = self.spare, None
+        spare = self.spare
+        if spare is not None and spare.warm is not None:
+            spare = None  # keep the warm one for a run it fits: killing it costs a netns teardown
+        else:
+            self.spare = None
         if spare is None:
             cid = secrets.token_hex(32)
             state_dir = self.store.create(cid, name)
@@ -543,8 +555,6 @@ class Shim:
             if cgroup is not None:
                 undo.append(lambda: self._remove_cgroup(cid, cgroup))
             return cid, state_dir, cgroup
-        if spare.warm is not None:  # this run does not fit it: it would only sit there
-            self._cool_down(spare)
         cid, cgroup = spare.cid, spare.cgroup
         try:
             self.store.claim(cid, name)
@@ -847,6 +857,7 @@ class Shim:
                 pass
         if proc.kind == "run" and proc.network:
             # Before the event: once told, the caller may remove the network or reuse the port.
+            # The veth pair goes with the network namespace (deleting it here measured slower).
             try:
                 self.network.detach(proc.cid, exited=True)
             except Exception as e:  # noqa: BLE001 - gc retries; never leave the state half-written
