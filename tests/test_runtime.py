@@ -415,3 +415,25 @@ def test_sys_fs_cgroup_shows_the_containers_own_limits_read_only(engine, no_leak
     assert str(96 << 20) in lines and "33" in lines and "read-only" in lines, lines
     # the cgroup namespace: the container's group is its root
     assert all(line.endswith(":/") for line in r.stdout.decode().splitlines() if ":" in line and "memory" in line)
+
+
+def test_storage_size_caps_the_writable_layer_and_tmp(engine, no_leaks):
+    r = sh(engine, "dd if=/dev/zero of=/big bs=1M count=8 2>/dev/null && echo root-fit || echo root-full; rm -f /big; "
+                   "dd if=/dev/zero of=/tmp/big bs=1M count=8 2>/dev/null && echo tmp-fit || echo tmp-full; "
+                   "dd if=/dev/zero of=/small bs=1M count=1 2>/dev/null && echo small-fit",
+           limits=Limits.parse(storage_size="4M"))
+    assert r.stdout.decode().split() == ["root-full", "tmp-full", "small-fit"], r
+
+
+def test_without_cgroups_plain_containers_run_and_limits_are_refused(no_leaks, monkeypatch):
+    """The named degraded mode: what a host without writable cgroups gets."""
+    from containerlab_magic.runtime import Engine
+    from containerlab_magic.runtime.errors import HostUnsupported
+
+    monkeypatch.setenv("CONTAINERLAB_CGROUPS", "off")
+    with Engine() as bare:
+        r = bare.run(ContainerSpec(["sh", "-c", "echo namespaces only; echo $$"], image="busybox")).wait(30)
+        assert r.stdout == b"namespaces only\n1\n" and r.usage is None
+        with pytest.raises(HostUnsupported) as err:
+            bare.run(ContainerSpec(["true"], image="busybox", limits=Limits.parse(memory="64M")))
+        assert "CONTAINERLAB_CGROUPS=off" in str(err.value) and "\n" not in str(err.value)

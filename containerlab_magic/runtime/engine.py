@@ -27,6 +27,7 @@ import json
 import os
 import select
 import selectors
+import shutil
 import signal
 import socket
 import struct
@@ -683,8 +684,8 @@ class Engine:
         """Remove what crashes left behind: orphaned containers, their cgroups, stale names."""
         removed = []
         for state in list(self.store.all(spares=True)):
-            if state.get("status") in ("running", "spare") and not alive(state.get("shim_pid"),
-                                                                          state.get("shim_start")):
+            if state.get("status") in ("running", "spare", "creating") and not alive(state.get("shim_pid"),
+                                                                                      state.get("shim_start")):
                 self._reap_orphan(state["id"], state)
                 what = "spare slot" if state["status"] == "spare" else f"container {state.get('name')}"
                 removed.append(f"{what} ({state['id'][:12]})")
@@ -692,6 +693,13 @@ class Engine:
             if self.store.read(cid) is None and not self._young(cid):
                 self.store.remove(cid)
                 removed.append(f"state directory {cid[:12]}")
+        for path in self.store.unfinished():
+            try:
+                if time.time() - os.stat(path).st_mtime > 30:  # its maker died before renaming it
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed.append(f"unfinished state directory {os.path.basename(path)[5:17]}")
+            except FileNotFoundError:
+                pass
         known = set(self.store.ids())
         for cid in self.store.cgroups():  # only groups this state root made
             if cid in known:

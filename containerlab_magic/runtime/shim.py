@@ -104,7 +104,10 @@ class Shim:
         self.listener: socket.socket | None = None
         self.daemon = False
         self.me = (os.getpid(), proc_start_time(os.getpid()))
-        self.cgroups = open_manager() if open_manager else None
+        # CONTAINERLAB_CGROUPS=off: the named degraded mode (namespaces only), as on a
+        # host with no writable cgroups; a container that asks for limits is refused.
+        use_cgroups = open_manager is not None and os.environ.get("CONTAINERLAB_CGROUPS", "on") != "off"
+        self.cgroups = open_manager() if use_cgroups else None
         self.cgroup_mounts = _cgroup_mounts(self.cgroups)
         self._network = None
         self.devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
@@ -292,9 +295,11 @@ class Shim:
         netns_pid = self._network_target(spec)
         if spec.limits.any_cgroup_limit:
             if self.cgroups is None:
-                raise HostUnsupported(
-                    "resource limits need a writable cgroup hierarchy and none was found: "
-                    "run as root or in a delegated cgroup (see `containerlab doctor`)")
+                why = ("cgroups are turned off (CONTAINERLAB_CGROUPS=off): unset it"
+                       if os.environ.get("CONTAINERLAB_CGROUPS") == "off" else
+                       "no writable cgroup hierarchy was found: run as root or in a delegated cgroup "
+                       "(see `containerlab doctor`)")
+                raise HostUnsupported(f"resource limits need cgroups, and {why}; or run without limits")
             reason = self.cgroups.missing_for(spec.limits)
             if reason:
                 raise HostUnsupported(reason)
@@ -549,7 +554,8 @@ class Shim:
             self.spare = None
         if spare is None:
             cid = secrets.token_hex(32)
-            state_dir = self.store.create(cid, name)
+            state_dir = self.store.create(cid, name, {"shim_pid": self.me[0], "shim_start": self.me[1],
+                                                     "cgroup": self.cgroups is not None})
             undo.append(lambda: self.store.remove(cid, name))
             cgroup = self._new_cgroup(cid, spec.limits)
             if cgroup is not None:

@@ -53,18 +53,24 @@ class StateStore:
     def dir(self, cid: str) -> str:
         return os.path.join(self.containers, cid)
 
-    def create(self, cid: str, name: str) -> str:
+    def create(self, cid: str, name: str, owner: dict) -> str:
         """Make the container's folder and claim its name, or raise Conflict."""
         self.claim(cid, name)
-        path = self.dir(cid)
-        os.mkdir(path, 0o700)
-        return path
+        return self._make(cid, {"id": cid, "name": name, "status": "creating", **owner})
 
     def create_spare(self, cid: str, owner: dict) -> str:
         """A folder made ahead of need (see Shim.prepare_spare); gc knows it by its status."""
+        return self._make(cid, {"id": cid, "status": "spare", **owner})
+
+    def _make(self, cid: str, state: dict) -> str:
+        """The folder appears with its state.json already in it (made aside, then renamed),
+        so whoever finds it, gc included, can tell whose it is."""
         path = self.dir(cid)
-        os.mkdir(path, 0o700)
-        self.write(cid, {"id": cid, "status": "spare", **owner})
+        aside = os.path.join(self.containers, f".new-{cid}")
+        os.mkdir(aside, 0o700)
+        with open(os.path.join(aside, "state.json"), "w") as f:
+            json.dump(state, f)
+        os.rename(aside, path)
         return path
 
     def claim(self, cid: str, name: str) -> None:
@@ -110,7 +116,14 @@ class StateStore:
 
     def ids(self) -> list[str]:
         try:
-            return sorted(os.listdir(self.containers))
+            return sorted(n for n in os.listdir(self.containers) if not n.startswith("."))
+        except FileNotFoundError:
+            return []
+
+    def unfinished(self) -> list[str]:
+        """Folders a crash left half made (see _make), by path."""
+        try:
+            return [os.path.join(self.containers, n) for n in os.listdir(self.containers) if n.startswith(".new-")]
         except FileNotFoundError:
             return []
 
