@@ -221,6 +221,8 @@ def _wait_for_go(setup: Setup) -> None:
             setattr(setup, key, tuple(go[key]) if key == "command" else go[key])
     if "env" in go:
         setup.env, setup.env_explicit = go["env"], frozenset(go["env_explicit"])
+    if go.get("net"):
+        _configure_eth0(**go["net"])
     if go.get("stdin") == "null":
         null = os.open("/dev/null", os.O_RDWR)
         os.dup2(null, 0)
@@ -274,6 +276,34 @@ def _open_console(console_fd: int) -> None:
     for target in (0, 1, 2):
         os.dup2(slave, target)
     os.close(slave)
+
+
+SIOCGIFFLAGS, SIOCSIFADDR, SIOCSIFNETMASK, SIOCADDRT = 0x8913, 0x8916, 0x891C, 0x890B
+RTF_UP, RTF_GATEWAY = 0x1, 0x2
+
+
+def _sockaddr_in(address: str) -> bytes:
+    return struct.pack("HH4s8x", socket.AF_INET, 0, socket.inet_aton(address))
+
+
+def _configure_eth0(ip: str, prefixlen: int, gateway: str | None) -> None:
+    """Address, netmask, up, default route: netdevice(7) and route ioctls from inside.
+
+    The shim made the veth pair (pyroute2) with eth0 already in our namespace;
+    setting it up here costs four syscalls instead of the shim entering our
+    namespace for netlink round trips.
+    """
+    mask = socket.inet_ntoa(struct.pack("!I", (0xFFFFFFFF << (32 - prefixlen)) & 0xFFFFFFFF))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        fcntl.ioctl(s.fileno(), SIOCSIFADDR, struct.pack("16s16s8x", b"eth0", _sockaddr_in(ip)))
+        fcntl.ioctl(s.fileno(), SIOCSIFNETMASK, struct.pack("16s16s8x", b"eth0", _sockaddr_in(mask)))
+        flags = struct.unpack("16sH22x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, struct.pack("16sH22x", b"eth0", 0)))[1]
+        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH22x", b"eth0", flags | IFF_UP))
+        if gateway:  # struct rtentry (route(8)'s ioctl): dst 0/0 via gateway, device chosen by the kernel
+            any_ = _sockaddr_in("0.0.0.0")
+            rtentry = struct.pack("L16s16s16sHhLPhPLLH0L", 0, any_, _sockaddr_in(gateway), any_,
+                                  RTF_UP | RTF_GATEWAY, 0, 0, 0, 0, 0, 0, 0, 0)
+            fcntl.ioctl(s.fileno(), SIOCADDRT, rtentry)
 
 
 def _loopback_up() -> None:

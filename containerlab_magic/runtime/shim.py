@@ -760,8 +760,11 @@ class Shim:
         hosts_file = os.path.join(state_dir, "hosts")
         if spec.on_bridge:
             info = self.network.attach(proc.cid, name, proc.pid, spec.network, ports=spec.ports,
-                                       hosts_file=hosts_file)
+                                       hosts_file=hosts_file, configure_inside=False)
             proc.network = True
+            # PID 1 sets eth0's address and route itself once told (child._configure_eth0)
+            proc.go = json.dumps({"net": {"ip": info["ip"], "prefixlen": info["prefixlen"],
+                                          "gateway": None if info["internal"] else info["gateway"]}}).encode() + b"\n"
             if spec.net_rate or spec.net_delay or spec.net_loss:
                 self.network.shape(proc.cid, spec.net_rate, spec.net_delay, spec.net_loss)
         else:  # container:NAME shares the target's namespace: only names to keep current

@@ -231,8 +231,13 @@ class NetworkManager:
 
     @off_event_loop
     def attach(self, container_id: str, container_name: str, pid: int, network: str,
-               ports: Iterable[PortMap] = (), hosts_file: str | None = None) -> dict:
-        """Give the container (PID 1 = `pid`, in its own netns) an eth0 on `network`."""
+               ports: Iterable[PortMap] = (), hosts_file: str | None = None,
+               configure_inside: bool = True) -> dict:
+        """Give the container (PID 1 = `pid`, in its own netns) an eth0 on `network`.
+
+        configure_inside=False leaves eth0 down and bare: the caller's PID 1 then sets
+        the returned address, prefix and gateway itself (a few ioctls inside, instead of
+        entering its namespace from here for four netlink round trips)."""
         ports = tuple(ports)
         if network in RESERVED_NAMES or network.startswith("container:"):
             raise SpecError(f"--net {network} needs no attach: only bridge networks are attached")
@@ -254,7 +259,8 @@ class NetworkManager:
             with self._host() as ipr:
                 bridge_index, mtu = self._ensure_bridge(ipr, net)
                 self._plug(ipr, undo, pid, veth, container_id, bridge_index, mtu, mac)
-            self._configure_inside(pid, ip, net)
+            if configure_inside:
+                self._configure_inside(pid, ip, net)
             for port in ports:  # the gateway listener lets other containers reach the port too
                 if port.host_ip != net["gateway"]:
                     self.proxy.publish(container_id, port.protocol, net["gateway"], port.host_port,
@@ -268,7 +274,7 @@ class NetworkManager:
             undo.commit()
             return {"ip": ip, "gateway": net["gateway"], "network": network, "mac": mac,
                     "prefixlen": ipaddress.ip_network(net["subnet"]).prefixlen,
-                    "ports": record["ports"]}
+                    "internal": bool(net["internal"]), "ports": record["ports"]}
 
     @staticmethod
     def _check_ports(ports: tuple[PortMap, ...]) -> None:
