@@ -53,8 +53,9 @@ echo \$? > $(printf '%q' "$status_file")
 echo "run-cgroup-v2: booting $kernel under qemu (no KVM); about a minute"
 # --rwdir: the one host path the guest writes, to hand pytest's status back.
 timeout "${VM_TIMEOUT:-900}" vng --run "$kernel" --disable-kvm --memory 1G --cpus 2 \
-    --rwdir "$status_dir" --exec "$guest_script" </dev/null | cat
-# (through cat: qemu must write to a pipe, never straight to the caller's log file)
+    --rwdir "$status_dir" --exec "$guest_script" </dev/null 2>&1 | cat
+# (through cat, stdout and stderr both: the VM's tools reopen their output, which
+# truncates the caller's log file when that is where it points)
 
 status=$(cat "$status_file" 2>/dev/null || true)
 if [ -z "$status" ]; then
