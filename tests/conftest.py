@@ -146,8 +146,24 @@ def leaks(before: dict, timeout: float = 8.0) -> dict:
         new = {k: now[k] - before[k] for k in now}
         new["mounts"] = our_mounts()
         if not any(new.values()) or time.monotonic() > deadline:
-            return {k: v for k, v in new.items() if v}
+            left = {k: v for k, v in new.items() if v}
+            pids = {p for p, _ in new["processes"]} | new["shims"]
+            if pids:
+                left["process details"] = [_describe(pid) for pid in sorted(pids)]
+            return left
         time.sleep(0.1)
+
+
+def _describe(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().replace(b"\0", b" ").decode(errors="replace")[:120]
+        return (f"{pid}: state {fields['State'].strip()}, ppid {fields['PPid'].strip()}, "
+                f"nspid {fields.get('NSpid', '').strip()}, {cmd}")
+    except OSError:
+        return f"{pid}: gone"
 
 
 @pytest.fixture

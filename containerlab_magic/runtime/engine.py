@@ -476,8 +476,9 @@ class Engine:
                 time.sleep(poll)
 
     def _running(self, cid: str) -> bool:
+        """Running, or ended but its shim has not yet drained its output and recorded the end."""
         state = self.store.read(cid)
-        return bool(state) and _settle(state)["status"] == "running"
+        return bool(state) and _settle(state)["status"] in ("running", "exiting")
 
     def wait(self, ref: str, timeout: float | None = None) -> int | None:
         """Block until the container ends; its exit code (None if it was removed as it ended)."""
@@ -555,11 +556,13 @@ class Engine:
     def rm(self, ref: str, force: bool = False) -> None:
         cid = self.store.resolve(ref)
         state = self.store.read(cid) or {}
-        if _settle(state)["status"] == "running":
+        status = _settle(state)["status"]
+        if status == "running":
             if not force:
                 raise Conflict(f"container {ref} is running: stop it first, or use rm -f")
             self.kill(cid)
-            self._settled(cid)
+        if status in ("running", "exiting"):
+            self._settled(cid)  # its shim records the end (and drains its log) first
         self.store.remove(cid, state.get("name"))
 
     # ------------------------------------------------------------ limits and usage (cgroups)

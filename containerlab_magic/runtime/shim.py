@@ -38,6 +38,7 @@ import socket
 import struct
 import sys
 import time
+import traceback
 
 from . import child, linux, protocol, rootfs, security
 from .errors import Conflict, ContainerError, HostUnsupported, NotFound, RuntimeFailure, SpecError
@@ -175,25 +176,31 @@ class Shim:
                 else:
                     self.last_event = now
                 for key, _ in events:
-                    kind, obj = key.data
-                    if kind == "conn":
-                        self._on_message(obj)
-                    elif kind == "proc":
-                        self._on_exit(obj)
-                    elif kind == "pump":
-                        self._on_output(key.fd, *obj)
-                    elif kind == "warm":
-                        self._on_warm_exit(obj)
-                    elif kind == "proxy":
-                        self._network.proxy.pump()
-                    elif kind == "listen":
-                        conn, _ = self.listener.accept()
-                        self.add_conn(conn)
+                    try:
+                        self._dispatch(key)
+                    except Exception:  # noqa: BLE001 - one container's trouble must not end the others
+                        traceback.print_exc()
                 self._check_timeouts()
                 if self.conns and self.spare is None:
                     self.prepare_spare()
         finally:
             self.shutdown()
+
+    def _dispatch(self, key) -> None:
+        kind, obj = key.data
+        if kind == "conn":
+            self._on_message(obj)
+        elif kind == "proc":
+            self._on_exit(obj)
+        elif kind == "pump":
+            self._on_output(key.fd, *obj)
+        elif kind == "warm":
+            self._on_warm_exit(obj)
+        elif kind == "proxy":
+            self._network.proxy.pump()
+        elif kind == "listen":
+            conn, _ = self.listener.accept()
+            self.add_conn(conn)
 
     def _next_timeout(self) -> float | None:
         deadlines = [p.deadline for p in self.procs.values() if p.deadline and not p.timed_out]
@@ -895,7 +902,8 @@ class Shim:
                 self.kept.add((proc.cid, proc.state.get("name")))
             proc.state.update(status="exited", finished=time.time(), timed_out=proc.timed_out,
                               exit_code=result["exit_code"], oom_killed=result["oom_killed"], error=proc.error)
-            self.store.write(proc.cid, proc.state)
+            if os.path.isdir(self.store.dir(proc.cid)):  # unless someone removed it meanwhile
+                self.store.write(proc.cid, proc.state)
         else:
             self.store.release(proc.cid, proc.state.get("name"))  # the name is free at once
             self._defer(lambda: self.store.remove(proc.cid))
