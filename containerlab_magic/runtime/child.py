@@ -97,9 +97,10 @@ def start_container(setup: Setup) -> None:
     gc.disable()  # a few milliseconds to exec: collecting would only copy the shim's pages
     stage = "setup"
     try:
+        _keep_only(setup)
         if setup.shim_pid:  # warm: nobody would ever claim us if the shim died
             linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
-            if not os.path.exists(f"/proc/{setup.shim_pid}"):  # /proc is still the host's here
+            if not _alive(setup.shim_pid):  # it died before the line above took hold
                 os._exit(EXIT_RUNTIME)
         if setup.netns_pid is not None:  # --net container:NAME joins its partner's network
             stage = "join network"
@@ -113,10 +114,38 @@ def start_container(setup: Setup) -> None:
     os._exit(EXIT_RUNTIME)
 
 
+def _keep_only(setup: Setup) -> None:
+    """Close every fd inherited from the shim but our own.
+
+    The shim holds other containers' pipes, and the write end of our own sync
+    pipe: kept open here, a shim that died before saying go would leave us
+    waiting on a pipe that never reaches EOF.
+    """
+    keep = sorted({fd for fd in (*setup.stdio, setup.error_fd, setup.sync_fd, setup.console_fd, setup.pid_fd)
+                   if fd >= 0})
+    low = 3
+    for fd in keep:
+        if fd >= low:
+            os.closerange(low, fd)
+            low = fd + 1
+    os.closerange(low, 1 << 20)
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie (/proc is still the host's at this point)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    return data[data.rindex(b")") + 2:][:1] not in (b"Z", b"X")
+
+
 def start_exec(setup: Setup) -> None:
     """In the shim's child for exec: join the container, fork into its PID namespace."""
     stage = "join cgroup"
     try:
+        _keep_only(setup)
         for path in setup.procs_files:
             with open(path, "w") as f:
                 f.write("0")
