@@ -125,8 +125,22 @@ def build_parser() -> Parser:
         p = sub.add_parser(verb, help=text)
         p.add_argument("containers", nargs="+")
 
+    add_network_parser(sub, Parser)
+
+    sub.add_parser("gc", help="remove what crashes left behind")
+    sub.add_parser("doctor", help="what this host supports, and fixes")
+    sub.add_parser("images", help="list images")
+    p = sub.add_parser("install-kernel", help='a Jupyter kernel "Python 3 (container lab)" with the magics loaded')
+    p.add_argument("--user", action="store_true", help="for this user only (default: system-wide)")
+    p.add_argument("--prefix", help="install under this prefix, e.g. sys.prefix of a virtualenv")
+    p.add_argument("--name", default="containerlab", help="kernelspec name (default containerlab)")
+    return parser
+
+
+def add_network_parser(sub, parser_class) -> None:
+    """`network create|ls|inspect|rm`: shared by the CLI and %container."""
     p = sub.add_parser("network", help="create, list, inspect and remove networks")
-    netsub = p.add_subparsers(dest="net_verb", metavar="VERB", parser_class=Parser)
+    netsub = p.add_subparsers(dest="net_verb", metavar="VERB", parser_class=parser_class)
     netsub.required = True
     q = netsub.add_parser("create", help="a bridge network with its own subnet")
     q.add_argument("--subnet", help="CIDR, e.g. 10.214.0.0/24 (default: a free /24)")
@@ -137,15 +151,6 @@ def build_parser() -> Parser:
     q.add_argument("name")
     q = netsub.add_parser("rm", help="remove networks")
     q.add_argument("names", nargs="+")
-
-    sub.add_parser("gc", help="remove what crashes left behind")
-    sub.add_parser("doctor", help="what this host supports, and fixes")
-    sub.add_parser("images", help="list images")
-    p = sub.add_parser("install-kernel", help='a Jupyter kernel "Python 3 (container lab)" with the magics loaded')
-    p.add_argument("--user", action="store_true", help="for this user only (default: system-wide)")
-    p.add_argument("--prefix", help="install under this prefix, e.g. sys.prefix of a virtualenv")
-    p.add_argument("--name", default="containerlab", help="kernelspec name (default containerlab)")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -456,11 +461,13 @@ def cmd_stats(args) -> int:
     return 0
 
 
-def _print_table(rows) -> None:
+def _format_table(rows) -> str:
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
-    sys.stdout.flush()
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def _print_table(rows) -> None:
+    print(_format_table(rows), flush=True)
 
 
 def cmd_update(args) -> int:
@@ -485,28 +492,31 @@ def cmd_pause(args) -> int:
 
 
 def cmd_network(args) -> int:
+    print(network_verb(_engine(), args))
+    return 0
+
+
+def network_verb(engine, args) -> str:
+    """Carry out `network ...` (parsed by add_network_parser); the text to show."""
     import json
 
-    networks = _engine().networks()
+    networks = engine.networks()
     try:
         if args.net_verb == "create":
-            net = networks.create(args.name, subnet=args.subnet, internal=args.internal)
-            print(net["name"])
-        elif args.net_verb == "ls":
+            return networks.create(args.name, subnet=args.subnet, internal=args.internal)["name"]
+        if args.net_verb == "ls":
             rows = [("NAME", "SUBNET", "GATEWAY", "BRIDGE", "INTERNAL", "CONTAINERS")]
             for net in networks.list():
                 rows.append((net["name"], net["subnet"], net["gateway"], net["bridge"],
                              "yes" if net.get("internal") else "no", str(len(net.get("containers") or ()))))
-            _print_table(rows)
-        elif args.net_verb == "inspect":
-            print(json.dumps(networks.inspect(args.name), indent=2))
-        elif args.net_verb == "rm":
-            for name in args.names:
-                networks.remove(name)
-                print(name)
+            return _format_table(rows)
+        if args.net_verb == "inspect":
+            return json.dumps(networks.inspect(args.name), indent=2)
+        for name in args.names:
+            networks.remove(name)
+        return "\n".join(args.names)
     finally:
         networks.close()
-    return 0
 
 
 def cmd_gc(args) -> int:

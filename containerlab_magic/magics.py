@@ -125,6 +125,7 @@ def line_parser() -> MagicParser:
     sp.add_argument("container")
     sp = sub.add_parser("stats", help="usage of running containers")
     sp.add_argument("container", nargs="?")
+    cli.add_network_parser(sub, MagicParser)
     for verb, text in (("images", "list images"), ("doctor", "what this host supports, and fixes"),
                        ("gc", "remove what crashes left behind"),
                        ("panel", "sliders whose values become the defaults of later cells")):
@@ -449,6 +450,9 @@ class ContainerMagics(Magics):
 
     def verb_inspect(self, args):
         return show.Text(json.dumps(self.engine.inspect(args.container), indent=2))
+
+    def verb_network(self, args):
+        return show.Text(cli.network_verb(self.engine, args))
 
     def verb_images(self, args):
         return show.images_table(self.engine.images())

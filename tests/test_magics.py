@@ -227,6 +227,16 @@ def test_verbs_report_one_line_errors(ip, clean):
         ip.run_line_magic("container", "exec nobody")
 
 
+def test_network_verbs(ip, clean):
+    assert "labnet" in repr(ip.run_line_magic("container", "network create --subnet 10.219.44.0/24 labnet"))
+    assert "10.219.44.0/24" in repr(ip.run_line_magic("container", "network ls"))
+    assert '"subnet": "10.219.44.0/24"' in repr(ip.run_line_magic("container", "network inspect labnet"))
+    ip.run_line_magic("container", "network rm labnet")
+    assert "labnet" not in repr(ip.run_line_magic("container", "network ls"))
+    with pytest.raises(UsageError, match="10.300"):
+        ip.run_line_magic("container", "network create --subnet 10.300.0.0/24 bad")
+
+
 def test_images_doctor_gc(ip, clean):
     assert {"host", "busybox"} <= {row[0] for row in ip.run_line_magic("container", "images").rows}
     assert "cgroups" in repr(ip.run_line_magic("container", "doctor"))
