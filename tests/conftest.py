@@ -146,12 +146,14 @@ def leaks(before: dict, timeout: float = 8.0) -> dict:
         new = {k: now[k] - before[k] for k in now}
         new["mounts"] = our_mounts()
         if not any(new.values()) or time.monotonic() > deadline:
-            left = {k: v for k, v in new.items() if v}
-            pids = {p for p, _ in new["processes"]} | new["shims"]
-            if pids:
-                left["process details"] = [_describe(pid) for pid in sorted(pids)]
-            return left
+            return {k: v for k, v in new.items() if v}
         time.sleep(0.1)
+
+
+def explain(left: dict) -> str:
+    """The leftovers, with what each leftover process is."""
+    pids = {p for p, _ in left.get("processes", ())} | set(left.get("shims", ()))
+    return f"{left} {[_describe(pid) for pid in sorted(pids)]}"
 
 
 def _describe(pid: int) -> str:
@@ -171,7 +173,7 @@ def no_leaks():
     before = snapshot()
     yield
     left = leaks(before)
-    assert not left, f"left behind: {left}"
+    assert not left, f"left behind: {explain(left)}"
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +181,7 @@ def module_no_leaks():
     before = snapshot()
     yield
     left = leaks(before)
-    assert not left, f"left behind by the module: {left}"
+    assert not left, f"left behind by the module: {explain(left)}"
 
 
 @pytest.fixture(scope="module")

@@ -696,9 +696,15 @@ class Engine:
             if self.store.read(cid) is None and not self._young(cid):
                 self.store.remove(cid)
                 removed.append(f"state directory {cid[:12]}")
-        for path in self.store.unfinished():
+        for path in self.store.unfinished():  # its maker died before renaming it into place
             try:
-                if time.time() - os.stat(path).st_mtime > 30:  # its maker died before renaming it
+                with open(os.path.join(path, "state.json")) as f:
+                    owner = json.load(f)
+            except (OSError, ValueError):
+                owner = {}
+            try:
+                orphaned = not alive(owner.get("shim_pid"), owner.get("shim_start"))
+                if orphaned or time.time() - os.stat(path).st_mtime > 30:
                     shutil.rmtree(path, ignore_errors=True)
                     removed.append(f"unfinished state directory {os.path.basename(path)[5:17]}")
             except FileNotFoundError:
