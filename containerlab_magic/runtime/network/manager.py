@@ -165,6 +165,9 @@ class NetworkManager:
 
     def _ensure_bridge(self, ipr, record: dict) -> tuple[int, int]:
         """(index, MTU) of the network's bridge, re-created if the host lost it (a reboot)."""
+        found = netlink.sysfs_link(record["bridge"])  # the common case, without a netlink round trip
+        if found is not None and found[2] == self.state.bridge_alias(record["name"]):
+            return found[0], found[1]
         try:
             link = ipr.link("get", ifname=record["bridge"])[0]
         except Exception as exc:
@@ -315,6 +318,8 @@ class NetworkManager:
         finally:
             os.close(nsfd)
         undo.push(lambda: self._delete_veth(veth))
+        if netlink.sysfs_set_alias(veth, self.state.veth_alias(container_id)):
+            return
         try:
             ipr.link("set", ifname=veth, ifalias=self.state.veth_alias(container_id))
         except Exception as exc:

@@ -228,3 +228,32 @@ def host_addresses(ipr) -> list[tuple[str, int, str]]:
     names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
     return [(a.get_attr("IFA_LOCAL") or a.get_attr("IFA_ADDRESS"), a["prefixlen"], names.get(a["index"], "?"))
             for a in ipr.get_addr(family=2)]
+
+
+# sysfs (sysfs-class-net) answers the two questions asked on every attach -- does
+# the bridge exist, and label this veth -- in microseconds; a netlink round trip
+# through pyroute2's sync API costs a millisecond or more.  Netlink stays the way
+# to create and change links.
+
+def sysfs_link(name: str) -> tuple[int, int, str] | None:
+    """(ifindex, MTU, alias) of a host link from /sys/class/net, or None if absent."""
+    base = f"/sys/class/net/{name}"
+    try:
+        with open(f"{base}/ifindex") as f:
+            index = int(f.read())
+        with open(f"{base}/mtu") as f:
+            mtu = int(f.read())
+        with open(f"{base}/ifalias") as f:
+            alias = f.read().strip()
+    except (OSError, ValueError):
+        return None
+    return index, mtu, alias
+
+
+def sysfs_set_alias(name: str, alias: str) -> bool:
+    try:
+        with open(f"/sys/class/net/{name}/ifalias", "w") as f:
+            f.write(alias)
+        return True
+    except OSError:
+        return False
