@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -75,7 +74,7 @@ def test_oom_kill_is_reported_as_such(no_leaks):
 def test_detached_lifecycle_through_the_daemon(no_leaks):
     r = cli("run", "-d", "--name", "cli-web", "busybox", "sh", "-c", "echo started; sleep 60")
     assert r.returncode == 0 and len(r.stdout.strip()) == 64
-    r2 = cli("run", "-d", "--name", "cli-other", "busybox", "sleep", "60")
+    cli("run", "-d", "--name", "cli-other", "busybox", "sleep", "60")
     try:
         # the CLI has exited; the containers live on in one daemon shim
         states = {row["name"]: row for row in (json.loads(cli("inspect", n).stdout) for n in ("cli-web", "cli-other"))}

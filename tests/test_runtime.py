@@ -6,8 +6,6 @@ and gc after crashes, bad input; each test checks nothing leaked.
 
 from __future__ import annotations
 
-import errno
-import json
 import os
 import signal
 import subprocess
@@ -217,8 +215,8 @@ def test_timeout_kills_and_says_so(engine, no_leaks):
 # ---------------------------------------------------------------- exec, detach, logs
 
 def test_exec_joins_the_container(engine, no_leaks):
-    box = engine.run(ContainerSpec(["sh", "-c", "echo hi > /tmp/mark; sleep 30"], image="busybox", name="exec-target",
-                                   hostname="target", detach=True))
+    engine.run(ContainerSpec(["sh", "-c", "echo hi > /tmp/mark; sleep 30"], image="busybox", name="exec-target",
+                             hostname="target", detach=True))
     try:
         time.sleep(0.3)
         r = engine.exec("exec-target", ["sh", "-c", "hostname; cat /tmp/mark; cat /proc/1/cmdline | tr '\\0' ' '; echo; "

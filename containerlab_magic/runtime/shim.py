@@ -41,7 +41,7 @@ import time
 import traceback
 
 from . import child, linux, protocol, rootfs, security
-from .errors import Conflict, ContainerError, HostUnsupported, NotFound, RuntimeFailure, SpecError
+from .errors import Conflict, ContainerError, HostUnsupported, RuntimeFailure, SpecError
 from .images import ImageStore
 from .spec import ContainerSpec, Limits
 from .state import StateStore, alive, proc_start_time
@@ -114,7 +114,6 @@ class Shim:
         self.devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
         self.kept: set[tuple[str, str]] = set()  # exited detached containers of our clients
         self.intermediates: set[int] = set()  # first children of exec, exiting after they forked
-        self.after_reply: list = []
         self.deferred: list = []  # cleanup to do when idle (see _run_deferred)
         self.deferred_due = 0.0
         self.spare: Spare | None = None
@@ -268,11 +267,6 @@ class Shim:
         if op == "run":
             # Its PID 1 is busy building its rootfs now: a good moment for old cleanup.
             self._run_deferred()
-        while self.after_reply:
-            try:
-                self.after_reply.pop(0)()
-            except Exception as e:  # noqa: BLE001 - bookkeeping must not stop the shim
-                print(f"containerlab shim: {e}", file=sys.stderr)
 
     def _drop_conn(self, conn: socket.socket) -> None:
         if conn not in self.conns:
