@@ -17,7 +17,7 @@ from conftest import needs_root
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "benchmarks", "startup.py")
 
-STARTUP_ROWS = ("engine: run().wait()", "crun run (via nsenter)", "nsenter alone (crun's wrapper)", "runc run",
+STARTUP_ROWS = ("engine: run().wait()", "engine, prewarm off (cold)", "crun run (via nsenter)", "nsenter alone (crun's wrapper)", "runc run",
                 "bwrap --unshare-all", "unshare + chroot", "floor: fork+unshare+exec")
 MEMORY_ROWS = ("engine, memory held", "engine, memory freed", "engine started while holding, memory held",
                "engine started while holding, memory freed", "floor, memory held")
@@ -27,9 +27,23 @@ def _has_figures(row: dict) -> bool:
     return "unavailable" in row or (row["p50_ms"] > 0 and row["p95_ms"] >= row["p50_ms"] and row["n"] > 0)
 
 
+def _links() -> set[str]:
+    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+    return {line.split(": ")[1].split("@")[0] for line in out.splitlines()}
+
+
+def _bench_roots() -> set[str]:
+    """The benchmark makes its state root beside the lab's (see startup.main)."""
+    from containerlab_magic.runtime.paths import state_root
+
+    parent = os.path.dirname(state_root())
+    return {n for n in os.listdir(parent) if n.startswith("containerlab-bench-")} if os.path.isdir(parent) else set()
+
+
 @needs_root
 @pytest.mark.slow
-def test_startup_benchmark_quick(tmp_path):
+def test_startup_benchmark_quick(tmp_path, module_no_leaks):
+    links_before, roots_before = _links(), _bench_roots()
     report = tmp_path / "startup.json"
     proc = subprocess.run([sys.executable, SCRIPT, "--runs", "5", "--quick", "--json", str(report)],
                           check=False, capture_output=True, text=True, timeout=240, cwd=ROOT)
@@ -62,3 +76,6 @@ def test_startup_benchmark_quick(tmp_path):
     phases = {p["phase"] for p in data["profile"]["phases"]}
     assert {"shim: spawn PID 1", "pid1: execve", "engine: wait() returned"} <= phases
     assert data["rootfs_unchanged"] is True
+    # the benchmark cleans up after itself: its state root, its veths and bridge
+    assert _bench_roots() == roots_before
+    assert _links() == links_before, _links() ^ links_before
