@@ -191,3 +191,11 @@ def engine(module_no_leaks):
     with Engine() as e:
         e.start()  # before any test's leak snapshot: the shim is the module's, not a test's
         yield e
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The session's state root goes with it (nothing is mounted there on the host)."""
+    if not our_mounts():
+        import shutil
+
+        shutil.rmtree(_SESSION, ignore_errors=True)
