@@ -56,7 +56,11 @@ class StateStore:
     def create(self, cid: str, name: str, owner: dict) -> str:
         """Make the container's folder and claim its name, or raise Conflict."""
         self.claim(cid, name)
-        return self._make(cid, {"id": cid, "name": name, "status": "creating", **owner})
+        try:
+            return self._make(cid, {"id": cid, "name": name, "status": "creating", **owner})
+        except BaseException:
+            self.release(cid, name)
+            raise
 
     def create_spare(self, cid: str, owner: dict) -> str:
         """A folder made ahead of need (see Shim.prepare_spare); gc knows it by its status."""
