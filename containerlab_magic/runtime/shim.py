@@ -18,9 +18,17 @@ Two modes:
 
 Events come from one selector: client sockets, a pidfd per process
 (pidfd_open(2): readable when it exits), detached output pipes (written to
-the container's log with docker's 8-byte stream framing) and timers for
---timeout.  The shim is a child subreaper (prctl(2)), so each container's
-PID 1 is re-parented to it and reaped here.
+the container's log with docker's 8-byte stream framing), the port proxy,
+and timers for --timeout.  Each container's PID 1 is cloned by the shim
+directly (child.py); exec'd processes are forked through an intermediate, and
+the shim, a child subreaper (prctl(2)), inherits and reaps them.
+
+The hot path is kept short by doing work at other times: the next
+container's state folder and cgroup are made ahead (Spare), with prewarm
+also its PID 1 when the shim is quiet; cleanup of an ended container waits
+for the next reply or a quiet moment (_defer).  Only what the caller may
+rely on at once -- its exit event, its network address and ports released,
+its name free -- happens before the exit event is sent.
 """
 
 from __future__ import annotations
