@@ -1,27 +1,9 @@
-"""v2 pids controller: pids.max caps how many tasks (processes and threads) the group may
-hold; fork(2) and clone(2) fail with EAGAIN beyond it.  pids.current counts them.
-Kernel doc: Documentation/admin-guide/cgroup-v2.rst, "PID".
+"""v2 pids controller: the same files as v1 (pids.max, pids.current), so the
+same code.  Kernel doc: Documentation/admin-guide/cgroup-v2.rst, "PID".
 """
 
 from __future__ import annotations
 
-import os
+from ..v1.pids import Pids
 
-from ...spec import Limits
-from .. import fs
-from ..base import Controller, Usage
-
-
-class Pids(Controller):
-    name = "pids"
-    limit_fields = ("pids_limit",)
-    files = ("pids.max", "pids.current")
-
-    def apply(self, group_dir: str, limits: Limits, initial: bool) -> list[str]:
-        if limits.pids_limit is not None:
-            fs.write(os.path.join(group_dir, "pids.max"), limits.pids_limit)
-        return []
-
-    def read(self, group_dir: str, usage: Usage) -> None:
-        usage.pids_current = fs.read_int(os.path.join(group_dir, "pids.current"))
-        usage.pids_limit = fs.read_int(os.path.join(group_dir, "pids.max"))
+__all__ = ["Pids"]
