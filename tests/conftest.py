@@ -94,6 +94,16 @@ def _spare(cid: str) -> bool:
         return False
 
 
+def spare_links() -> set[str]:
+    """Host ends of veth pairs that live shims keep plugged for their warm spares."""
+    try:
+        with open(os.path.join(STATE, "networks", "state.json")) as f:
+            spares = json.load(f).get("spares", {})
+    except (OSError, ValueError):
+        return set()
+    return {spare["veth"] for cid, spare in spares.items() if _spare(cid)}
+
+
 def our_mounts() -> list[str]:
     with open("/proc/self/mountinfo") as f:
         return [line for line in f if STATE in line or DATA in line]

@@ -8,6 +8,7 @@ All traffic stays between the host and containers on this machine.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -17,9 +18,11 @@ import urllib.request
 
 import pytest
 
-from conftest import needs_root
+from conftest import STATE, needs_root, spare_links
 from containerlab_magic.runtime import ContainerSpec, PortMap
 from containerlab_magic.runtime.errors import Conflict, ContainerError, NotFound, SpecError
+from containerlab_magic.runtime.network.manager import mac_for
+from containerlab_magic.runtime.network.netlink import sysfs_master
 from containerlab_magic.runtime.state import proc_start_time, wait_for
 
 pytestmark = needs_root
@@ -48,9 +51,22 @@ def net(engine, no_leaks):
             nm.remove(network["name"])
     nm.close()
     deadline = time.monotonic() + 10
-    while links() - before and time.monotonic() < deadline:
+    while links() - before - spare_links() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert links() - before == set(), f"links left behind: {links() - before}"
+    left = links() - before - spare_links()
+    assert left == set(), f"links left behind: {describe_links(left)}; network state: {network_state()}"
+
+
+def describe_links(names) -> dict:
+    """Each link with its alias (which names the container or network it was made for)."""
+    found = {}
+    for name in sorted(names):
+        try:
+            with open(f"/sys/class/net/{name}/ifalias") as f:
+                found[name] = f.read().strip()
+        except OSError:
+            found[name] = "gone"
+    return found
 
 
 def start(engine, made, name, script, **kw):
@@ -160,6 +176,75 @@ def test_addresses_are_released_and_reused(net):
     assert len(seen) <= 4
 
 
+def network_state() -> dict:
+    with open(os.path.join(STATE, "networks", "state.json")) as f:
+        return json.load(f)
+
+
+def plugged_spare(network: str, shim_pid: int | None = None) -> tuple[str, str] | None:
+    """(spare id, veth) of a warm spare some shim keeps plugged into `network`'s bridge."""
+    st = network_state()
+    bridge = st["networks"].get(network, {}).get("bridge")
+    for cid, spare in st.get("spares", {}).items():
+        if spare["network"] != network or sysfs_master(spare["veth"]) != bridge:
+            continue
+        try:
+            with open(os.path.join(STATE, "containers", cid, "state.json")) as f:
+                owner = json.load(f)
+        except OSError:
+            continue
+        if owner.get("status") == "spare" and shim_pid in (None, owner.get("shim_pid")):
+            return cid, spare["veth"]
+    return None
+
+
+def wait_for_spare(network: str, shim_pid: int | None = None) -> tuple[str, str]:
+    found: list = []
+    assert wait_for(lambda: found.append(plugged_spare(network, shim_pid)) or found[-1], 10), \
+        f"no warm spare was plugged into {network}"
+    return found[-1]
+
+
+def test_a_warm_spare_on_a_bridge_is_claimed_with_its_own_address(net):
+    """The engine keeps a container of the last kinds run ready, its veth already in the
+    bridge but with no address or name: a spare is no member of the network until a
+    run claims it, which then gets an address, the MAC made from it and a route."""
+    engine, made = net
+    sh(engine, "true", network="bridge")  # a bridge run: the engine now keeps one warm
+    spare, veth = wait_for_spare("bridge", engine.shim_pid)
+    described = engine.networks().inspect("bridge")["containers"]
+    assert spare not in described and veth not in json.dumps(described)
+    box = engine.run(ContainerSpec(["sh", "-c", "cat /sys/class/net/eth0/address; ip -4 -o addr show eth0 | "
+                                          "awk '{print $4}'; ip route | grep default; grep -w claimed /etc/hosts | grep -v ^127"],
+                                   image="busybox", network="bridge", name="claimed"))
+    r = box.wait(30)
+    assert box.id == spare, "the run did not use the warm spare"
+    mac, address, route, hosts = r.stdout.decode().splitlines()
+    ip = address.split("/")[0]
+    assert mac == mac_for(ip) and address.endswith("/24")
+    assert route.split()[:3] == ["default", "via", engine.networks().inspect("bridge")["gateway"]]
+    assert hosts.split() == [ip, "claimed"]
+    assert spare not in network_state()["spares"]
+
+
+def test_network_rm_unplugs_a_warm_spare_and_the_next_run_starts_cold(net):
+    engine, made = net
+    nm = engine.networks()
+    nm.create("sparenet", subnet="10.219.11.0/24")
+    sh(engine, "true", network="sparenet")
+    spare, veth = wait_for_spare("sparenet", engine.shim_pid)
+    nm.remove("sparenet")  # a spare is no member: it does not hold the network
+    assert not os.path.exists(f"/sys/class/net/{veth}"), "network rm left the spare's veth"
+    assert spare not in network_state()["spares"]
+    nm.create("sparenet", subnet="10.219.12.0/24")
+    nm.close()
+    box = engine.run(ContainerSpec(["sh", "-c", "ip -4 -o addr show eth0 | awk '{print $4}'"],
+                                   image="busybox", network="sparenet"))
+    r = box.wait(30)
+    assert box.id != spare
+    assert r.exit_code == 0 and r.stdout.decode().startswith("10.219.12."), r
+
+
 @pytest.mark.parametrize("make,kind,words", [
     (lambda: ContainerSpec(["true"], image="busybox", network="nosuchnet"), NotFound, "nosuchnet"),
     (lambda: ContainerSpec(["true"], image="busybox", ports=(PortMap.parse("8080:80"),)), SpecError, "needs a network"),
@@ -193,6 +278,7 @@ def test_gc_after_kill_9_of_engine_and_shim_removes_veths(net):
             "network='bridge', detach=True))\nprint(b.pid, e.shim_pid, flush=True)\nimport time; time.sleep(300)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     pid, shim = map(int, proc.stdout.readline().split())
+    spare, veth = wait_for_spare("bridge", shim)  # its engine keeps a bridge container warm too
     os.kill(shim, 9)
     proc.kill()
     proc.wait()
@@ -201,3 +287,5 @@ def test_gc_after_kill_9_of_engine_and_shim_removes_veths(net):
     removed = engine.gc()
     assert any("netorphan" in item for item in removed), removed
     assert "netorphan" not in {c.get("name") for c in engine.networks().inspect("bridge")["containers"].values()}
+    assert spare not in network_state()["spares"]
+    assert wait_for(lambda: not os.path.exists(f"/sys/class/net/{veth}"), 10), "the spare's veth outlived gc"

@@ -68,6 +68,8 @@ class Setup:
     bounding_dropped: bool = False
     cgroup_mounts: tuple = ()  # (fstype, options, dir) to show under /sys/fs/cgroup
     shim_pid: int = 0  # set for a warm PID 1: it dies with the shim until claimed
+    join_cgroup: bool = False  # PID 1 moves itself into procs_files (a warm one: see Shim._warm_up)
+    plug: tuple | None = None  # (host netlink socket fd, veth, bridge index, MTU, alias): make its veth pair
 
 
 def _fail(error_fd: int, stage: str, exc: BaseException, code: int = EXIT_RUNTIME) -> None:
@@ -102,6 +104,17 @@ def start_container(setup: Setup) -> None:
             linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
             if not _alive(setup.shim_pid):  # it died before the line above took hold
                 os._exit(EXIT_RUNTIME)
+        if setup.join_cgroup:
+            stage = "join cgroup"
+            for path in setup.procs_files:
+                with open(path, "w") as f:
+                    f.write("0")
+        if setup.plug is not None:
+            stage = "network"
+            from .network import netlink
+
+            netlink.plug_from_inside(*setup.plug)
+            os.close(setup.plug[0])
         if setup.netns_pid is not None:  # --net container:NAME joins its partner's network
             stage = "join network"
             with open(f"/proc/{setup.netns_pid}/ns/net") as f:
@@ -121,8 +134,9 @@ def _keep_only(setup: Setup) -> None:
     pipe: kept open here, a shim that died before saying go would leave us
     waiting on a pipe that never reaches EOF.
     """
-    keep = sorted({fd for fd in (*setup.stdio, setup.error_fd, setup.sync_fd, setup.console_fd, setup.pid_fd)
-                   if fd >= 0})
+    plug_fd = setup.plug[0] if setup.plug is not None else -1
+    keep = sorted({fd for fd in (*setup.stdio, setup.error_fd, setup.sync_fd, setup.console_fd, setup.pid_fd,
+                                 plug_fd) if fd >= 0})
     low = 3
     for fd in keep:
         if fd >= low:
@@ -309,21 +323,26 @@ def _open_console(console_fd: int) -> None:
 
 SIOCGIFFLAGS, SIOCSIFADDR, SIOCSIFNETMASK, SIOCADDRT = 0x8913, 0x8916, 0x891C, 0x890B
 RTF_UP, RTF_GATEWAY = 0x1, 0x2
+SIOCSIFHWADDR, ARPHRD_ETHER = 0x8924, 1
 
 
 def _sockaddr_in(address: str) -> bytes:
     return struct.pack("HH4s8x", socket.AF_INET, 0, socket.inet_aton(address))
 
 
-def _configure_eth0(ip: str, prefixlen: int, gateway: str | None) -> None:
-    """Address, netmask, up, default route: netdevice(7) and route ioctls from inside.
+def _configure_eth0(ip: str, prefixlen: int, gateway: str | None, mac: str | None = None) -> None:
+    """MAC, address, netmask, up, default route: netdevice(7) and route ioctls from inside.
 
     The shim made the veth pair (pyroute2) with eth0 already in our namespace;
-    setting it up here costs four syscalls instead of the shim entering our
-    namespace for netlink round trips.
+    setting it up here costs a few syscalls instead of the shim entering our
+    namespace for netlink round trips.  A spare's eth0 was made before its
+    address was known: its MAC (derived from the address) is set here too.
     """
     mask = socket.inet_ntoa(struct.pack("!I", (0xFFFFFFFF << (32 - prefixlen)) & 0xFFFFFFFF))
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        if mac:
+            hwaddr = bytes.fromhex(mac.replace(":", ""))
+            fcntl.ioctl(s.fileno(), SIOCSIFHWADDR, struct.pack("16sH14s8x", b"eth0", ARPHRD_ETHER, hwaddr))
         fcntl.ioctl(s.fileno(), SIOCSIFADDR, struct.pack("16s16s8x", b"eth0", _sockaddr_in(ip)))
         fcntl.ioctl(s.fileno(), SIOCSIFNETMASK, struct.pack("16s16s8x", b"eth0", _sockaddr_in(mask)))
         flags = struct.unpack("16sH22x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, struct.pack("16sH22x", b"eth0", 0)))[1]

@@ -49,7 +49,14 @@ import time
 import traceback
 
 from . import child, linux, protocol, rootfs, security
-from .errors import Conflict, ContainerError, HostUnsupported, RuntimeFailure, SpecError
+from .errors import (
+    Conflict,
+    ContainerError,
+    HostUnsupported,
+    NotFound,
+    RuntimeFailure,
+    SpecError,
+)
 from .images import ImageStore
 from .spec import ContainerSpec, Limits
 from .state import StateStore, alive, proc_start_time
@@ -61,6 +68,8 @@ except ImportError:  # pragma: no cover - the cgroups layer is optional at impor
 
 STDOUT, STDERR = 1, 2
 WARM_WHEN_QUIET = 0.005  # seconds without events before a spare's PID 1 is started
+WARM_AFTER_START = 0.05  # ...and since the last container started, unless it has ended
+MAX_WARM = 2  # kinds of container kept warm at once (the most recently run ones)
 ADJECTIVES = ("brave", "calm", "clever", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid",
               "merry", "nimble", "proud", "quick", "quiet", "sharp", "swift", "tidy", "vivid", "witty")
 NOUNS = ("turing", "hopper", "lovelace", "ritchie", "thompson", "torvalds", "knuth", "dijkstra", "liskov",
@@ -92,12 +101,14 @@ class Proc:
 
 
 class Spare:
-    """A container made ahead of need: state folder, cgroup, maybe a warm PID 1."""
+    """A container made ahead of need: state folder, cgroup, maybe a warm PID 1
+    (then `key` says what it fits: image and network) with its veth plugged."""
 
     def __init__(self, cid: str, cgroup):
         self.cid, self.cgroup = cid, cgroup
         self.warm: Proc | None = None
-        self.image: str | None = None
+        self.key: tuple[str, str] | None = None
+        self.network: str | None = None  # its veth's network (NetworkManager.reserve_spare)
         self.pipes: tuple[int, ...] = ()  # the warm PID 1's stdout, stderr readers; stdin writer
 
 
@@ -124,11 +135,13 @@ class Shim:
         self.intermediates: set[int] = set()  # first children of exec, exiting after they forked
         self.deferred: list = []  # cleanup to do when idle (see _run_deferred)
         self.deferred_due = 0.0
-        self.spare: Spare | None = None
+        self.spare: Spare | None = None  # a cold slot: state folder and cgroup
         self.spare_failed = False
         self.prewarm = prewarm
-        self.warm_image: str | None = None
-        self.warm_broken: set[str] = set()
+        self.warm: dict[tuple[str, str], Spare] = {}  # warm spares by what they fit
+        self.wanted: list[tuple[str, str]] = []  # kinds run lately, newest first (at most MAX_WARM)
+        self.warm_broken: set[tuple[str, str]] = set()
+        self.lost_networks: dict[tuple[str, str], int] = {}  # warm-ups that failed making their veth
         self.last_event = time.monotonic()
         # The bounding set matters only at execve, which the shim never does (see security.py).
         security.drop_bounding()
@@ -168,8 +181,9 @@ class Shim:
                 if self.deferred:  # due after a quiet spell, or right after the next reply
                     wait = max(0.0, self.deferred_due - time.monotonic())
                     timeout = wait if timeout is None else min(timeout, wait)
-                if self._wants_warm():
-                    wait = max(0.0, self.last_event + WARM_WHEN_QUIET - time.monotonic())
+                warm_at = self._warm_due()
+                if warm_at is not None:
+                    wait = max(0.0, warm_at - time.monotonic())
                     timeout = wait if timeout is None else min(timeout, wait)
                 events = self.selector.select(timeout)
                 now = time.monotonic()
@@ -177,7 +191,8 @@ class Shim:
                     if self.deferred and now >= self.deferred_due:
                         self._run_deferred()
                         continue
-                    if self._wants_warm() and now - self.last_event >= WARM_WHEN_QUIET:
+                    warm_at = self._warm_due()
+                    if warm_at is not None and now >= warm_at:
                         self._warm_spare()
                         continue
                 else:
@@ -313,12 +328,17 @@ class Shim:
             if reason:
                 raise HostUnsupported(reason)
         name = spec.name or self._free_name()
-        if self._warm_fits(spec):
-            return self._run_warm(spec, name, conn)
-        # Prewarm for the next run what this one was, if a warm PID 1 could have served it
-        # (one that cannot would only be made and killed: a wasted namespace, and a dying
-        # network namespace holds up the next bridge attach).
-        self.warm_image = spec.image if self._warm_shape(spec) else None
+        key = self._warm_key(spec)
+        if key is not None:
+            # Prewarm for the next runs what this one was, if a warm PID 1 could have
+            # served it (one that cannot would only be made and killed: a wasted
+            # namespace, and a dying network namespace holds up the next bridge attach).
+            self._want(key)
+            spare = self.warm.pop(key, None)
+            if spare is not None:
+                started = self._run_warm(spec, name, conn, spare)
+                if started is not None:
+                    return started
         undo: list = []
         opened: list[int] = []
         try:
@@ -371,11 +391,14 @@ class Shim:
 
     # A container's state folder and cgroup take ~1 ms to make (cgroup v1 has a
     # directory per controller), and its PID 1 another few to clone and to mount its
-    # rootfs.  So while idle the shim makes the next container ahead of need: state
-    # folder, cgroup and, with prewarm on, PID 1 itself with its namespaces and
-    # rootfs, waiting at its sync pipe before anything of the user's runs.  A new
-    # container that fits (same image as the last one, no binds, no tty, no network)
-    # only claims it: a name, its limits, then "go" with its command, env and hostname.
+    # rootfs.  So while idle the shim makes the next container ahead of need: a cold
+    # slot (state folder and cgroup) and, with prewarm on, warm spares: PID 1 itself
+    # with its namespaces and rootfs, waiting at its sync pipe before anything of the
+    # user's runs, and for a bridge network its veth pair plugged in.  One warm spare
+    # is kept for each of the last MAX_WARM kinds of container run (image and
+    # network; no binds, no tty, no shaping).  A new container of such a kind only
+    # claims it: a name, its limits, an address, then "go" with its command, env,
+    # hostname and eth0's settings.
 
     def prepare_spare(self) -> None:
         if self.spare is not None or self.spare_failed:
@@ -393,51 +416,124 @@ class Shim:
             return
         self.spare = Spare(cid, cgroup)
 
-    def _wants_warm(self) -> bool:
-        spare = self.spare
-        return (self.prewarm and spare is not None and spare.warm is None and bool(self.conns)
-                and self.warm_image is not None and self.warm_image not in self.warm_broken)
+    @staticmethod
+    def _warm_key(spec: ContainerSpec) -> tuple[str, str] | None:
+        """What a warm PID 1 for this spec is (image, network), or None if none could serve it:
+        a warm one has the image's plain rootfs and its own network namespace."""
+        if spec.mounts or spec.read_only or spec.tty or spec.limits.storage_size is not None:
+            return None
+        if spec.network == "none":
+            return spec.image, "none"
+        if spec.on_bridge and not (spec.net_rate or spec.net_delay or spec.net_loss):
+            return spec.image, spec.network
+        return None
+
+    def _want(self, key: tuple[str, str]) -> None:
+        if key in self.wanted:
+            self.wanted.remove(key)
+        self.wanted.insert(0, key)
+        for old in self.wanted[MAX_WARM:]:
+            spare = self.warm.pop(old, None)
+            if spare is not None:
+                self._defer(lambda spare=spare: self._discard(spare))
+        del self.wanted[MAX_WARM:]
+
+    def _next_warm(self) -> tuple[str, str] | None:
+        for key in self.wanted:
+            if key not in self.warm and key not in self.warm_broken:
+                return key
+        return None
+
+    def _warm_due(self) -> float | None:
+        """When to warm a spare, if one is wanted: once the shim is quiet, and not while
+        a container that just started still runs.  A warm-up keeps the loop busy for a
+        few milliseconds (clone, bookkeeping); a short command ending meanwhile would
+        have its exit noticed that much later."""
+        if not (self.prewarm and self.conns and self._next_warm() is not None):
+            return None
+        due = self.last_event + WARM_WHEN_QUIET
+        for proc in self.procs.values():
+            if proc.kind == "run" and proc.wait_status is None:
+                due = max(due, proc.started + WARM_AFTER_START)
+        return due
 
     def _warm_spare(self) -> None:
-        """Start the spare's PID 1 now that the shim is quiet (back-to-back runs leave no
+        """Start a spare's PID 1 now that the shim is quiet (back-to-back runs leave no
         quiet moment: there it would only compete for the CPU with the running one)."""
+        key = self._next_warm()
+        self.prepare_spare()
+        spare, self.spare = self.spare, None
+        if spare is None:  # no slot can be made: prepare_spare said why
+            self.warm_broken.add(key)
+            return
         try:
-            self._warm_up(self.spare, self.warm_image)
-        except (OSError, ContainerError) as e:
-            self.warm_broken.add(self.warm_image)
-            print(f"containerlab shim: cannot prewarm {self.warm_image} ({e}); starting cold",
+            self._warm_up(spare, key)
+        except ContainerError as e:
+            self._discard(spare)
+            if isinstance(e, NotFound):  # its network was removed: warm it again once it is used again
+                self.wanted.remove(key)
+                return
+            self.warm_broken.add(key)
+            print(f"containerlab shim: cannot prewarm {key[0]} on --net {key[1]} ({e}); starting cold",
                   file=sys.stderr)
+        except OSError as e:
+            self._discard(spare)
+            self.warm_broken.add(key)
+            print(f"containerlab shim: cannot prewarm {key[0]} on --net {key[1]} ({e}); starting cold",
+                  file=sys.stderr)
+        else:
+            self.warm[key] = spare
 
-    def _warm_up(self, spare: "Spare", image_name: str) -> None:
+    def _warm_up(self, spare: Spare, key: tuple[str, str]) -> None:
+        """Clone the spare's PID 1.  It moves itself into its cgroup and, for a network,
+        makes its veth pair itself: both wait on the kernel (an RCU grace period on v1,
+        rtnl), and the shim's loop must not, or a running container's exit would wait
+        to be noticed."""
+        image_name, network = key
         image = self.images.resolve(image_name)
         state_dir = self.store.dir(spare.cid)
         for name in ("hostname", "hosts"):  # bind-mounted now, written at claim
             open(os.path.join(state_dir, name), "w").close()
         plain = ContainerSpec(("true",), image=image_name)
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        in_r, in_w = os.pipe2(os.O_CLOEXEC)
-        opened = [out_w, err_w, in_r]
-        setup = child.Setup(
-            command=(), env={}, workdir="/", user=None, hostname="", image=image,
-            steps=rootfs.plan(image, plain, state_dir), stage=self.stage, stdio=(in_r, out_w, err_w),
-            bounding_dropped=self.bounding_dropped, shim_pid=self.me[0],
-            cgroup_mounts=self.cgroup_mounts if spare.cgroup is not None else ())
+        route_socket = None
+        opened: list[int] = []
+        theirs: list[int] = []
         try:
-            proc = self._spawn("run", spare.cid, setup, None, opened, sync=True)
+            plug = None
+            if network != "none":
+                spare.network = network
+                veth, bridge_index, mtu, alias = self.network.reserve_spare(spare.cid, network)
+                route_socket = netlink().host_route_socket()
+                plug = (route_socket.fileno(), veth, bridge_index, mtu, alias)
+            out_r, out_w = os.pipe2(os.O_CLOEXEC)
+            opened += [out_r, out_w]
+            err_r, err_w = os.pipe2(os.O_CLOEXEC)
+            opened += [err_r, err_w]
+            in_r, in_w = os.pipe2(os.O_CLOEXEC)
+            opened += [in_r, in_w]
+            setup = child.Setup(
+                command=(), env={}, workdir="/", user=None, hostname="", image=image,
+                steps=rootfs.plan(image, plain, state_dir), stage=self.stage, stdio=(in_r, out_w, err_w),
+                bounding_dropped=self.bounding_dropped, shim_pid=self.me[0],
+                procs_files=tuple(spare.cgroup.procs_files) if spare.cgroup is not None else (),
+                join_cgroup=True, plug=plug,
+                cgroup_mounts=self.cgroup_mounts if spare.cgroup is not None else ())
+            theirs += [out_w, err_w, in_r]
+            proc = self._spawn("run", spare.cid, setup, None, theirs, sync=True)
         except BaseException:
-            for fd in (out_r, err_r, in_w):
+            for fd in set(opened) | set(theirs):
                 os.close(fd)
+            self._cool_down(spare)
             raise
         finally:
-            for fd in opened:
-                os.close(fd)
+            if route_socket is not None:
+                route_socket.close()
+        for fd in theirs:  # the child's ends (and what _spawn added: its error and sync pipes)
+            os.close(fd)
         proc.cgroup = spare.cgroup
-        spare.warm, spare.image, spare.pipes = proc, image_name, (out_r, err_r, in_w)
+        spare.warm, spare.key, spare.pipes = proc, key, (out_r, err_r, in_w)
         self.selector.register(proc.pidfd, selectors.EVENT_READ, ("warm", spare))
         try:
-            if spare.cgroup is not None:
-                spare.cgroup.add(proc.pid)  # the slow v1 migration, off anyone's clock
             self.store.write(spare.cid, {"id": spare.cid, "status": "spare", "shim_pid": self.me[0],
                                          "shim_start": self.me[1], "cgroup": spare.cgroup is not None,
                                          "pid": proc.pid, "pid_start": proc_start_time(proc.pid)})
@@ -445,69 +541,101 @@ class Shim:
             self._cool_down(spare)
             raise
 
-    def _cool_down(self, spare: "Spare") -> None:
+    def _cool_down(self, spare: Spare) -> None:
         """End a warm PID 1 that will not be used (shutdown, or it failed)."""
         proc, spare.warm = spare.warm, None
-        if proc is None:
-            return
-        try:
-            self.selector.unregister(proc.pidfd)
-        except KeyError:
-            pass
-        if proc.wait_status is None:
-            signal.pidfd_send_signal(proc.pidfd, signal.SIGKILL)
-            self._waitpid(proc.pid)
-        os.close(proc.pidfd)
-        os.close(proc.error_fd)
-        if proc.sync_fd >= 0:
-            os.close(proc.sync_fd)
+        if proc is not None:
+            try:
+                self.selector.unregister(proc.pidfd)
+            except KeyError:
+                pass
+            if proc.wait_status is None:
+                signal.pidfd_send_signal(proc.pidfd, signal.SIGKILL)
+                self._waitpid(proc.pid)
+            os.close(proc.pidfd)
+            os.close(proc.error_fd)
+            if proc.sync_fd >= 0:
+                os.close(proc.sync_fd)
         for fd in spare.pipes:
             os.close(fd)
         spare.pipes = ()
+        if spare.network is not None:
+            spare.network = None
+            try:  # the veth pair goes with the dead PID 1's namespace: only the record is left
+                self.network.unplug_spare(spare.cid, exited=True)
+            except Exception as e:  # noqa: BLE001 - gc removes what a record leaves
+                print(f"containerlab shim: network: {e}", file=sys.stderr)
 
-    def _on_warm_exit(self, spare: "Spare") -> None:
-        """A warm PID 1 died before it was used: its setup failed.  Go cold for that image."""
+    def _discard(self, spare: Spare) -> None:
+        """A spare that will not be used: its PID 1, cgroup and folder go."""
+        self._cool_down(spare)
+        if spare.cgroup is not None:
+            self._remove_cgroup(spare.cid, spare.cgroup)
+        self.store.remove(spare.cid)
+
+    def _on_warm_exit(self, spare: Spare) -> None:
+        """A warm PID 1 died before it was used: its setup failed.  Go cold for that kind."""
         proc = spare.warm
         proc.wait_status = self._waitpid(proc.pid)
         error = _read_error(proc.error_fd)
-        self.warm_broken.add(spare.image)
-        print(f"containerlab shim: prewarmed {spare.image} container failed at {error.get('stage')}: "
-              f"{error.get('message')}; starting cold from now on", file=sys.stderr)
-        self._cool_down(spare)
-        if self.spare is spare:
-            self._drop_spare()
+        lost = self.lost_networks.get(spare.key, 0)
+        if error.get("stage") == "network" and spare.key in self.wanted and lost < 3:
+            # Its network was likely removed while its veth was being made
+            # (NetworkManager.remove): warm that kind again once it is used again.
+            self.lost_networks[spare.key] = lost + 1
+            self.wanted.remove(spare.key)
+        else:
+            self.warm_broken.add(spare.key)
+            print(f"containerlab shim: prewarmed {spare.key[0]} container failed at {error.get('stage')}: "
+                  f"{error.get('message')}; starting cold from now on", file=sys.stderr)
+        if self.warm.get(spare.key) is spare:
+            del self.warm[spare.key]
+        self._discard(spare)
 
-    def _drop_spare(self) -> None:
+    def _drop_spares(self) -> None:
+        spares = list(self.warm.values())
+        self.warm.clear()
         if self.spare is not None:
-            spare, self.spare = self.spare, None
-            self._cool_down(spare)
-            if spare.cgroup is not None:
-                self._remove_cgroup(spare.cid, spare.cgroup)
-            self.store.remove(spare.cid)
+            spares.append(self.spare)
+            self.spare = None
+        for spare in spares:
+            try:
+                self._discard(spare)
+            except (OSError, ContainerError) as e:
+                print(f"containerlab shim: cleanup: {e}", file=sys.stderr)
 
-    @staticmethod
-    def _warm_shape(spec: ContainerSpec) -> bool:
-        """Could a warm PID 1 (plain rootfs, own empty network) serve this spec?"""
-        return (not spec.mounts and not spec.read_only and not spec.tty and spec.network == "none"
-                and spec.limits.storage_size is None)
-
-    def _warm_fits(self, spec: ContainerSpec) -> bool:
-        spare = self.spare
-        return (spare is not None and spare.warm is not None and spare.image == spec.image
-                and self._warm_shape(spec))
-
-    def _run_warm(self, spec: ContainerSpec, name: str, conn) -> tuple[dict, list[int]]:
-        spare, self.spare = self.spare, None
-        try:
-            self.store.claim(spare.cid, name)
-        except Conflict:
-            self.spare = spare  # a taken name is the caller's mistake: keep the spare
-            raise
+    def _run_warm(self, spec: ContainerSpec, name: str, conn, spare: Spare) -> tuple[dict, list[int]] | None:
+        """Start the container from a warm spare; None if the spare turned out unusable
+        (its network was removed meanwhile), and the container is to start cold."""
         cid, proc = spare.cid, spare.warm
+        try:
+            self.store.claim(cid, name)
+        except Conflict:
+            self.warm[spare.key] = spare  # a taken name is the caller's mistake: keep the spare
+            raise
+        state_dir = self.store.dir(cid)
+        hostname = self._write_identity(state_dir, spec, name)
+        if spare.network is not None:
+            try:
+                info = self.network.claim_spare(cid, name, proc.pid, spec.ports, os.path.join(state_dir, "hosts"))
+            except BaseException:
+                self.store.release(cid, name)
+                self.warm[spare.key] = spare  # a port in use is the caller's mistake too
+                raise
+            if info is None:  # unplugged by `network rm`: the run goes cold, the spare goes
+                self.store.release(cid, name)
+                self._defer(lambda: self._discard(spare))
+                return None
+            spare.network = None  # a member now: detached like any other container
+            proc.network = True
+            proc.state["ip"] = info["ip"]
+            net = {"ip": info["ip"], "prefixlen": info["prefixlen"], "mac": info["mac"],
+                   "gateway": None if info["internal"] else info["gateway"]}
+        else:
+            net = None
         out_r, err_r, in_w = spare.pipes
         reply_fds: list[int] = []
         try:
-            hostname = self._write_identity(self.store.dir(cid), spec, name)
             if spare.cgroup is not None and spec.limits.any_cgroup_limit:
                 spare.cgroup.update(spec.limits, initial=True)
             proc.conn, proc.started = conn, time.monotonic()
@@ -518,9 +646,9 @@ class Shim:
             proc.go = json.dumps({
                 "command": list(spec.command), "env": spec.environment,
                 "env_explicit": [k for k, _ in spec.env], "workdir": spec.workdir, "user": spec.user,
-                "hostname": hostname, "stdin": "pipe" if interactive else "null"}).encode() + b"\n"
+                "hostname": hostname, "stdin": "pipe" if interactive else "null", "net": net}).encode() + b"\n"
             if spec.detach:
-                self._pump_to_log(proc, self.store.dir(cid), [(out_r, STDOUT), (err_r, STDERR)])
+                self._pump_to_log(proc, state_dir, [(out_r, STDOUT), (err_r, STDERR)])
             else:
                 reply_fds = [out_r, err_r]
             if interactive:
@@ -532,8 +660,13 @@ class Shim:
             self.store.write(cid, proc.state)
         except BaseException:
             self.store.release(cid, name)
-            self.spare = spare
-            self._drop_spare()
+            if proc.network:
+                proc.network = False
+                try:
+                    self.network.detach(cid)
+                except Exception as e:  # noqa: BLE001 - gc retries
+                    print(f"containerlab shim: network detach: {e}", file=sys.stderr)
+            self._discard(spare)
             raise
         self.selector.unregister(proc.pidfd)  # from warm to running
         self._track(proc)
@@ -555,12 +688,8 @@ class Shim:
         self.store.forget_cgroup(cid)
 
     def _take_slot(self, name: str, spec: ContainerSpec, undo: list):
-        """(id, state dir, cgroup) for a new container: the spare if there is one."""
-        spare = self.spare
-        if spare is not None and spare.warm is not None:
-            spare = None  # keep the warm one for a run it fits: killing it costs a netns teardown
-        else:
-            self.spare = None
+        """(id, state dir, cgroup) for a new container: the cold slot if there is one."""
+        spare, self.spare = self.spare, None
         if spare is None:
             cid = secrets.token_hex(32)
             state_dir = self.store.create(cid, name, {"shim_pid": self.me[0], "shim_start": self.me[1],
@@ -934,10 +1063,7 @@ class Shim:
 
     def shutdown(self) -> None:
         """Kill what we own and wait for it: nothing outlives a private shim."""
-        try:
-            self._drop_spare()
-        except (OSError, ContainerError):
-            pass
+        self._drop_spares()
         for proc in list(self.procs.values()):
             if not proc.persistent:
                 self._kill(proc)
@@ -955,6 +1081,13 @@ class Shim:
         for cid, name in self.kept:  # their engine is gone, and they went with it
             if not self.daemon or (self.store.read(cid) or {}).get("shim_pid") == self.me[0]:
                 self.store.remove(cid, name)
+
+
+def netlink():
+    """The network layer's kernel side (loaded on first use, like Shim.network)."""
+    from .network import netlink as module
+
+    return module
 
 
 def _cgroup_mounts(manager) -> tuple[tuple[str, str | None, str], ...]:

@@ -194,6 +194,12 @@ class NetworkManager:
                     alias = ipr.get_links(index)[0].get_attr("IFLA_IFALIAS")
                     if alias == self.state.bridge_alias(name):
                         netlink.delete_link(ipr, record["bridge"])
+            # Spares made ahead by a shim (which will start those containers cold instead).
+            # After the bridge: a spare's PID 1 may be making its veth right now, and
+            # rtnl orders that before the bridge went (the veth is found and deleted
+            # here) or after it (its master is gone, so the kernel refuses it).
+            for spare_id in [s for s, spare in st["spares"].items() if spare["network"] == name]:
+                self._unplug_locked(st, spare_id)
             del st["networks"][name]
 
     def list(self) -> list[dict]:
@@ -251,33 +257,104 @@ class NetworkManager:
                 raise Conflict(f"container {container_name} is already attached to a network")
             if network not in st["networks"] and network == DEFAULT_NETWORK:
                 self._create_locked(st, network, None, False)
-                # the default network stays even if this attach fails: it is meant to exist
+                self.state.write(st)  # the default network stays even if this attach fails: it is meant to exist
             net = self._network(st, network)
             ip = self._free_address(st, net)
-            mac = mac_for(ip)
             veth = self.state.veth_name(container_id)
-            undo.push(lambda: self.proxy.unpublish(container_id))
-            for port in ports:
-                self.proxy.publish(container_id, port.protocol, port.host_ip, port.host_port, (ip, port.container_port))
+            self._publish(undo, container_id, ports, ip)  # before the veth: a port in use fails cheaply
             with self._host() as ipr:
                 bridge_index, mtu = self._ensure_bridge(ipr, net)
-                self._plug(ipr, undo, pid, veth, container_id, bridge_index, mtu, mac)
+                self._plug(ipr, undo, pid, veth, container_id, bridge_index, mtu, mac_for(ip))
             if configure_inside:
                 self._configure_inside(pid, ip, net)
-            for port in ports:  # the gateway listener lets other containers reach the port too
-                if port.host_ip != net["gateway"]:
-                    self.proxy.publish(container_id, port.protocol, net["gateway"], port.host_port,
-                                       (ip, port.container_port))
-            record = {"name": container_name, "network": network, "ip": ip, "mac": mac,
-                      "gateway": net["gateway"], "veth": veth, "pid": pid,
-                      "netns": netlink.netns_inode(pid), "hosts_file": hosts_file,
-                      "ports": [_port_json(p) for p in ports], "joined": None, "shape": None}
-            st["containers"][container_id] = record
-            self._refresh_hosts(st, network)
+            self._publish(undo, container_id, ports, ip, net["gateway"])
+            info = self._add_member(st, container_id, container_name, net, ip, veth, pid, ports, hosts_file)
             undo.commit()
-            return {"ip": ip, "gateway": net["gateway"], "network": network, "mac": mac,
-                    "prefixlen": ipaddress.ip_network(net["subnet"]).prefixlen,
-                    "internal": bool(net["internal"]), "ports": record["ports"]}
+            return info
+
+    def _publish(self, undo: _Undo, container_id: str, ports: tuple[PortMap, ...], ip: str,
+                 gateway: str | None = None) -> None:
+        """Listen for the container's published ports: on their loopback address, or (with
+        `gateway`) on the bridge's, which lets other containers reach the port too."""
+        undo.push(lambda: self.proxy.unpublish(container_id))
+        for port in ports:
+            listen = gateway or port.host_ip
+            if gateway is None or port.host_ip != gateway:
+                self.proxy.publish(container_id, port.protocol, listen, port.host_port, (ip, port.container_port))
+
+    def _add_member(self, st: dict, container_id: str, container_name: str, net: dict, ip: str, veth: str,
+                    pid: int, ports: tuple[PortMap, ...], hosts_file: str | None) -> dict:
+        record = {"name": container_name, "network": net["name"], "ip": ip, "mac": mac_for(ip),
+                  "gateway": net["gateway"], "veth": veth, "pid": pid,
+                  "netns": netlink.netns_inode(pid), "hosts_file": hosts_file,
+                  "ports": [_port_json(p) for p in ports], "joined": None, "shape": None}
+        st["containers"][container_id] = record
+        self._refresh_hosts(st, net["name"])
+        return {"ip": ip, "gateway": net["gateway"], "network": net["name"], "mac": record["mac"],
+                "prefixlen": ipaddress.ip_network(net["subnet"]).prefixlen,
+                "internal": bool(net["internal"]), "ports": record["ports"]}
+
+    # Spares -----------------------------------------------------------------
+    # A shim keeps containers ready ahead of need (Shim._warm_up).  For one on a
+    # network the veth pair is made beforehand too, by the spare's PID 1 itself: the
+    # pair is the slow part of an attach (it waits for rtnl, which a dying namespace
+    # holds), and made ahead it costs nobody's start time.  A spare has no address
+    # and no name, so it is no member of the network: `network inspect` does not
+    # list it, and `network rm` unplugs it rather than waiting for it (the shim then
+    # finds it gone at claim, and starts that container cold).
+
+    @off_event_loop
+    def reserve_spare(self, spare_id: str, network: str) -> tuple[str, int, int, str]:
+        """Note a spare to be plugged into `network`; returns what its PID 1 needs to make
+        its veth pair itself (netlink.plug_from_inside): veth name, bridge index, MTU, alias."""
+        with self.state.locked() as st:
+            if spare_id in st["spares"] or spare_id in st["containers"]:
+                raise Conflict(f"spare {spare_id[:12]} is already plugged")
+            net = self._network(st, network)
+            with self._host() as ipr:
+                bridge_index, mtu = self._ensure_bridge(ipr, net)
+            veth = self.state.veth_name(spare_id)
+            st["spares"][spare_id] = {"network": network, "bridge": net["bridge"], "veth": veth}
+            return veth, bridge_index, mtu, self.state.veth_alias(spare_id)
+
+    @off_event_loop
+    def claim_spare(self, spare_id: str, container_name: str, pid: int, ports: Iterable[PortMap] = (),
+                    hosts_file: str | None = None) -> dict | None:
+        """Make a reserved spare a member: an address, its name, its ports.  Returns what
+        `attach` does (PID 1 then sets eth0's MAC too), or None if the spare was
+        unplugged meanwhile (`network rm`): start the container cold then.  (If its
+        PID 1 is still making the veth pair, the container's start waits for it.)"""
+        ports = tuple(ports)
+        self._check_ports(ports)
+        with self.state.locked() as st, _Undo() as undo:
+            spare = st["spares"].get(spare_id)
+            if spare is None:
+                return None
+            net = st["networks"].get(spare["network"])
+            if net is None or net["bridge"] != spare["bridge"]:
+                self._unplug_locked(st, spare_id)
+                return None
+            ip = self._free_address(st, net)
+            self._publish(undo, spare_id, ports, ip)
+            self._publish(undo, spare_id, ports, ip, net["gateway"])
+            del st["spares"][spare_id]
+            info = self._add_member(st, spare_id, container_name, net, ip, spare["veth"], pid, ports, hosts_file)
+            undo.commit()
+            return info
+
+    @off_event_loop
+    def unplug_spare(self, spare_id: str, exited: bool = False) -> None:
+        """Forget a spare (exited: its PID 1 is dead, and the veth goes with its netns)."""
+        with self.state.locked() as st:
+            if exited:
+                st["spares"].pop(spare_id, None)
+            else:
+                self._unplug_locked(st, spare_id)
+
+    def _unplug_locked(self, st: dict, spare_id: str) -> None:
+        spare = st["spares"].pop(spare_id, None)
+        if spare is not None:
+            self._delete_veth(spare["veth"])
 
     @staticmethod
     def _check_ports(ports: tuple[PortMap, ...]) -> None:
@@ -304,15 +381,17 @@ class NetworkManager:
                        "or create a network with a larger --subnet")
 
     def _plug(self, ipr, undo: _Undo, pid: int, veth: str, container_id: str, bridge_index: int,
-              mtu: int, mac: str) -> None:
+              mtu: int, mac: str | None = None) -> None:
         """The veth pair: host end `veth` up on the bridge, peer born as eth0 in the container."""
         nsfd = netlink.open_netns(pid)
         try:
             if os.fstat(nsfd).st_ino == netlink.own_netns_inode():
                 raise RuntimeFailure(f"process {pid} shares the host's network namespace: it cannot be attached")
             try:
-                ipr.link("add", ifname=veth, kind="veth", mtu=mtu, master=bridge_index, state="up",
-                         peer={"ifname": "eth0", "net_ns_fd": nsfd, "mtu": mtu, "address": mac})
+                peer = {"ifname": "eth0", "net_ns_fd": nsfd, "mtu": mtu}
+                if mac is not None:
+                    peer["address"] = mac
+                ipr.link("add", ifname=veth, kind="veth", mtu=mtu, master=bridge_index, state="up", peer=peer)
             except Exception as exc:
                 raise netlink.failure(f"creating veth pair {veth} / eth0 in process {pid}'s namespace", exc) from None
         finally:
@@ -453,7 +532,11 @@ class NetworkManager:
                 for owner in {p["owner"] for p in self._proxy.published()} - set(live_container_ids):
                     self._proxy.unpublish(owner)
                     removed["containers"].append(owner)
+            for spare_id in [s for s in st["spares"] if s not in live_container_ids]:
+                self._unplug_locked(st, spare_id)
+                removed["containers"].append(spare_id)
             known_veths = {c["veth"] for c in st["containers"].values() if c.get("veth")}
+            known_veths |= {spare["veth"] for spare in st["spares"].values()}
             known_bridges = {n["bridge"] for n in st["networks"].values()}
             with self._host() as ipr:
                 for ifname, _ in netlink.links_with_alias_prefix(ipr, f"{ALIAS_PREFIX}:{self.state.tag}:"):

@@ -22,6 +22,8 @@ import ctypes
 import errno
 import functools
 import os
+import socket
+import struct
 import sys
 import threading
 from typing import Iterator
@@ -29,6 +31,7 @@ from typing import Iterator
 from ..errors import RuntimeFailure
 
 CLONE_NEWNET = 0x40000000
+IFF_UP = 0x1
 WORKER_NAME = "containerlab-network"
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -257,3 +260,61 @@ def sysfs_set_alias(name: str, alias: str) -> bool:
         return True
     except OSError:
         return False
+
+
+def sysfs_master(name: str) -> str | None:
+    """The bridge a host link is plugged into, or None (absent, or in no bridge)."""
+    try:
+        return os.path.basename(os.readlink(f"/sys/class/net/{name}/master"))
+    except OSError:
+        return None
+
+
+def host_route_socket() -> socket.socket:
+    """A bare NETLINK_ROUTE socket in this (the host's) namespace, for `plug_from_inside`."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
+    sock.bind((0, 0))
+    return sock
+
+
+def plug_from_inside(sock_fd: int, veth: str, bridge_index: int, mtu: int, alias: str) -> None:
+    """Make a veth pair from a new container's PID 1: `veth` up in the host's bridge
+    `bridge_index`, its peer born as eth0 (down, bare) in the caller's namespace.
+
+    `sock_fd` is a NETLINK_ROUTE socket the shim opened in the host's namespace
+    (a socket acts in the namespace it was made in); PID 1 is still root there.
+    The shim's loop is spared the wait for rtnl, which a dying namespace can hold
+    for several milliseconds.  pyroute2 encodes the messages; IPRoute itself,
+    with its event loop, is not needed for two requests.
+    """
+    from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST
+    from pyroute2.netlink.rtnl import RTM_NEWLINK
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+    def request(flags: int, attrs: list, up: bool = False) -> None:
+        msg = ifinfmsg()
+        msg["family"] = socket.AF_UNSPEC
+        if up:
+            msg["flags"] = msg["change"] = IFF_UP
+        msg["attrs"] = attrs
+        msg["header"]["type"] = RTM_NEWLINK
+        msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK | flags
+        msg["header"]["sequence_number"] = 1
+        msg.encode()
+        os.write(sock_fd, msg.data)
+        reply = os.read(sock_fd, 65536)
+        code = -struct.unpack_from("i", reply, 16)[0]  # struct nlmsgerr after the 16-byte header
+        if code:
+            raise OSError(code, f"{os.strerror(code)} (making veth {veth})")
+
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        peer = {"attrs": [("IFLA_IFNAME", "eth0"), ("IFLA_NET_NS_FD", own), ("IFLA_MTU", mtu)]}
+        request(NLM_F_CREATE | NLM_F_EXCL, [
+            ("IFLA_IFNAME", veth), ("IFLA_MTU", mtu), ("IFLA_MASTER", bridge_index),
+            ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "veth"),
+                                         ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", peer)]})]}),
+        ], up=True)
+    finally:
+        os.close(own)
+    request(0, [("IFLA_IFNAME", veth), ("IFLA_IFALIAS", alias)])  # gc knows our links by their alias

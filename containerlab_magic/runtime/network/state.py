@@ -22,7 +22,7 @@ ALIAS_PREFIX = "containerlab_magic"
 
 
 def empty_state() -> dict:
-    return {"version": VERSION, "networks": {}, "containers": {}}
+    return {"version": VERSION, "networks": {}, "containers": {}, "spares": {}}
 
 
 class NetworkState:
@@ -45,6 +45,7 @@ class NetworkState:
             return empty_state()
         data.setdefault("networks", {})
         data.setdefault("containers", {})
+        data.setdefault("spares", {})  # veths plugged ahead of need (NetworkManager.reserve_spare)
         return data
 
     def write(self, data: dict) -> None:
