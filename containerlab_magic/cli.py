@@ -426,6 +426,7 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_stats(args) -> int:
+    from . import display as show
     from .runtime.spec import format_size
 
     engine = _engine()
@@ -433,7 +434,8 @@ def cmd_stats(args) -> int:
     samplers = {ref: engine.sample(ref, interval=1.0) for ref in refs}
     first = True
     while samplers:
-        rows = [("NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PEAK", "PIDS", "OOM", "BLOCK I/O")]
+        rows = [("NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PEAK", "PIDS", "OOM", "NET I/O", "BLOCK I/O",
+                 "LINK")]
         for ref, sampler in list(samplers.items()):
             s = next(sampler, None)
             if s is None:
@@ -450,7 +452,9 @@ def cmd_stats(args) -> int:
                 format_size(s.get("memory_peak_bytes") or 0),
                 f"{s.get('pids_current') or 0}" + (f" / {s['pids_limit']}" if s.get("pids_limit") else ""),
                 str(s.get("oom_kills") or 0),
+                show.net_io(s),
                 f"{format_size(s.get('io_read_bytes') or 0)} / {format_size(s.get('io_write_bytes') or 0)}",
+                show.link_shape(s.get("net_shape")) if s.get("network") else "--",
             ))
         if not args.no_stream and not first:
             print("\033[H\033[J", end="")

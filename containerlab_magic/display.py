@@ -192,7 +192,33 @@ def usage_rows(usage: dict) -> list[tuple[str, str, str]]:
     rows.append(("pids", "-" if usage.get("pids_current") is None else str(usage["pids_current"]),
                  "unlimited" if usage.get("pids_limit") is None else str(usage["pids_limit"])))
     rows.append(("oom kills", "-" if usage.get("oom_kills") is None else str(usage["oom_kills"]), ""))
+    if usage.get("network"):
+        rows.append((f"network ({usage['network']})", net_io(usage), link_shape(usage.get("net_shape"))))
     return rows
+
+
+def net_io(usage: dict) -> str:
+    """Bytes received / sent through eth0, as docker stats' NET I/O column."""
+    if not usage.get("network"):
+        return "-"
+    return f"{size(usage.get('net_rx_bytes'), '-')} / {size(usage.get('net_tx_bytes'), '-')}"
+
+
+def link_shape(shape: dict | None) -> str:
+    """--net-rate, --net-delay, --net-loss as set now: '4 Mbit/s, +100 ms, 1% loss'."""
+    if not shape:
+        return "unshaped"
+    parts = []
+    if shape.get("rate_bps"):
+        rate = shape["rate_bps"]
+        unit = next((u for u, n in (("Gbit/s", 1e9), ("Mbit/s", 1e6), ("kbit/s", 1e3)) if rate >= n), "bit/s")
+        scale = {"Gbit/s": 1e9, "Mbit/s": 1e6, "kbit/s": 1e3, "bit/s": 1}[unit]
+        parts.append(f"{rate / scale:g} {unit}")
+    if shape.get("delay_us"):
+        parts.append(f"+{shape['delay_us'] / 1000:g} ms")
+    if shape.get("loss_pct"):
+        parts.append(f"{shape['loss_pct']:g}% loss")
+    return ", ".join(parts) or "unshaped"
 
 
 def cgroup_report(name: str, usage: dict, files: dict[str, str]) -> Report:

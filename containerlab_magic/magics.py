@@ -468,14 +468,15 @@ class ContainerMagics(Magics):
 
     def verb_stats(self, args):
         refs = [args.container] if args.container else [r["id"] for r in self.engine.ps()]
-        table = show.Table(("NAME", "MEMORY", "PEAK", "LIMIT", "CPU TIME", "PIDS", "OOM KILLS"),
+        table = show.Table(("NAME", "MEMORY", "PEAK", "LIMIT", "CPU TIME", "PIDS", "OOM KILLS", "NET I/O", "LINK"),
                            empty="no running containers")
         for ref in refs:
             u = self.engine.stats(ref)
             table.rows.append((u.get("name"), show.size(u.get("memory_bytes"), "-"),
                                show.size(u.get("memory_peak_bytes"), "-"), show.size(u.get("memory_limit")),
                                show.seconds_ns(u.get("cpu_usage_ns")),
-                               f"{u.get('pids_current')} / {u.get('pids_limit') or 'unlimited'}", u.get("oom_kills")))
+                               f"{u.get('pids_current')} / {u.get('pids_limit') or 'unlimited'}", u.get("oom_kills"),
+                               show.net_io(u), show.link_shape(u.get("net_shape")) if u.get("network") else "-"))
         return table
 
     def verb_panel(self, args):

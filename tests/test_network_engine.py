@@ -19,8 +19,9 @@ import urllib.request
 import pytest
 
 from conftest import STATE, needs_root, spare_links
+from containerlab_magic import display as show
 from containerlab_magic.runtime import ContainerSpec, PortMap
-from containerlab_magic.runtime.errors import Conflict, ContainerError, NotFound, SpecError
+from containerlab_magic.runtime.errors import Conflict, ContainerError, HostUnsupported, NotFound, SpecError
 from containerlab_magic.runtime.network.manager import mac_for
 from containerlab_magic.runtime.network.netlink import sysfs_master
 from containerlab_magic.runtime.state import proc_start_time, wait_for
@@ -161,6 +162,40 @@ def test_net_rate_limits_throughput(net):
     fast, slow = fetch("fast"), fetch("slow")
     # 512 KiB at 4 mbit/s takes ~1 s; unshaped it is loopback-fast: a ratio, not a time
     assert slow > 4 * fast, (fast, slow)
+    # stats show the link's shaping and what went through eth0 (the file, sent once)
+    usage = engine.stats("slow")
+    assert usage["network"] == "bridge" and usage["ip"] == engine.inspect("slow")["ip"]
+    assert usage["net_shape"]["rate_bps"] == 4_000_000 and show.link_shape(usage["net_shape"]) == "4 Mbit/s"
+    assert 512 * 1024 <= usage["net_tx_bytes"] < 4 * 512 * 1024 and usage["net_rx_bytes"] > 0, usage
+    assert engine.stats("fast")["net_shape"] is None
+    out = subprocess.run([sys.executable, "-m", "containerlab_magic.cli", "stats", "--no-stream", "slow"],
+                         capture_output=True, text=True, timeout=60)
+    header, row = out.stdout.splitlines()[:2]
+    assert "NET I/O" in header and "LINK" in header and row.rstrip().endswith("4 Mbit/s"), out
+
+
+def test_net_delay_and_loss_and_their_live_update(net):
+    """--net-delay and --net-loss (netem): a ping's round trip grows by the delay, a 100%
+    loss answers nothing, and `update` changes both on the running container."""
+    engine, made = net
+    ping = "ping -c 3 -i 0.2 -W 2 $(ip route | awk '/default/ {print $3}') | grep -o 'time=[0-9.]*' | tail -1"
+    try:
+        box = start(engine, made, "laggy", f"sleep 0.3; {ping}; sleep 30", network="bridge", net_delay="100ms")
+    except HostUnsupported as exc:
+        assert "netem" in str(exc) and "\n" not in str(exc)
+        members = engine.networks().inspect("bridge")["containers"].values()
+        assert "laggy" not in {c["name"] for c in members}, "the refused run kept its address"
+        pytest.skip(f"this kernel has no netem qdisc: {exc}")
+    time.sleep(1.5)
+    logs = b"".join(data for _, data in engine.logs("laggy")).decode()
+    assert float(logs.split("=")[1]) >= 100, logs
+    engine.update("laggy", net_delay="1ms", net_loss="100%")
+    r = engine.exec(box.id, ["sh", "-c", "ping -c 3 -i 0.2 -W 1 $(ip route | awk '/default/ {print $3}') "
+                                         "| grep -o '[0-9]* packets received'"]).wait(30)
+    assert r.stdout == b"0 packets received\n", r
+    engine.update("laggy", net_loss="0%")
+    r = engine.exec(box.id, ["sh", "-c", ping]).wait(30)
+    assert float(r.stdout.decode().split("=")[1]) < 50, r
 
 
 def test_addresses_are_released_and_reused(net):

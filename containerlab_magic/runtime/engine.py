@@ -586,6 +586,32 @@ class Engine:
                      paused=self._paused(cid), cgroup_version=self.cgroups.version)
         if usage.get("memory_limit") is None and limits.memory:
             usage["memory_limit"] = limits.memory
+        usage.update(self._network_usage(cid, state))
+        return usage
+
+    def _network_usage(self, cid: str, state: dict) -> dict:
+        """Bytes through eth0 and its shaping, for a container on a bridge network (or
+        sharing one's namespace).  The counters are the host end's, read from sysfs:
+        what the host end sends, the container receives."""
+        network = state.get("network") or "none"
+        if network in ("none", "host") or not os.path.isdir(os.path.join(self.state_root, "networks")):
+            return {}
+        from .network.state import NetworkState
+
+        with NetworkState(self.state_root).locked() as st:
+            record = st["containers"].get(cid)
+            if record and record.get("joined"):
+                record = st["containers"].get(record["joined"])
+            record = dict(record) if record else None
+        if not record or not record.get("veth"):
+            return {}
+        usage = {"network": record["network"], "ip": record["ip"], "net_shape": record.get("shape")}
+        for ours, theirs in (("net_rx_bytes", "tx_bytes"), ("net_tx_bytes", "rx_bytes")):
+            try:
+                with open(f"/sys/class/net/{record['veth']}/statistics/{theirs}") as f:
+                    usage[ours] = int(f.read())
+            except (OSError, ValueError):
+                usage[ours] = None
         return usage
 
     def sample(self, ref: str, interval: float = 0.5) -> Iterator[dict]:
@@ -643,7 +669,7 @@ class Engine:
 
             nm = NetworkManager(self.state_root)
             try:
-                nm.shape(cid, net_rate, net_delay, net_loss)
+                nm.shape(cid, net_rate, net_delay, net_loss, keep=True)  # what is not given stays
             finally:
                 nm.close()
         return before, after

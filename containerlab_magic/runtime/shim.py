@@ -367,6 +367,8 @@ class Shim:
             if needs_network or netns_pid is not None:
                 self._attach_network(proc, spec, name, state_dir)
                 undo.append(lambda: self.network.detach(cid))
+                if spec.on_bridge and (spec.net_rate or spec.net_delay or spec.net_loss):
+                    self.network.shape(cid, spec.net_rate, spec.net_delay, spec.net_loss)
             if pumps:
                 self._pump_to_log(proc, state_dir, pumps)
                 opened[:] = [fd for fd in opened if fd not in proc.pumps]
@@ -903,8 +905,6 @@ class Shim:
             # PID 1 sets eth0's address and route itself once told (child._configure_eth0)
             proc.go = json.dumps({"net": {"ip": info["ip"], "prefixlen": info["prefixlen"],
                                           "gateway": None if info["internal"] else info["gateway"]}}).encode() + b"\n"
-            if spec.net_rate or spec.net_delay or spec.net_loss:
-                self.network.shape(proc.cid, spec.net_rate, spec.net_delay, spec.net_loss)
         else:  # container:NAME shares the target's namespace: only names to keep current
             target = self.store.resolve(spec.network.split(":", 1)[1])
             info = self.network.join(proc.cid, target, name, hosts_file) if self._has_networks() else {}

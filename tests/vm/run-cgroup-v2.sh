@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Run tests/test_cgroups.py on a real cgroup v2 kernel: this machine's kernel is
-# cgroup v1, so boot Debian's linux-image-amd64 in qemu (software emulation, no KVM)
+# Run tests/test_cgroups.py (and the test files given) on a real cgroup v2 kernel: this
+# machine's kernel is cgroup v1 (and has no netem qdisc), so boot Debian's
+# linux-image-amd64, which has both, in qemu (software emulation, no KVM)
 # with virtme-ng, which shares the host's filesystem read-only with a writable
 # overlay, so the same checkout and Python run inside.  Its init (virtme-ng-init)
 # mounts cgroup2 at /sys/fs/cgroup with every controller; we mount it ourselves if

@@ -493,8 +493,9 @@ class NetworkManager:
 
     @off_event_loop
     def shape(self, container_id: str, rate: str | None = None, delay: str | None = None,
-              loss: str | None = None) -> dict:
-        """Set (or with all None, clear) rate, delay and loss on the container's link."""
+              loss: str | None = None, keep: bool = False) -> dict:
+        """Set (or with all None, clear) rate, delay and loss on the container's link.
+        keep=True (a live update) keeps what is set and not given anew."""
         wanted = shaping.parse_shape(rate, delay, loss)
         with self.state.locked() as st:
             record = st["containers"].get(container_id)
@@ -502,6 +503,11 @@ class NetworkManager:
                 raise NotFound(f"container {container_id} is not on a network: shaping needs --net bridge or a named network")
             if record.get("joined"):
                 container_id, record = record["joined"], st["containers"][record["joined"]]
+            if keep and record.get("shape"):
+                now = shaping.Shape(**record["shape"])
+                wanted = shaping.Shape(
+                    wanted.rate_bps if rate else now.rate_bps, wanted.delay_us if delay else now.delay_us,
+                    wanted.loss_pct if loss else now.loss_pct)
             pid = record["pid"]
             try:
                 alive = netlink.netns_inode(pid) == record["netns"]
