@@ -123,7 +123,6 @@ def instrument() -> None:
 
     # the forked children (marks carry their own pids)
     child_steps = [
-        (child, "start", "child: start (join cgroup, unshare, fork PID 1)", True),
         (child, "start_container", "pid1: cloned, running", True),
         (child, "_pid1", PID1_START, True),
         (rootfs, "mount_root", "pid1: overlay root (tmpfs + overlay)", False),
@@ -214,8 +213,7 @@ def profiled_run(engine: ProfiledEngine, spec) -> None:
         raise RuntimeError(f"profiled run failed: {result.describe()}")
 
 
-ROLES = {"shim: handle request (total)": "shim", "child: start (join cgroup, unshare, fork PID 1)": "child",
-         "pid1: cloned, running": "pid1", PID1_START: "pid1"}
+ROLES = {"shim: handle request (total)": "shim", "pid1: cloned, running": "pid1", PID1_START: "pid1"}
 
 # Waypoints of one run, in the order they happen, and what lies between them.
 REQUEST = "shim: handle request (total)"
