@@ -377,16 +377,23 @@ def test_net_rate_limits_throughput(lab):
     assert "tbf" not in server.run("tc", "qdisc", "show", "dev", "eth0").stdout
 
 
-@needs_root
-@needs_busybox
-def test_net_delay_needs_netem(lab):
+def web_with_netem(lab, **shape) -> tuple:
+    """A container "web" on the bridge, shaped with netem (or the test skips, on a kernel
+    without it, after checking the refusal is one line): (container, attachment)."""
     web = lab.container("web")
     a = lab.attach(web.id, "web", web.pid, "bridge")
     try:
-        lab.shape(web.id, delay="100ms")
+        lab.shape(web.id, **shape)
     except HostUnsupported as exc:
         one_line(exc)
         pytest.skip(f"this kernel has no netem qdisc: {exc}")
+    return web, a
+
+
+@needs_root
+@needs_busybox
+def test_net_delay_needs_netem(lab):
+    _, a = web_with_netem(lab, delay="100ms")
     out = subprocess.run([BUSYBOX, "ping", "-c", "1", a["ip"]], capture_output=True, text=True).stdout
     rtt = float(out.split("time=")[1].split()[0])
     assert rtt >= 100
@@ -401,13 +408,7 @@ def pings_answered(ip: str, count: int) -> int:
 @needs_root
 @needs_busybox
 def test_net_loss_drops_that_share_of_packets(lab):
-    web = lab.container("web")
-    a = lab.attach(web.id, "web", web.pid, "bridge")
-    try:
-        lab.shape(web.id, loss="100%")
-    except HostUnsupported as exc:
-        one_line(exc)
-        pytest.skip(f"this kernel has no netem qdisc: {exc}")
+    web, a = web_with_netem(lab, loss="100%")
     assert pings_answered(a["ip"], 5) == 0
     lab.shape(web.id, loss="50%")
     answered = pings_answered(a["ip"], 60)

@@ -551,13 +551,7 @@ class Shim:
                 self.selector.unregister(proc.pidfd)
             except KeyError:
                 pass
-            if proc.wait_status is None:
-                signal.pidfd_send_signal(proc.pidfd, signal.SIGKILL)
-                self._waitpid(proc.pid)
-            os.close(proc.pidfd)
-            os.close(proc.error_fd)
-            if proc.sync_fd >= 0:
-                os.close(proc.sync_fd)
+            self._abort(proc)
         for fd in spare.pipes:
             os.close(fd)
         spare.pipes = ()
@@ -850,8 +844,10 @@ class Shim:
             return os.waitpid(pid, 0)[1]
 
     def _abort(self, proc: Proc) -> None:
-        signal.pidfd_send_signal(proc.pidfd, signal.SIGKILL)
-        self._waitpid(proc.pid)
+        """Kill a PID 1 that will not run (unless it has ended), reap it, close its fds."""
+        if proc.wait_status is None:
+            signal.pidfd_send_signal(proc.pidfd, signal.SIGKILL)
+            self._waitpid(proc.pid)
         os.close(proc.pidfd)
         os.close(proc.error_fd)
         if proc.sync_fd >= 0:
