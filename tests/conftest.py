@@ -204,8 +204,32 @@ def engine(module_no_leaks):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """The session's state root goes with it (nothing is mounted there on the host)."""
-    if not our_mounts():
-        import shutil
+    """The session's state root goes with it, and first what it made on the host: shims
+    still serving an engine nobody closed (each cleans up on SIGTERM), then the
+    networks (the default one stays until removed, as docker's does)."""
+    import shutil
+    import signal
 
+    if STATE != os.path.join(_SESSION, "state"):  # a state root given from outside is not ours to end
+        shutil.rmtree(_SESSION, ignore_errors=True)
+        return
+    for pid in shims():  # ours: their command line names this session's state root
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 10
+    while shims() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if os.path.isdir(os.path.join(STATE, "networks")):
+        from containerlab_magic.runtime.network import NetworkManager
+
+        manager = NetworkManager(STATE)
+        try:
+            manager.gc(set())
+            for network in manager.list():
+                manager.remove(network["name"])
+        finally:
+            manager.close()
+    if not our_mounts():
         shutil.rmtree(_SESSION, ignore_errors=True)

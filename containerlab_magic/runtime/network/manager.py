@@ -345,6 +345,8 @@ class NetworkManager:
     @off_event_loop
     def unplug_spare(self, spare_id: str, exited: bool = False) -> None:
         """Forget a spare (exited: its PID 1 is dead, and the veth goes with its netns)."""
+        if not os.path.isdir(self.state.dir):  # the state root was removed: nothing to forget
+            return
         with self.state.locked() as st:
             if exited:
                 st["spares"].pop(spare_id, None)
