@@ -138,7 +138,8 @@ def cgroup_parser() -> MagicParser:
                     "behind them; KEY=VALUE changes limits live; no NAME: the kernel's own cgroup.")
     p.add_argument("container", nargs="?")
     p.add_argument("settings", nargs="*", metavar="KEY=VALUE",
-                   help="memory=128M memory_swap=256M cpus=1 cpu_shares=512 cpuset_cpus=0 pids=64 blkio_weight=100")
+                   help="memory=128M memory_swap=256M cpus=1 cpu_shares=512 cpuset_cpus=0 pids=64 blkio_weight=100; "
+                        "and the link of a container on a network: net_rate=1mbit net_delay=50ms net_loss=1%%")
     p.add_argument("--watch", action="store_true", help="a live monitor until the container ends")
     return p
 
@@ -146,6 +147,7 @@ def cgroup_parser() -> MagicParser:
 SETTING_KEYS = {"memory": "memory", "memory_swap": "memory_swap", "cpus": "cpus", "cpu_shares": "cpu_shares",
                 "cpuset_cpus": "cpuset_cpus", "pids": "pids_limit", "pids_limit": "pids_limit",
                 "blkio_weight": "blkio_weight"}
+LINK_KEYS = ("net_rate", "net_delay", "net_loss")  # tc on the container's veth, not cgroups: the same verb
 
 
 class StreamPrinter:
@@ -513,15 +515,24 @@ class ContainerMagics(Magics):
     def _update(self, ref: str, settings: list[str]):
         from .runtime.spec import Limits
 
-        values = {}
+        values, link = {}, {}
         for item in settings:
             key, sep, value = item.partition("=")
-            if not sep or key.replace("-", "_") not in SETTING_KEYS:
-                raise SpecError(f"%cgroup: {item!r} is not KEY=VALUE with KEY one of "
-                                f"{', '.join(sorted(set(SETTING_KEYS) - {'pids_limit'}))}")
-            values[SETTING_KEYS[key.replace("-", "_")]] = value
-        before, after = self.engine.update(ref, Limits.parse(**values))
-        return show.limits_change(ref, before, after)
+            key = key.replace("-", "_")
+            if sep and key in LINK_KEYS:
+                link[key] = value
+                continue
+            if not sep or key not in SETTING_KEYS:
+                keys = sorted(set(SETTING_KEYS) - {"pids_limit"}) + list(LINK_KEYS)
+                raise SpecError(f"%cgroup: {item!r} is not KEY=VALUE with KEY one of {', '.join(keys)}")
+            values[SETTING_KEYS[key]] = value
+        link_before = self.engine.network_usage(ref).get("net_shape") if link else None
+        before, after = self.engine.update(ref, Limits.parse(**values) if values else None, **link)
+        table = show.limits_change(ref, before, after)
+        if link:
+            table.rows.append(("link", show.link_shape(link_before),
+                               show.link_shape(self.engine.network_usage(ref).get("net_shape"))))
+        return table
 
 
 def kernel_cgroup_report(engine):

@@ -268,6 +268,24 @@ def test_cgroup_shows_usage_files_and_changes_limits(ip, clean):
         ip.run_line_magic("container", "rm cg")
 
 
+def test_link_shaping_is_set_and_shown_like_limits(ip, clean):
+    """net_rate=... in %cgroup changes the link live; %container stats and %cgroup NAME show it."""
+    cell(ip, "--detach --name shaped --net bridge --net-rate 2mbit", "trap 'exit 0' TERM; sleep 30 & wait")
+    try:
+        stats = ip.run_line_magic("container", "stats shaped")
+        row = dict(zip(stats.headers, stats.rows[0]))
+        assert row["LINK"] == "2 Mbit/s" and " / " in row["NET I/O"]
+        change = ip.run_line_magic("cgroup", "shaped net_rate=8mbit")
+        assert ("link", "2 Mbit/s", "8 Mbit/s") in change.rows
+        report = repr(ip.run_line_magic("cgroup", "shaped"))
+        assert "network (bridge)" in report and "8 Mbit/s" in report
+        with pytest.raises(UsageError, match="--net-rate"):
+            ip.run_line_magic("cgroup", "shaped net_rate=fast")
+    finally:
+        ip.run_line_magic("container", "stop -t 5 shaped")
+        ip.run_line_magic("container", "rm shaped")
+
+
 def test_cgroup_without_a_name_shows_the_kernel_and_the_lab(ip, clean):
     report = ip.run_line_magic("cgroup", "")
     assert "/proc/self/cgroup" in repr(report) and "the lab's subtree" in repr(report)

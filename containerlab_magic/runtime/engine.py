@@ -589,6 +589,11 @@ class Engine:
         usage.update(self._network_usage(cid, state))
         return usage
 
+    def network_usage(self, ref: str) -> dict:
+        """Network, address, eth0's bytes and shaping of a container ({} if on none or host)."""
+        cid = self.store.resolve(ref)
+        return self._network_usage(cid, self.store.read(cid) or {})
+
     def _network_usage(self, cid: str, state: dict) -> dict:
         """Bytes through eth0 and its shaping, for a container on a bridge network (or
         sharing one's namespace).  The counters are the host end's, read from sysfs:
