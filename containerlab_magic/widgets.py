@@ -94,6 +94,13 @@ class LimitsPanel(w.VBox):
         return f"containerlab panel ({self.options_text()})"
 
 
+def _bits(per_second: float) -> str:
+    for unit, scale in (("Gbit/s", 1e9), ("Mbit/s", 1e6), ("kbit/s", 1e3)):
+        if per_second >= scale:
+            return f"{per_second / scale:.1f} {unit}"
+    return f"{per_second:.0f} bit/s"
+
+
 class Monitor(w.VBox):
     """Live memory, CPU and pids of one container's cgroup, until it ends."""
 
@@ -113,8 +120,14 @@ class Monitor(w.VBox):
         self.pids_text = w.Label()
         self.plot = w.HTML()
         self.events = w.HTML()
-        super().__init__([self.title, w.HBox([self.memory, self.memory_text]), w.HBox([self.cpu, self.cpu_text]),
-                          w.HBox([self.pids, self.pids_text]), self.plot, self.events])
+        # On a network: eth0's throughput against its shaping (tc is not a cgroup, but a limit all the same)
+        self.net_text = w.Label()
+        rows = [self.title, w.HBox([self.memory, self.memory_text]), w.HBox([self.cpu, self.cpu_text]),
+                w.HBox([self.pids, self.pids_text])]
+        if first.get("network"):
+            rows.append(w.HBox([w.Label("network", layout=w.Layout(width="90px")), self.net_text]))
+        super().__init__(rows + [self.plot, self.events])
+        self._last_net: tuple[float, int, int] | None = None
         self.samples: list[tuple[float, int, float]] = []  # (t, memory bytes, cpu %)
         self.ooms: list[float] = []
         self.summary = f"monitor of {self.name}: starting"
@@ -158,11 +171,23 @@ class Monitor(w.VBox):
             oom_seen = usage.get("oom_kills") or 0
             self.samples = (self.samples + [(now - start, usage.get("memory_bytes") or 0, cpu_pct)])[-self.history:]
             self._draw(usage, cpu_pct)
+            if usage.get("network"):
+                self.net_text.value = self._net_line(now, usage)
             if not self._alive():
                 reason = "the container ended"
                 break
             self._stop.wait(self.interval)
         self._finish(reason)
+
+    def _net_line(self, now: float, usage: dict) -> str:
+        rx, tx = usage.get("net_rx_bytes") or 0, usage.get("net_tx_bytes") or 0
+        rates = ""
+        if self._last_net is not None and now > self._last_net[0]:
+            dt = now - self._last_net[0]
+            rates = (f"in {_bits(8 * (rx - self._last_net[1]) / dt)}, "
+                     f"out {_bits(8 * (tx - self._last_net[2]) / dt)}; ")
+        self._last_net = (now, rx, tx)
+        return f"{rates}{show.net_io(usage)} in all; link: {show.link_shape(usage.get('net_shape'))}"
 
     def _alive(self) -> bool:
         try:

@@ -307,6 +307,44 @@ def test_watch_monitor_runs_in_the_background_until_the_end(ip, clean):
     ip.run_line_magic("container", "rm watched")
 
 
+def test_watch_monitor_shows_the_link_of_a_network_container(ip, clean):
+    """A container sending 150 KiB to the host over a 1 Mbit/s link: the monitor shows
+    its throughput, the bytes sent in all, and the shaping it runs under."""
+    import socket
+
+    cell(ip, "--net bridge", "true")  # the default network exists from here on
+    engine = _magics(ip).engine
+    gateway = engine.networks().inspect("bridge")["gateway"]
+    sink = socket.create_server((gateway, 0))  # on the bridge's own address: host and container only
+    received = []
+
+    def drain():
+        conn, _ = sink.accept()
+        with conn:
+            while data := conn.recv(65536):
+                received.append(len(data))
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        cell(ip, "--detach --name talker --image busybox --net bridge --net-rate 1mbit",
+             f"sleep 0.5; dd if=/dev/zero bs=1k count=150 2>/dev/null | nc {gateway} {sink.getsockname()[1]}")
+        ip.run_line_magic("cgroup", "talker --watch")
+        monitor = _magics(ip).monitors[-1]
+        deadline = time.monotonic() + 20
+        while monitor.running and time.monotonic() < deadline:
+            time.sleep(0.1)
+        reader.join(5)
+        assert sum(received) == 150 << 10
+        text = monitor.net_text.value
+        assert "link: 1 Mbit/s" in text and "out " in text, text
+        sent = text.split(" in all")[0].split(" / ")[-1]  # NET I/O: received / sent, at the last sample
+        assert sent.endswith("KiB") and 0 < float(sent.split()[0]) <= 160, text
+    finally:
+        sink.close()
+        ip.run_line_magic("container", "rm -f talker")
+
+
 def test_panel_values_become_the_defaults(ip, clean, capsys):
     panel = ip.run_line_magic("container", "panel")
     panel.memory.value = "96M" if "96M" in [v for _, v in panel.memory.options] else "128M"
