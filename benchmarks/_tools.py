@@ -145,8 +145,7 @@ class CgroupParents:
         base = "/sys/fs/cgroup"
         try:
             return [os.path.join(base, n) for n in sorted(os.listdir(base))
-                    if os.path.isdir(os.path.join(base, n)) and n != "unified"
-                    and not os.path.islink(os.path.join(base, n))]
+                    if os.path.isdir(os.path.join(base, n)) and not os.path.islink(os.path.join(base, n))]
         except OSError:
             return []
 

@@ -385,3 +385,28 @@ def test_no_cgroup_filesystem_is_described_not_raised():
     assert open_manager("/nonexistent-cgroup-root") is None
     info = describe_host("/nonexistent-cgroup-root")
     assert info["writable"] is False and "mount -t cgroup2" in info["why_not"]
+
+
+def test_the_lab_parent_goes_when_idle_and_comes_back_when_needed(groups, tmp_path):
+    """release() (an engine's last act) removes the lab's parent groups once no group is
+    left in them, never while one is; the next group makes them again, set up as at start."""
+    from containerlab_magic.runtime import ContainerSpec, Engine
+
+    labs = sorted({MGR.lab_dir_for(name) for name in MGR.controllers})
+    cg = groups.create()
+    assert MGR.release() == [] and all(os.path.isdir(lab) for lab in labs)  # a group inside: it stays
+    groups.groups.remove(cg)
+    cg.remove()
+    others = MGR.list()  # groups of other engines on this machine, if any are running
+    removed = MGR.release()
+    assert removed == ([] if others else labs)
+    assert all(os.path.isdir(lab) for lab in labs) == bool(others)
+    again = groups.create(memory=64 << 20, pids_limit=32)  # the parents are made again
+    proc = groups.python(again, "print(open('/proc/self/cgroup').read())")
+    out, _ = proc.communicate(timeout=30)
+    assert PREFIX in out and again.stats().memory_limit == 64 << 20
+    groups.groups.remove(again)
+    again.remove()
+    with Engine(state_dir=str(tmp_path / "state")) as engine:  # an engine releases them as it ends
+        assert engine.run(ContainerSpec(["true"], image="busybox")).wait(30).exit_code == 0
+    assert all(os.path.isdir(lab) for lab in labs) == bool(MGR.list())

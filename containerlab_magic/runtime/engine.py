@@ -761,6 +761,8 @@ class Engine:
             if not os.path.isdir(self.store.dir(os.readlink(link))):
                 os.unlink(link)
                 removed.append(f"name {name}")
+        if self.cgroups is not None:
+            self.cgroups.release()  # the lab's parent groups, if no engine has a group in them
         return removed
 
     def _young(self, cid: str) -> bool:

@@ -1074,6 +1074,8 @@ class Shim:
         if self._network is not None:
             self._network.close()
         self._run_deferred()
+        if self.cgroups is not None and not any(p.persistent for p in self.procs.values()):
+            self.cgroups.release()  # the lab's parent groups, unless other engines' groups are in them
         for cid, name in self.kept:  # their engine is gone, and they went with it
             if not self.daemon or (self.store.read(cid) or {}).get("shim_pid") == self.me[0]:
                 self.store.remove(cid, name)

@@ -11,6 +11,8 @@ freeze, remove, get_all_pids).
 from __future__ import annotations
 
 import dataclasses
+import errno
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -176,3 +178,32 @@ class CgroupManager(ABC):
 
     @abstractmethod
     def list(self) -> list[str]: ...
+
+    def release(self) -> list[str]:
+        """Remove the lab's own parent groups if they hold no container group (an engine's
+        last act): an idle lab leaves nothing in the host's hierarchy.  Groups of other
+        engines keep them (rmdir refuses a group with children); an engine that finds
+        its parent gone makes it again (`_lab_again`).  Returns what was removed."""
+        removed = []
+        for lab in sorted({self.lab_dir_for(name) for name in self.controllers}):
+            try:
+                os.rmdir(lab)
+                removed.append(lab)
+            except OSError:
+                pass
+        return removed
+
+    def _mkdir_in_lab(self, path: str) -> bool:
+        """fs.mkdir of a container's group, making its parent again if another engine
+        released it meanwhile; False if the group already existed."""
+        try:
+            return fs.mkdir(path)
+        except fs.CgroupFileError as err:
+            if err.errno != errno.ENOENT:
+                raise
+        self._lab_again(os.path.dirname(path))
+        return fs.mkdir(path)
+
+    @abstractmethod
+    def _lab_again(self, lab: str) -> None:
+        """Make the lab's parent group `lab` again, set up as at start."""

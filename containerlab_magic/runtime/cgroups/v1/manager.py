@@ -100,7 +100,7 @@ class V1Manager(CgroupManager):
         made: list[str] = []
         try:
             for path in group.unique_dirs:
-                if not fs.mkdir(path):
+                if not self._mkdir_in_lab(path):
                     raise Conflict(f"cgroup {path} already exists: remove the old container or run `containerlab gc`")
                 made.append(path)
             for name, path in group.dirs.items():
@@ -111,6 +111,12 @@ class V1Manager(CgroupManager):
                 fs.rmdir(path)
             raise
         return group
+
+    def _lab_again(self, lab: str) -> None:
+        fs.mkdir(lab)
+        for name, ctrl in self.controllers.items():
+            if self.lab_dirs[name] == lab:
+                ctrl.setup(lab)
 
     def open(self, container_id: str) -> V1Cgroup | None:
         dirs = self._dirs(container_id)

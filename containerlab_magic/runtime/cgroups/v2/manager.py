@@ -68,7 +68,7 @@ class V2Manager(CgroupManager):
             raise SpecError(f"invalid container id for a cgroup: {container_id!r}")
         self.require(limits)
         group = V2Cgroup(container_id, os.path.join(self.lab, container_id), self)
-        if not fs.mkdir(group.dir):
+        if not self._mkdir_in_lab(group.dir):
             raise Conflict(f"cgroup {group.dir} already exists: remove the old container or run `containerlab gc`")
         try:
             group.update(limits, initial=True)
@@ -76,6 +76,11 @@ class V2Manager(CgroupManager):
             fs.rmdir(group.dir)
             raise
         return group
+
+    def _lab_again(self, lab: str) -> None:
+        fs.mkdir(lab)
+        for name in sorted(self.controllers):
+            fs.write(os.path.join(lab, "cgroup.subtree_control"), f"+{name}")
 
     def open(self, container_id: str) -> V2Cgroup | None:
         path = os.path.join(self.lab, container_id)
