@@ -4,7 +4,8 @@ A cgroup is a directory in a special filesystem; the kernel's *controllers* (mem
 cpu, pids, ...) limit and count what the processes listed in its cgroup.procs use.
 v1 mounts one hierarchy per controller under /sys/fs/cgroup/<controller>; v2 has one
 unified tree with every controller.  Both drivers put every container's group under
-the lab's own subtree, `containerlab/<id>`, never beside the host's groups.
+the lab's own subtree, `containerlab/<id>`, never beside the host's groups; the
+`containerlab` parents go when the last engine using them ends (CgroupManager.release).
 
     from containerlab_magic.runtime.cgroups import open_manager
     mgr = open_manager()                    # detect once; None: no writable cgroups
