@@ -470,16 +470,11 @@ class Shim:
             return
         try:
             self._warm_up(spare, key)
-        except ContainerError as e:
+        except (OSError, ContainerError) as e:
             self._discard(spare)
             if isinstance(e, NotFound):  # its network was removed: warm it again once it is used again
                 self.wanted.remove(key)
                 return
-            self.warm_broken.add(key)
-            print(f"containerlab shim: cannot prewarm {key[0]} on --net {key[1]} ({e}); starting cold",
-                  file=sys.stderr)
-        except OSError as e:
-            self._discard(spare)
             self.warm_broken.add(key)
             print(f"containerlab shim: cannot prewarm {key[0]} on --net {key[1]} ({e}); starting cold",
                   file=sys.stderr)
@@ -558,7 +553,7 @@ class Shim:
         if spare.network is not None:
             spare.network = None
             try:  # the veth pair goes with the dead PID 1's namespace: only the record is left
-                self.network.unplug_spare(spare.cid, exited=True)
+                self.network.forget_spare(spare.cid)
             except Exception as e:  # noqa: BLE001 - gc removes what a record leaves
                 print(f"containerlab shim: network: {e}", file=sys.stderr)
 

@@ -277,10 +277,9 @@ class NetworkManager:
         """Listen for the container's published ports: on their loopback address, or (with
         `gateway`) on the bridge's, which lets other containers reach the port too."""
         undo.push(lambda: self.proxy.unpublish(container_id))
-        for port in ports:
-            listen = gateway or port.host_ip
-            if gateway is None or port.host_ip != gateway:
-                self.proxy.publish(container_id, port.protocol, listen, port.host_port, (ip, port.container_port))
+        for port in ports:  # (host_ip is loopback: _check_ports)
+            self.proxy.publish(container_id, port.protocol, gateway or port.host_ip, port.host_port,
+                               (ip, port.container_port))
 
     def _add_member(self, st: dict, container_id: str, container_name: str, net: dict, ip: str, veth: str,
                     pid: int, ports: tuple[PortMap, ...], hosts_file: str | None) -> dict:
@@ -342,16 +341,12 @@ class NetworkManager:
             undo.commit()
             return info
 
-    @off_event_loop
-    def unplug_spare(self, spare_id: str, exited: bool = False) -> None:
-        """Forget a spare (exited: its PID 1 is dead, and the veth goes with its netns)."""
+    def forget_spare(self, spare_id: str) -> None:
+        """Drop the record of a spare whose PID 1 is dead (its veth goes with its netns)."""
         if not os.path.isdir(self.state.dir):  # the state root was removed: nothing to forget
             return
         with self.state.locked() as st:
-            if exited:
-                st["spares"].pop(spare_id, None)
-            else:
-                self._unplug_locked(st, spare_id)
+            st["spares"].pop(spare_id, None)
 
     def _unplug_locked(self, st: dict, spare_id: str) -> None:
         spare = st["spares"].pop(spare_id, None)
