@@ -24,9 +24,10 @@ directly (child.py); exec'd processes are forked through an intermediate, and
 the shim, a child subreaper (prctl(2)), inherits and reaps them.
 
 The hot path is kept short by doing work at other times: the next
-container's state folder and cgroup are made ahead (Spare), with prewarm
-also its PID 1 when the shim is quiet; cleanup of an ended container waits
-for the next reply or a quiet moment (_defer).  Only what the caller may
+container's state folder and cgroup are made ahead (Spare), and with prewarm
+a warm PID 1 for each of the last kinds of container run, with its veth pair
+already in the bridge for a network, when the shim is quiet; cleanup of an
+ended container waits for the next reply or a quiet moment (_defer).  Only what the caller may
 rely on at once -- its exit event, its network address and ports released,
 its name free -- happens before the exit event is sent.
 """
