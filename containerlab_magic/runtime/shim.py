@@ -639,17 +639,10 @@ class Shim:
                 "command": list(spec.command), "env": spec.environment,
                 "env_explicit": [k for k, _ in spec.env], "workdir": spec.workdir, "user": spec.user,
                 "hostname": hostname, "stdin": "pipe" if interactive else "null", "net": net}).encode() + b"\n"
-            if spec.detach:
-                self._pump_to_log(proc, state_dir, [(out_r, STDOUT), (err_r, STDERR)])
-            else:
-                reply_fds = [out_r, err_r]
-            if interactive:
-                reply_fds.append(in_w)
-            else:
-                os.close(in_w)
-            spare.pipes = ()
             proc.state = self._state(cid, name, spec, proc, hostname)
             self.store.write(cid, proc.state)
+            if spec.detach:  # opens the log before it takes a pipe: a failure leaves them to _discard
+                self._pump_to_log(proc, state_dir, [(out_r, STDOUT), (err_r, STDERR)])
         except BaseException:
             self.store.release(cid, name)
             if proc.network:
@@ -660,6 +653,14 @@ class Shim:
                     print(f"containerlab shim: network detach: {e}", file=sys.stderr)
             self._discard(spare)
             raise
+        # Nothing below can fail: the pipes are handed out.
+        spare.pipes = ()
+        if not spec.detach:
+            reply_fds = [out_r, err_r]
+        if interactive:
+            reply_fds.append(in_w)
+        else:
+            os.close(in_w)
         self.selector.unregister(proc.pidfd)  # from warm to running
         self._track(proc)
         return {"id": cid, "name": name, "pid": proc.pid, "hostname": hostname,
