@@ -216,6 +216,17 @@ class ContainerSpec:
     net_rate: str | None = None  # link shaping on eth0 (tc tbf/netem): "1mbit"
     net_delay: str | None = None  # "50ms"
     net_loss: str | None = None  # "1%"
+    # Docker's run flags beyond the basics.  Fields only here; each is validated and
+    # honoured by its own layer (labels: commands; init/auto_remove: the start plan;
+    # capabilities, privileges, seccomp: security).
+    labels: tuple[tuple[str, str], ...] = ()  # --label K=V, for ps --filter label=K=V
+    init: bool = False  # --init: a small reaping PID 1 that forwards signals to the command
+    auto_remove: bool = False  # --rm for a detached container: removed when it exits
+    cap_add: tuple[str, ...] = ()  # --cap-add NAME (CAP_ prefix optional, as docker)
+    cap_drop: tuple[str, ...] = ()  # --cap-drop NAME, or ALL
+    privileged: bool = False  # --privileged
+    no_new_privileges: bool = True  # --security-opt no-new-privileges[=false]
+    seccomp: str | None = None  # None: the default profile; "unconfined"; or a profile's JSON text
 
     def __post_init__(self) -> None:
         # Accept friendly types (list, dict) but store immutable ones.
@@ -226,6 +237,10 @@ class ContainerSpec:
         object.__setattr__(self, "env", tuple((str(k), str(v)) for k, v in env))
         object.__setattr__(self, "mounts", tuple(self.mounts))
         object.__setattr__(self, "ports", tuple(self.ports))
+        labels = self.labels.items() if isinstance(self.labels, dict) else self.labels
+        object.__setattr__(self, "labels", tuple((str(k), str(v)) for k, v in labels))
+        object.__setattr__(self, "cap_add", tuple(self.cap_add))
+        object.__setattr__(self, "cap_drop", tuple(self.cap_drop))
         if not self.command or not self.command[0]:
             raise SpecError("no command given: say what to run, e.g. `containerlab run busybox echo hi`")
         if not self.image:
@@ -282,6 +297,7 @@ class ContainerSpec:
         data["mounts"] = tuple(Mount(**m) for m in data.get("mounts", ()))
         data["ports"] = tuple(PortMap(**p) for p in data.get("ports", ()))
         data["env"] = tuple(tuple(kv) for kv in data.get("env", ()))
+        data["labels"] = tuple(tuple(kv) for kv in data.get("labels", ()))
         return cls(**data)
 
 
