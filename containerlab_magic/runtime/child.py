@@ -33,6 +33,7 @@ import termios
 from dataclasses import dataclass, field
 
 from . import linux, rootfs, security
+from .plan.record import Timeline
 
 EXIT_RUNTIME, EXIT_CANNOT_RUN, EXIT_NOT_FOUND = 125, 126, 127
 RUN_NAMESPACES = (linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC
@@ -68,8 +69,23 @@ class Setup:
     bounding_dropped: bool = False
     cgroup_mounts: tuple = ()  # (fstype, options, dir) to show under /sys/fs/cgroup
     shim_pid: int = 0  # set for a warm PID 1: it dies with the shim until claimed
-    join_cgroup: bool = False  # PID 1 moves itself into procs_files (a warm one: see Shim._warm_up)
+    join_cgroup: bool = False  # PID 1 moves itself into procs_files (a warm one: see shim/spares.py)
     plug: tuple | None = None  # (host netlink socket fd, veth, bridge index, MTU, alias): make its veth pair
+    init: bool = False  # --init: PID 1 stays as a reaper that forwards signals (init.py)
+    explain: bool = False  # time each step and send the records before exec (plan/record.py)
+
+
+# Signals whose disposition the shim (Python) changed: SIGINT and SIGPIPE, SIGXFSZ
+# ignored, SIGTERM handled.  An ignored signal stays ignored across execve(2).
+RESET_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGHUP)
+
+
+def reset_signals() -> None:
+    """First thing in a child: default handlers, then an empty mask.  The shim blocks
+    every signal around clone/fork (shim/procs.py), so none can run its handler here."""
+    for sig in RESET_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
 
 
 def _fail(error_fd: int, stage: str, exc: BaseException, code: int = EXIT_RUNTIME) -> None:
@@ -94,12 +110,36 @@ def run_flags(setup: Setup) -> int:
     return flags
 
 
+def run_flags_for(spec) -> int:
+    """run_flags for a ContainerSpec (what explain names)."""
+    flags = RUN_NAMESPACES & ~linux.CLONE_NEWCGROUP
+    if spec.network == "host" or spec.network.startswith("container:"):
+        flags &= ~linux.CLONE_NEWNET
+    return flags
+
+
+def cgroup_mounts(manager) -> tuple[tuple[str, str | None, str], ...]:
+    """What a container mounts at /sys/fs/cgroup: cgroup2, or each v1 hierarchy the lab uses."""
+    if manager is None:
+        return ()
+    if manager.version == 2:
+        return (("cgroup2", None, ""),)
+    hierarchies: dict[str, list[str]] = {}
+    for controller in getattr(manager, "lab_dirs", {}):
+        hierarchies.setdefault(manager.mounts[controller], []).append(controller)
+    return tuple(("cgroup", ",".join(sorted(ctrls)), os.path.basename(mount))
+                 for mount, ctrls in sorted(hierarchies.items()))
+
+
 def start_container(setup: Setup) -> None:
     """In PID 1 of a new container, just cloned by the shim: never returns."""
+    reset_signals()
     gc.disable()  # a few milliseconds to exec: collecting would only copy the shim's pages
     stage = "setup"
+    tl = Timeline(setup.explain)
     try:
         _keep_only(setup)
+        tl.mark("signals", "default signal handlers, empty signal mask; close inherited fds")
         if setup.shim_pid:  # warm: nobody would ever claim us if the shim died
             linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
             if not _alive(setup.shim_pid):  # it died before the line above took hold
@@ -109,6 +149,7 @@ def start_container(setup: Setup) -> None:
             for path in setup.procs_files:
                 with open(path, "w") as f:
                     f.write("0")
+            tl.mark("join", "write 0 to " + ", ".join(setup.procs_files))
         if setup.plug is not None:
             stage = "network"
             from .network import netlink
@@ -119,9 +160,11 @@ def start_container(setup: Setup) -> None:
             stage = "join network"
             with open(f"/proc/{setup.netns_pid}/ns/net") as f:
                 linux.setns(f.fileno(), linux.CLONE_NEWNET)
+            tl.mark("join network", f"setns(2) into /proc/{setup.netns_pid}/ns/net")
         stage = "mount namespace"
         linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
-        _pid1(setup)
+        tl.mark("mount namespace", "make every mount a slave (MS_REC|MS_SLAVE on /): nothing propagates back")
+        _pid1(setup, tl)
     except BaseException as e:  # noqa: BLE001 - report and leave, whatever it was
         _fail(setup.error_fd, stage, e)
     os._exit(EXIT_RUNTIME)
@@ -157,6 +200,7 @@ def _alive(pid: int) -> bool:
 
 def start_exec(setup: Setup) -> None:
     """In the shim's child for exec: join the container, fork into its PID namespace."""
+    reset_signals()
     stage = "join cgroup"
     try:
         _keep_only(setup)
@@ -170,7 +214,7 @@ def start_exec(setup: Setup) -> None:
             os.write(setup.pid_fd, b"%d\n" % pid)
             os._exit(0)
         os.close(setup.pid_fd)
-        _pid1(setup)
+        _pid1(setup, Timeline(False))
     except BaseException as e:  # noqa: BLE001
         _fail(setup.error_fd, stage, e)
     os._exit(EXIT_RUNTIME)
@@ -191,7 +235,7 @@ def _join(pid: int) -> None:
             os.close(fd)
 
 
-def _pid1(setup: Setup) -> None:
+def _pid1(setup: Setup, tl: Timeline) -> None:
     stage = "setup"
     try:
         os.setsid()
@@ -201,40 +245,32 @@ def _pid1(setup: Setup) -> None:
             stage = "terminal"
             _open_console(setup.console_fd)
         if setup.join_pid is None:
-            # Meanwhile the shim moves us into our cgroup and wires the network (sync below):
-            # cgroup v1 migration waits for an RCU grace period, so overlapping saves milliseconds.
-            stage = "rootfs"
-            root = rootfs.mount_root(setup.image, setup.stage, setup.storage_size)
-            rootfs.execute(setup.steps, root)
-            rootfs.pivot(root)
-            if setup.console_fd >= 0:
-                stage = "terminal"
-                _open_console(setup.console_fd)
-            if not setup.host_network:
-                _loopback_up()
-            if setup.sync_fd >= 0:
-                stage = "cgroup and network"
-                _wait_for_go(setup)
-            stage = "hostname"
-            socket.sethostname(setup.hostname)
-            linux.unshare(linux.CLONE_NEWCGROUP)
-            if setup.cgroup_mounts:
-                _mount_cgroupfs(setup.cgroup_mounts)
+            at = ["rootfs"]
+            try:
+                _build_container(setup, tl, at)
+            finally:
+                stage = at[0]
         stage = "workdir"
         os.makedirs(setup.workdir, exist_ok=True)
         os.chdir(setup.workdir)
+        tl.mark("workdir", f"chdir {setup.workdir}")
         stage = "user"
         uid, gid, groups, home = _lookup_user(setup.user)
         env = dict(setup.env)
         if home and setup.user is not None and "HOME" not in setup.env_explicit:
             env["HOME"] = home
+        tl.mark("user", f"user {setup.user or 'root'}: uid {uid}, gid {gid}")
         stage = "privileges"
-        if not setup.bounding_dropped:  # the shim normally did it once for everyone
-            security.drop_bounding()
-        security.no_new_privs()
-        security.switch_user(uid, gid, groups)
+        tl.mark("security", _security(setup, uid, gid, groups))
         os.closerange(3, setup.error_fd)  # error_fd is close-on-exec: it closes at exec
         os.closerange(setup.error_fd + 1, 1 << 20)
+        if setup.init:
+            stage = "init"
+            from .init import start_init
+
+            start_init(setup, env, tl)  # returns in the command's process only
+        tl.mark("exec", f"execve {' '.join(setup.command)}")
+        tl.send(setup.error_fd)
     except BaseException as e:  # noqa: BLE001
         _fail(setup.error_fd, stage, e)
     try:
@@ -246,9 +282,50 @@ def _pid1(setup: Setup) -> None:
         _fail(setup.error_fd, "exec", e)
 
 
-def _wait_for_go(setup: Setup) -> None:
+def _build_container(setup: Setup, tl: Timeline, at: list[str]) -> None:
+    """A new container's own view: rootfs, mounts, pivot_root, loopback, then the shim's
+    go, hostname and cgroup namespace.  Meanwhile the shim moves us into our cgroup
+    and wires the network (cgroup v1 migration waits for an RCU grace period, so
+    overlapping saves milliseconds).  at[0] names the stage reached, for an error."""
+    root = rootfs.mount_root(setup.image, setup.stage, setup.storage_size)
+    tl.mark("rootfs", rootfs.describe_root(setup.image, setup.storage_size))
+    rootfs.execute(setup.steps, root, tl)
+    rootfs.pivot(root)
+    tl.mark("pivot_root", "pivot_root(2) into the overlay, detach the old root")
+    if setup.console_fd >= 0:
+        at[0] = "terminal"
+        _open_console(setup.console_fd)
+        tl.mark("console", "open a pty in the container's own /dev/pts, send its master to the shim")
+    if not setup.host_network:
+        _loopback_up()
+        tl.mark("loopback", "bring lo up (SIOCSIFFLAGS)")
+    if setup.sync_fd >= 0:
+        at[0] = "cgroup and network"
+        _wait_for_go(setup, tl)
+    at[0] = "hostname"
+    socket.sethostname(setup.hostname)
+    tl.mark("hostname", f"sethostname {setup.hostname}")
+    linux.unshare(linux.CLONE_NEWCGROUP)
+    if setup.cgroup_mounts:
+        _mount_cgroupfs(setup.cgroup_mounts)
+    tl.mark("cgroupns", "unshare(CLONE_NEWCGROUP)" + (", mount /sys/fs/cgroup read-only" if setup.cgroup_mounts
+                                                       else ""))
+
+
+def _security(setup: Setup, uid: int, gid: int, groups: list[int]) -> str:
+    """The security step, last before exec: bounding set, no_new_privs, user and
+    capabilities (security.py).  Returns what it did, for explain."""
+    if not setup.bounding_dropped:  # the shim normally did it once for everyone
+        security.drop_bounding()
+    security.no_new_privs()
+    security.switch_user(uid, gid, groups)
+    caps = "Docker's 14 default capabilities" if uid == 0 else "no capabilities"
+    return f"bounding set to Docker's 14, no_new_privs, setuid {uid}: {caps}"
+
+
+def _wait_for_go(setup: Setup, tl: Timeline) -> None:
     """Block until the shim says go: one JSON line, which may carry the run's own
-    settings (a warm container learns its command only now; see Shim.prepare_spare)."""
+    settings (a warm container learns its command only now; see shim/spares.py)."""
     data = b""
     while not data.endswith(b"\n"):
         chunk = os.read(setup.sync_fd, 65536)
@@ -259,6 +336,10 @@ def _wait_for_go(setup: Setup) -> None:
     if setup.shim_pid:
         linux.prctl(linux.PR_SET_PDEATHSIG, 0)  # claimed: from now on a container like any other
     go = json.loads(data)
+    if go.get("explain"):
+        tl.restart()  # a warm PID 1: what ran before its claim is no part of this start
+    else:
+        tl.mark("wait", "wait for the shim's go on the sync pipe (cgroup, network)")
     for key in ("command", "workdir", "user", "hostname"):
         if key in go:
             setattr(setup, key, tuple(go[key]) if key == "command" else go[key])
@@ -266,6 +347,9 @@ def _wait_for_go(setup: Setup) -> None:
         setup.env, setup.env_explicit = go["env"], frozenset(go["env_explicit"])
     if go.get("net"):
         _configure_eth0(**go["net"])
+        net = go["net"]
+        tl.mark("eth0", f"eth0 {net['ip']}/{net['prefixlen']} up" + (f", default via {net['gateway']}"
+                                                                     if net.get("gateway") else ""))
     if go.get("stdin") == "null":
         null = os.open("/dev/null", os.O_RDWR)
         os.dup2(null, 0)

@@ -38,15 +38,15 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from . import protocol
 from .errors import Conflict, ContainerError, HostUnsupported, NotFound, RuntimeFailure, SpecError
 from .paths import data_root, state_root
 from .spec import ContainerSpec, Limits, format_size
-from .state import StateStore, alive, proc_start_time, wait_for
+from .plan.record import StepRecord
+from .shim.client import ShimClient
+from .state import StateStore, Status, alive, proc_start_time, wait_for
 
 OutputCallback = Callable[[str, bytes], None]
 STREAM_NAMES = {1: "stdout", 2: "stderr"}
-ERRORS = {cls.__name__: cls for cls in (SpecError, NotFound, Conflict, RuntimeFailure, HostUnsupported)}
 
 
 @dataclass
@@ -57,7 +57,7 @@ class Result:
     signal: int | None = None
     duration: float = 0.0
     timed_out: bool = False
-    oom_killed: bool = False
+    oom_kills: int = 0  # processes of the container the kernel killed for memory (OOM kills)
     error: str | None = None  # why the command could not be started
     usage: dict | None = None  # final cgroup usage, when there was a cgroup
     memory_limit: int | None = None
@@ -68,13 +68,24 @@ class Result:
     def ok(self) -> bool:
         return self.exit_code == 0
 
+    @property
+    def oom_killed(self) -> bool:
+        """PID 1 itself was killed for memory (docker's OOMKilled): SIGKILLed with OOM kills
+        in its group.  A child killed for memory while PID 1 went on is `oom_kills` only."""
+        return bool(self.oom_kills) and self.signal == signal.SIGKILL and not self.timed_out
+
     def describe(self) -> str:
-        """One line for people: 'exit 137: killed, out of memory (limit 64 MiB)'."""
+        """One line for people: 'exit 137: killed, out of memory (limit 64 MiB)', or
+        'exit 0; 1 process in the container was killed for memory (limit 32 MiB)'."""
+        limit = f" (limit {format_size(self.memory_limit)})" if self.memory_limit else ""
         if self.error:
             return f"exit {self.exit_code}: {self.error}"
         if self.oom_killed:
-            limit = f" (limit {format_size(self.memory_limit)})" if self.memory_limit else ""
             return f"exit {self.exit_code}: killed, out of memory{limit}"
+        if self.oom_kills and not self.timed_out and not self.signal:
+            n = self.oom_kills
+            return (f"exit {self.exit_code}; {n} process{'es' if n > 1 else ''} in the container "
+                    f"{'were' if n > 1 else 'was'} killed for memory{limit}")
         if self.timed_out:
             return f"exit {self.exit_code}: killed after the {self.duration:.1f} s timeout"
         if self.signal:
@@ -107,6 +118,26 @@ class Container:
                 self.stdin_fd = fds[2]
         self._result: Result | None = None
         self._lock = threading.Lock()
+        self._plan = [StepRecord.from_json(r) for r in reply["plan"]] if "plan" in reply else None
+        self._plan_started_ns = reply.get("plan_started_ns")
+        self._explained: list[StepRecord] | None = None
+        self.explain_total_us: int | None = None  # start of the plan to PID 1's execve, once explained
+
+    def explain(self, timeout: float = 10.0) -> list[StepRecord]:
+        """The steps of this start as they ran, the shim's then PID 1's (which it sends just
+        before exec: this waits for that).  The shim's steps after clone overlap PID 1's
+        first ones; PID 1's "wait" step is the time it waited for them.  Needs
+        Engine.run(spec, explain=True)."""
+        if self._plan is None:
+            raise SpecError("this start was not explained: run it with Engine.run(spec, explain=True)")
+        if self._explained is None:
+            event = self.engine._client.event("explain", self.id, None, timeout)
+            records = [StepRecord.from_json(r) for r in (event or {}).get("records", ())]
+            exec_ns = (event or {}).get("exec_ns")
+            self._explained = self._plan + records
+            self.explain_total_us = ((exec_ns - self._plan_started_ns) // 1000 if exec_ns
+                                     else sum(r.duration_us or 0 for r in self._explained))
+        return self._explained
 
     def __repr__(self) -> str:
         return f"<Container {self.name} {self.id[:12]} pid={self.pid}>"
@@ -240,156 +271,32 @@ class Engine:
         if prewarm is None:
             prewarm = not daemon and os.environ.get("CONTAINERLAB_PREWARM", "1") != "0"
         self.prewarm = prewarm
-        self._send_lock = threading.Lock()
-        self._cond = threading.Condition()
-        self._replies: dict[int, tuple[dict, list[int]]] = {}
-        self._exits: dict[tuple[str, str | None], dict] = {}
-        self._next_req = 0
-        self._closed = False
-        self._reading = False  # a thread is reading the socket (see _await)
-        self._shim_proc: subprocess.Popen | None = None
+        self._client = ShimClient(self.state_root, self.data_root, daemon=daemon, prewarm=prewarm)
         self._cgroups = None
-        self._start_lock = threading.Lock()
-        self.sock: socket.socket | None = None
         self.shim_pid: int | None = None
 
     def start(self) -> "Engine":
         """Start (or connect to) the shim. run and exec do this on first use."""
-        with self._start_lock:
-            if self.sock is None:
-                if self._closed:
-                    raise RuntimeFailure("the engine is closed: start a new Engine")
-                self.sock = self._connect_daemon() if self.daemon else self._start_private()
-                self.shim_pid = self._request({"op": "hello"})[0]["pid"]
+        self._client.start()
+        self.shim_pid = self._client.shim_pid
         return self
 
-    # ------------------------------------------------------------ shim plumbing
+    @property
+    def sock(self):
+        return self._client.sock
 
-    def _shim_command(self, *extra: str) -> list[str]:
-        return [sys.executable, "-m", "containerlab_magic.runtime.shim", "--state", self.state_root,
-                "--data", self.data_root, *extra]
-
-    def _start_private(self) -> socket.socket:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        with theirs:
-            extra = ("--prewarm",) if self.prewarm else ()
-            self._shim_proc = subprocess.Popen(
-                self._shim_command("--fd", str(theirs.fileno()), *extra), pass_fds=[theirs.fileno()],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True,
-                env=_shim_env())
-        return ours
-
-    def _connect_daemon(self) -> socket.socket:
-        path = os.path.join(self.state_root, "shim.sock")
-        for attempt in range(20):
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            try:
-                sock.connect(path)
-                return sock
-            except (FileNotFoundError, ConnectionRefusedError):
-                sock.close()
-            # The daemon outlives this process: it must not hold our stdout/stderr open.
-            with open(os.path.join(self.state_root, "shim.log"), "ab") as log:
-                proc = subprocess.Popen(self._shim_command("--daemon"), stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.PIPE, stderr=log, start_new_session=True,
-                                        env=_shim_env())
-            proc.stdout.readline()  # "ready" (or "busy": another one won the race)
-            proc.stdout.close()
-            proc.wait()
-            time.sleep(0.01 * attempt)
-        raise RuntimeFailure(f"cannot reach the containerlab daemon at {path}: see `containerlab doctor`")
-
-    # Replies and exit events are read by whichever thread is waiting for one
-    # (leader/follower): the waiter reads the socket itself unless another thread
-    # already does, and hands on what is not its own.  No reader thread means no
-    # thread hand-off on the hot path (about 1 ms a message on a busy 2-core host).
-
-    def _dispatch(self, message: dict | None, fds: list[int]) -> None:
-        """Under self._cond: file one message from the shim where its waiter looks."""
-        if message is None:
-            self._closed = True
-        elif message.get("event") == "exit":
-            self._exits[(message["id"], message.get("exec_id"))] = message
-        else:
-            self._replies[message["req"]] = (message, fds)
-
-    def _await(self, ready: Callable[[], bool], timeout: float | None = None, block: bool = True) -> bool:
-        """Until ready() (checked under self._cond) holds, the shim is gone, or time is up."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            with self._cond:
-                while True:
-                    if ready():
-                        return True
-                    if self._closed:
-                        return False
-                    left = None if deadline is None else deadline - time.monotonic()
-                    if (left is not None and left <= 0) and block:
-                        return False
-                    if not self._reading:
-                        self._reading = True
-                        break
-                    if not block:
-                        return False
-                    self._cond.wait(left)
-            message, fds, got = None, [], False
-            try:
-                if not block:
-                    left = 0.0
-                if left is None or select.select([self.sock], [], [], left)[0]:
-                    message, fds = protocol.recv(self.sock)
-                    got = True
-            except OSError:
-                got = True  # the socket is gone: message None closes the engine
-            finally:
-                with self._cond:
-                    self._reading = False
-                    if got:
-                        self._dispatch(message, fds)
-                    self._cond.notify_all()
-            if not block and not got:
-                with self._cond:
-                    return ready()
-
-    def _request(self, message: dict, fds: list[int] = ()) -> tuple[dict, list[int]]:
-        if self.sock is None and message.get("op") != "hello":
-            self.start()
-        with self._send_lock:
-            self._next_req += 1
-            req = message["req"] = self._next_req
-            if self._closed:
-                raise RuntimeFailure("the engine is closed (its shim is gone): start a new Engine")
-            try:
-                protocol.send(self.sock, message, fds)
-            except OSError as e:
-                raise RuntimeFailure(f"the engine's shim is gone ({e}): start a new Engine") from None
-        if not self._await(lambda: req in self._replies):
-            raise RuntimeFailure("the engine's shim exited unexpectedly: start a new Engine")
-        with self._cond:
-            reply, reply_fds = self._replies.pop(req)
-        if not reply.get("ok"):
-            for fd in reply_fds:
-                os.close(fd)
-            raise ERRORS.get(reply.get("kind"), RuntimeFailure)(reply.get("error"))
-        return reply, reply_fds
+    def _request(self, message: dict) -> tuple[dict, list[int]]:
+        return self._client.request(message)
 
     def _exit_event(self, cid: str, exec_id: str | None) -> dict | None:
         """The exit event if it has come (reading what the shim sent so far, without blocking)."""
-        key = (cid, exec_id)
-        if self.sock is not None:
-            self._await(lambda: key in self._exits, block=False)
-        with self._cond:
-            return self._exits.get(key)
+        return self._client.event("exit", cid, exec_id, block=False, keep=True)
 
     def _wait_exit(self, cid: str, exec_id: str | None, timeout: float | None) -> dict | None:
-        key = (cid, exec_id)
-        self._await(lambda: key in self._exits, timeout)
-        with self._cond:
-            if key in self._exits:
-                return self._exits.pop(key)
-            if self._closed:
-                return {"exit_code": 125, "error": "the engine's shim exited; the container was stopped"}
-            return None
+        event = self._client.event("exit", cid, exec_id, timeout)
+        if event is None and self._client.closed:
+            return {"exit_code": 125, "error": "the engine's shim exited; the container was stopped"}
+        return event
 
     def _result(self, event: dict, spec: ContainerSpec | None) -> Result:
         error = event.get("error")
@@ -403,16 +310,29 @@ class Engine:
             else:
                 text = f"container setup failed at {error.get('stage')}: {error.get('message')}"
         return Result(exit_code=event["exit_code"], signal=event.get("signal"), duration=event.get("duration", 0.0),
-                      timed_out=event.get("timed_out", False), oom_killed=event.get("oom_killed", False),
+                      timed_out=event.get("timed_out", False), oom_kills=event.get("oom_kills", 0),
                       error=text, usage=event.get("usage"),
                       memory_limit=spec.limits.memory if spec else None)
 
     # ------------------------------------------------------------ verbs
 
-    def run(self, spec: ContainerSpec, on_output: OutputCallback | None = None) -> Container:
-        """Start a container; its output can be read as it arrives (see Container)."""
-        reply, fds = self._request({"op": "run", "spec": spec.to_json()})
+    def run(self, spec: ContainerSpec, on_output: OutputCallback | None = None, *,
+            explain: bool = False) -> Container:
+        """Start a container; its output can be read as it arrives (see Container).
+        explain=True: Container.explain() returns the steps as they ran, timed."""
+        message = {"op": "run", "spec": spec.to_json()}
+        if explain:
+            message["explain"] = True
+        reply, fds = self._request(message)
         return Container(self, reply, fds, spec, on_output)
+
+    def plan(self, spec: ContainerSpec) -> list[StepRecord]:
+        """The steps a start of `spec` takes, without running anything (a dry run)."""
+        from .images import ImageStore
+        from .plan.dry import dry_plan
+
+        image = ImageStore(self.data_root).resolve(spec.image)
+        return dry_plan(spec, image, self.store, self.cgroups)
 
     def exec(self, ref: str, command: list[str], *, env: dict | None = None, workdir: str | None = None,
              user: str | None = None, tty: bool = False, interactive: bool = False,
@@ -494,6 +414,9 @@ class Engine:
         return _settle(state).get("exit_code") if state else None
 
     def kill(self, ref: str, sig: int = signal.SIGKILL) -> None:
+        if isinstance(sig, bool) or not isinstance(sig, int) or not 1 <= int(sig) <= signal.SIGRTMAX:
+            raise SpecError(f"invalid signal {sig!r}: give a number from 1 to {int(signal.SIGRTMAX)} "
+                            "or a name like TERM or KILL")
         cid = self.store.resolve(ref)
         state = self.store.read(cid) or {}
         if _settle(state)["status"] != "running":
@@ -563,7 +486,10 @@ class Engine:
             self.kill(cid)
         if status in ("running", "exiting"):
             self._settled(cid)  # its shim records the end (and drains its log) first
-        self.store.remove(cid, state.get("name"))
+        state = self.store.read(cid)
+        if state and _settle(state)["status"] == Status.DEAD:
+            self._reap_orphan(cid, state)  # nobody owns it: its cgroup and network are ours to free
+        self.store.remove(cid, (state or {}).get("name"))
 
     # ------------------------------------------------------------ limits and usage (cgroups)
 
@@ -782,6 +708,15 @@ class Engine:
                 group.kill_all()
                 group.remove()
             self.store.forget_cgroup(cid)
+        if state.get("network") not in (None, "none", "host") and os.path.isdir(
+                os.path.join(self.state_root, "networks")):
+            from .network import NetworkManager
+
+            nm = NetworkManager(self.state_root)
+            try:
+                nm.detach(cid)
+            finally:
+                nm.close()
         self.store.remove(cid, state.get("name"))
 
     def images(self) -> list[dict]:
@@ -801,22 +736,7 @@ class Engine:
 
     def close(self) -> None:
         """Stop every container this engine owns and end its shim."""
-        with self._start_lock:
-            self._closed = True
-        if self.sock is None:
-            return
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-        self.sock = None
-        if self._shim_proc is not None:
-            try:
-                self._shim_proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self._shim_proc.kill()
-                self._shim_proc.wait()
+        self._client.close()
 
     def __enter__(self) -> "Engine":
         return self
@@ -826,15 +746,11 @@ class Engine:
 
 
 def _settle(state: dict) -> dict:
-    """A state as the world is now: a 'running' container whose PID is gone is 'dead'."""
+    """A state as the world is now (checked by pid and start time): a 'running' container
+    whose PID 1 is gone is 'exiting' while its shim records the end, 'dead' if no shim will."""
     state = dict(state)
-    if state.get("status") == "running" and not alive(state.get("pid"), state.get("pid_start")):
-        state["status"] = "exiting" if alive(state.get("shim_pid"), state.get("shim_start")) else "dead"
+    if state.get("status") == Status.RUNNING and not alive(state.get("pid"), state.get("pid_start")):
+        state["status"] = Status.EXITING if alive(state.get("shim_pid"), state.get("shim_start")) else Status.DEAD
+    if state.get("status") in (Status.RUNNING, Status.EXITED, Status.EXITING, Status.DEAD):
+        state["status"] = str(Status(state["status"]))
     return state
-
-
-def _shim_env() -> dict:
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env

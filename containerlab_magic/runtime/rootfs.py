@@ -253,12 +253,19 @@ def mount_root(image, stage: str, storage_size: int | None) -> str:
     return root
 
 
-def execute(steps: list, root: str) -> None:
+def execute(steps: list, root: str, timeline=None) -> None:
     for step in steps:
         try:
             step.run(root)
         except OSError as e:
             raise OSError(e.errno, f"{step}: {os.strerror(e.errno or 0)}") from None
+        if timeline is not None:
+            timeline.mark("mount", str(step))
+
+
+def describe_root(image, storage_size: int | None) -> str:
+    size = f" of {storage_size} bytes" if storage_size else ""
+    return f"tmpfs writable layer{size}, overlay lowerdir={':'.join(image.layers)} (image {image.name})"
 
 
 def pivot(root: str) -> None:

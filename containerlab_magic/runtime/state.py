@@ -15,9 +15,25 @@ import json
 import os
 import shutil
 import time
+from enum import Enum
 from typing import Iterator
 
 from .errors import Conflict, NotFound
+
+
+class Status(str, Enum):
+    """A container's status (a str, so state.json keeps plain strings)."""
+
+    SPARE = "spare"  # made ahead of need by a shim, not yet any container
+    CREATING = "creating"  # its start plan is running
+    RUNNING = "running"
+    PAUSED = "paused"  # running, frozen (the state file says running; `paused` marks it)
+    EXITING = "exiting"  # its PID 1 ended; its shim is recording the end
+    EXITED = "exited"
+    DEAD = "dead"  # its shim died: nobody recorded the end (gc or rm -f cleans it)
+
+    def __str__(self) -> str:
+        return self.value
 
 
 def proc_start_time(pid: int) -> int | None:
@@ -57,16 +73,16 @@ class StateStore:
         """Make the container's folder and claim its name, or raise Conflict."""
         self.claim(cid, name)
         try:
-            return self._make(cid, {"id": cid, "name": name, "status": "creating", **owner})
+            return self.make(cid, {"id": cid, "name": name, "status": Status.CREATING, **owner})
         except BaseException:
             self.release(cid, name)
             raise
 
     def create_spare(self, cid: str, owner: dict) -> str:
         """A folder made ahead of need (see Shim.prepare_spare); gc knows it by its status."""
-        return self._make(cid, {"id": cid, "status": "spare", **owner})
+        return self.make(cid, {"id": cid, "status": Status.SPARE, **owner})
 
-    def _make(self, cid: str, state: dict) -> str:
+    def make(self, cid: str, state: dict) -> str:
         """The folder appears with its state.json already in it (made aside, then renamed),
         so whoever finds it, gc included, can tell whose it is."""
         path = self.dir(cid)
@@ -125,7 +141,7 @@ class StateStore:
             return []
 
     def unfinished(self) -> list[str]:
-        """Folders a crash left half made (see _make), by path."""
+        """Folders a crash left half made (see make), by path."""
         try:
             return [os.path.join(self.containers, n) for n in os.listdir(self.containers) if n.startswith(".new-")]
         except FileNotFoundError:

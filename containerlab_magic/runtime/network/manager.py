@@ -291,7 +291,8 @@ class NetworkManager:
         self._refresh_hosts(st, net["name"])
         return {"ip": ip, "gateway": net["gateway"], "network": net["name"], "mac": record["mac"],
                 "prefixlen": ipaddress.ip_network(net["subnet"]).prefixlen,
-                "internal": bool(net["internal"]), "ports": record["ports"]}
+                "internal": bool(net["internal"]), "ports": record["ports"], "veth": veth,
+                "bridge": net["bridge"]}
 
     # Spares -----------------------------------------------------------------
     # A shim keeps containers ready ahead of need (Shim._warm_up).  For one on a

@@ -1,0 +1,75 @@
+"""One loop that runs a start plan: each step in order, timed, undone in reverse on failure.
+
+This is bubblewrap's shape (a list of typed setup steps, one executor) with an
+undo per step: whatever failed, exactly the steps that ran are undone, newest
+first, and nothing is left behind.  It is the only undo mechanism of a start.
+
+Test hook: CONTAINERLAB_FAIL_AT_STEP=<step kind> (read only when set) makes
+the step of that kind fail after it ran, so tests can check that every step
+before it, and it, are undone.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Protocol
+
+from ..errors import RuntimeFailure
+from .record import SHIM, StepRecord
+
+FAIL_AT_ENV = "CONTAINERLAB_FAIL_AT_STEP"
+
+
+class Step(Protocol):
+    kind: str
+
+    def run(self, ctx) -> None: ...
+
+    def undo(self, ctx) -> None: ...
+
+    def describe(self, ctx) -> str: ...
+
+
+class Executor:
+    """Runs steps against one context; `records` says what ran and how long it took."""
+
+    def __init__(self, steps: list, ctx, log=None) -> None:
+        self.steps = steps
+        self.ctx = ctx
+        self.log = log  # where an undo that failed is told (the shim's log)
+        self.done: list = []
+        self.records: list[StepRecord] = []
+        self.started_ns = 0
+
+    def run(self) -> None:
+        fail_at = os.environ.get(FAIL_AT_ENV)  # the test hook: None in normal use
+        self.started_ns = time.perf_counter_ns()
+        last = self.started_ns
+        try:
+            for step in self.steps:
+                self.done.append(step)
+                step.run(self.ctx)
+                if fail_at is not None and step.kind == fail_at:
+                    raise RuntimeFailure(f"failing at step {step.kind!r} as {FAIL_AT_ENV} asks (a test hook)")
+                now = time.perf_counter_ns()
+                self.records.append(StepRecord(step.kind, step.describe(self.ctx), (now - last) // 1000, SHIM))
+                last = now
+        except BaseException:
+            self.undo()
+            raise
+
+    def undo(self) -> None:
+        """Undo what ran, newest first; one failed undo does not stop the others."""
+        while self.done:
+            step = self.done.pop()
+            try:
+                step.undo(self.ctx)
+            except Exception as e:  # noqa: BLE001 - keep undoing; gc removes what stays
+                if self.log is not None:
+                    self.log.exception(f"undo of step {step.kind}: {e}")
+
+
+def dry_run(steps: list, ctx) -> list[StepRecord]:
+    """What the plan would do, without doing it."""
+    return [StepRecord(step.kind, step.describe(ctx), None, SHIM) for step in steps]

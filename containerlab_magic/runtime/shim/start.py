@@ -1,0 +1,186 @@
+"""Requests that start processes: run (through the start plan) and exec.
+
+`run` builds the plan for the spec (plan/build.py), takes a spare made ahead
+of need if one fits (shim/spares.py: its first steps are done), and runs the
+plan with the one executor; on failure the executor has undone exactly what
+ran.  If a warm spare turns out unusable (its network was removed), the run
+starts again cold.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import time
+
+from .. import child, rootfs
+from ..errors import HostUnsupported, SpecError
+from ..plan.build import build
+from ..plan.context import StartContext
+from ..plan.executor import Executor
+from ..plan.steps import SpareGone
+from ..spec import ContainerSpec
+from ..state import Status, alive, proc_start_time
+from .stdio import Stdio
+
+ADJECTIVES = ("brave", "calm", "clever", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid",
+              "merry", "nimble", "proud", "quick", "quiet", "sharp", "swift", "tidy", "vivid", "witty")
+NOUNS = ("turing", "hopper", "lovelace", "ritchie", "thompson", "torvalds", "knuth", "dijkstra", "liskov",
+         "hamilton", "cerf", "kay", "backus", "mccarthy", "wirth", "perlman", "shannon", "noether", "curie",
+         "babbage")
+
+
+class Starter:
+    def __init__(self, shim) -> None:
+        self.shim = shim
+
+    # ---------------------------------------------------------------- run
+
+    def run(self, message: dict, conn) -> tuple[dict, list[int]]:
+        shim = self.shim
+        spec = ContainerSpec.from_json(message["spec"])
+        explain = bool(message.get("explain"))
+        image = shim.images.resolve(spec.image)
+        netns_pid = self._network_target(spec)
+        self._check_limits(spec)
+        name = spec.name or self._free_name()
+        key = shim.spares.key_for(spec)
+        if key is not None:
+            shim.spares.want(key)
+        while True:
+            spare = shim.spares.take(key)
+            ctx = StartContext(shim, spec, spare.cid if spare else secrets.token_hex(32), name, image,
+                               spare=spare, explain=explain, conn=conn, netns_pid=netns_pid,
+                               hostname=spec.hostname or name[:63].replace("_", "-").replace(".", "-"))
+            executor = Executor(build(spec, cgroups=shim.cgroups is not None), ctx, shim.log)
+            try:
+                executor.run()
+            except BaseException as e:
+                if spare is not None:
+                    if not executor.records and not isinstance(e, SpareGone):  # the name was taken
+                        shim.spares.put_back(spare)  # the caller's mistake: keep the spare
+                    else:
+                        shim.spares.discard(spare)  # what the undone steps did not reach
+                if isinstance(e, SpareGone):
+                    key = None  # start cold
+                    continue
+                raise
+            break
+        reply_fds = ctx.stdio.take_client()
+        ctx.stdio.close_all()
+        reply = {"id": ctx.cid, "name": name, "pid": ctx.proc.pid, "hostname": ctx.hostname,
+                 "streams": "pty" if spec.tty else ("none" if spec.detach else "pipes")}
+        if explain:
+            reply.update(plan=[r.to_json() for r in executor.records], plan_started_ns=executor.started_ns)
+        return reply, reply_fds
+
+    def _check_limits(self, spec: ContainerSpec) -> None:
+        if not spec.limits.any_cgroup_limit:
+            return
+        cgroups = self.shim.cgroups
+        if cgroups is None:
+            why = ("cgroups are turned off (CONTAINERLAB_CGROUPS=off): unset it"
+                   if os.environ.get("CONTAINERLAB_CGROUPS") == "off" else
+                   "no writable cgroup hierarchy was found: run as root or in a delegated cgroup "
+                   "(see `containerlab doctor`)")
+            raise HostUnsupported(f"resource limits need cgroups, and {why}; or run without limits")
+        reason = cgroups.missing_for(spec.limits)
+        if reason:
+            raise HostUnsupported(reason)
+
+    def _network_target(self, spec: ContainerSpec) -> int | None:
+        if not spec.network.startswith("container:"):
+            return None
+        ref = spec.network.split(":", 1)[1]
+        store = self.shim.store
+        state = store.read(store.resolve(ref))
+        if not state or state.get("status") != Status.RUNNING or not alive(state.get("pid"), state.get("pid_start")):
+            raise SpecError(f"--net container:{ref}: that container is not running; start it first")
+        return state["pid"]
+
+    def _free_name(self) -> str:
+        for attempt in range(50):
+            name = f"{random.choice(ADJECTIVES)}_{random.choice(NOUNS)}"
+            if attempt > 10:
+                name += f"_{random.randrange(100)}"
+            if not os.path.lexists(os.path.join(self.shim.store.names, name)):
+                return name
+        return "c" + secrets.token_hex(6)
+
+    # ---------------------------------------------------------------- the clone step's work
+
+    def clone_pid1(self, ctx) -> None:
+        """Clone a new PID 1 for ctx.spec: its stdio, its setup, the clone itself."""
+        shim, spec = self.shim, ctx.spec
+        ctx.stdio = Stdio.make(spec, shim.devnull)
+        ctx.setup = child.Setup(
+            command=spec.command, env=spec.environment, env_explicit=frozenset(k for k, _ in spec.env),
+            workdir=spec.workdir, user=spec.user, hostname=ctx.hostname, image=ctx.image,
+            steps=rootfs.plan(ctx.image, spec, ctx.state_dir), stage=shim.stage,
+            storage_size=spec.limits.storage_size, stdio=ctx.stdio.container,
+            console_fd=ctx.stdio.console_theirs, netns_pid=ctx.netns_pid, host_network=spec.network == "host",
+            bounding_dropped=shim.bounding_dropped, init=spec.init, explain=ctx.explain,
+            cgroup_mounts=child.cgroup_mounts(shim.cgroups) if ctx.cgroup is not None else ())
+        sync = bool(ctx.cgroup is not None or spec.on_bridge or ctx.netns_pid)
+        ctx.proc = shim.spawner.spawn("run", ctx.cid, ctx.setup, ctx.conn, sync=sync)
+        ctx.proc.cgroup = ctx.cgroup
+        ctx.stdio.close_child_ends()
+
+    def state_of(self, ctx) -> dict:
+        spec, proc, me = ctx.spec, ctx.proc, self.shim.me
+        return {
+            "id": ctx.cid, "name": ctx.name, "image": spec.image, "command": list(spec.command),
+            "created": time.time(), "status": Status.RUNNING, "pid": proc.pid,
+            "shim_pid": me[0], "shim_start": me[1],
+            "persistent": bool(self.shim.daemon and spec.detach), "detach": spec.detach,
+            "cgroup": ctx.cgroup is not None, "hostname": ctx.hostname, "spec": spec.to_json(),
+            "ip": (ctx.net_info or {}).get("ip"), "network": spec.network, "labels": dict(spec.labels),
+            "auto_remove": spec.auto_remove,
+            "ports": [f"{p.host_ip}:{p.host_port}->{p.container_port}/{p.protocol}" for p in spec.ports],
+            "pid_start": proc_start_time(proc.pid),
+        }
+
+    # ---------------------------------------------------------------- exec
+
+    def exec(self, message: dict, conn) -> tuple[dict, list[int]]:
+        shim = self.shim
+        cid = shim.store.resolve(message["container"])
+        state = shim.store.read(cid)
+        if not state or state.get("status") != Status.RUNNING or not alive(state.get("pid"), state.get("pid_start")):
+            raise SpecError(f"container {message['container']} is not running: start a new one, "
+                            "or see its output with `containerlab logs`")
+        spec = ContainerSpec.from_json(state["spec"])
+        env = spec.environment
+        if message.get("tty"):
+            env["TERM"] = "xterm"
+        env.update(message.get("env") or {})
+        command = message.get("command") or []
+        if not command:
+            raise SpecError("exec needs a command, e.g. `containerlab exec NAME sh`")
+        cgroup = shim.cgroups.open(cid) if (shim.cgroups and state.get("cgroup")) else None
+        exec_spec = ContainerSpec(command=tuple(command), tty=bool(message.get("tty")),
+                                  interactive=bool(message.get("interactive")))
+        stdio = Stdio.make(exec_spec, shim.devnull)
+        proc = None
+        try:
+            setup = child.Setup(
+                command=tuple(command), env=env, env_explicit=frozenset(message.get("env") or ()),
+                workdir=message.get("workdir") or spec.workdir, user=message.get("user") or spec.user,
+                stdio=stdio.container, console_fd=stdio.console_theirs, join_pid=state["pid"],
+                procs_files=tuple(cgroup.procs_files) if cgroup else (), bounding_dropped=shim.bounding_dropped)
+            exec_id = secrets.token_hex(8)
+            proc = shim.spawner.spawn("exec", cid, setup, conn, exec_id=exec_id)
+            stdio.close_child_ends()
+            if exec_spec.tty:
+                stdio.receive_console(proc)
+            shim.track(proc)
+        except BaseException:
+            if proc is not None:
+                shim.spawner.abort(proc)
+            stdio.close_all()
+            raise
+        reply_fds = stdio.take_client()
+        stdio.close_all()
+        return {"id": cid, "exec_id": exec_id, "pid": proc.pid,
+                "streams": "pty" if exec_spec.tty else "pipes"}, reply_fds
