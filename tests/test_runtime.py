@@ -418,7 +418,7 @@ def test_sys_fs_cgroup_shows_the_containers_own_limits_read_only(engine, no_leak
 def test_storage_size_caps_the_writable_layer_and_tmp(engine, no_leaks):
     r = sh(engine, "dd if=/dev/zero of=/big bs=1M count=8 2>/dev/null && echo root-fit || echo root-full; rm -f /big; "
                    "dd if=/dev/zero of=/tmp/big bs=1M count=8 2>/dev/null && echo tmp-fit || echo tmp-full; "
-                   "dd if=/dev/zero of=/small bs=1M count=1 2>/dev/null && echo small-fit",
+                   "rm -f /tmp/big; dd if=/dev/zero of=/small bs=1M count=1 2>/dev/null && echo small-fit",
            limits=Limits.parse(storage_size="4M"))
     assert r.stdout.decode().split() == ["root-full", "tmp-full", "small-fit"], r
 

@@ -32,7 +32,7 @@ import struct
 import termios
 from dataclasses import dataclass, field
 
-from . import linux, rootfs, security
+from . import init, linux, rootfs, security  # (imported now: after pivot_root nothing more can be)
 from .plan.record import Timeline
 
 EXIT_RUNTIME, EXIT_CANNOT_RUN, EXIT_NOT_FOUND = 125, 126, 127
@@ -266,9 +266,7 @@ def _pid1(setup: Setup, tl: Timeline) -> None:
         os.closerange(setup.error_fd + 1, 1 << 20)
         if setup.init:
             stage = "init"
-            from .init import start_init
-
-            start_init(setup, env, tl)  # returns in the command's process only
+            init.start_init(setup, env, tl)  # returns in the command's process only
         tl.mark("exec", f"execve {' '.join(setup.command)}")
         tl.send(setup.error_fd)
     except BaseException as e:  # noqa: BLE001

@@ -273,17 +273,24 @@ class Engine:
         self.prewarm = prewarm
         self._client = ShimClient(self.state_root, self.data_root, daemon=daemon, prewarm=prewarm)
         self._cgroups = None
-        self.shim_pid: int | None = None
 
     def start(self) -> "Engine":
         """Start (or connect to) the shim. run and exec do this on first use."""
         self._client.start()
-        self.shim_pid = self._client.shim_pid
         return self
 
     @property
     def sock(self):
         return self._client.sock
+
+    @property
+    def shim_pid(self) -> int | None:
+        return self._client.shim_pid
+
+    @property
+    def shim_log(self) -> str | None:
+        """The shim's log, where an internal error keeps its traceback."""
+        return self._client.log_path
 
     def _request(self, message: dict) -> tuple[dict, list[int]]:
         return self._client.request(message)

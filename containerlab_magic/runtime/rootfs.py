@@ -166,6 +166,21 @@ class MakeTarget:
 
 
 @dataclass(frozen=True)
+class TmpDir:
+    """A world-writable sticky directory in the writable layer (mode 1777, as /tmp is)."""
+
+    target: str
+
+    def run(self, root: str) -> None:
+        path = resolve(root, self.target)
+        os.makedirs(path, 0o755, exist_ok=True)
+        os.chmod(path, 0o1777)  # copies it up into the writable layer
+
+    def __str__(self) -> str:
+        return f"mkdir -m 1777 {self.target} in the writable layer"
+
+
+@dataclass(frozen=True)
 class Device:
     name: str
     major: int
@@ -201,8 +216,13 @@ def plan(image, spec, state_dir: str | None) -> list:
     steps.append(Mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC))
     steps += _dev_steps()
     steps.append(Mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY))
-    tmp_size = f",size={spec.limits.storage_size}" if spec.limits.storage_size else ""
-    steps.append(Mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777" + tmp_size))
+    # One storage budget per container (--storage-size): /tmp is a directory of the
+    # writable layer, unless the root is read-only; then it is a tmpfs of that size.
+    if spec.read_only:
+        tmp_size = f",size={spec.limits.storage_size}" if spec.limits.storage_size else ""
+        steps.append(Mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777" + tmp_size))
+    else:
+        steps.append(TmpDir("/tmp"))
     if state_dir:
         for name in ("hosts", "hostname"):
             steps += [MakeTarget("/etc/" + name, is_dir=False),

@@ -24,6 +24,9 @@ SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNO
 SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+MAX_TIMEOUT = 30 * 24 * 3600  # seconds: 30 days
+MAX_PIDS = 4194304  # the kernel's PID_MAX_LIMIT
+MAX_BYTES = 1 << 60  # 1 EiB: above it a size is a typo, not a limit
 
 
 def parse_size(text: str | int, what: str = "size") -> int:
@@ -71,9 +74,17 @@ class Limits:
     cpuset_cpus: str | None = None  # "0-1", "0,2"
     pids_limit: int | None = None
     blkio_weight: int | None = None  # 10..1000
-    storage_size: int | None = None  # bytes for the writable layer and /tmp
+    # Bytes for everything the container writes: one budget, the writable layer's tmpfs.
+    # /tmp is a directory of that layer (not a second tmpfs); with --read-only, where the
+    # layer is not writable, /tmp is a tmpfs of this size instead: never both.
+    storage_size: int | None = None
 
     def __post_init__(self) -> None:
+        for name in ("memory", "memory_swap", "storage_size"):
+            value = getattr(self, name)
+            if value is not None and value > MAX_BYTES:
+                raise SpecError(f"invalid --{name.replace('_', '-')} {value}: give at most 1024P "
+                                "(for no limit, leave it out)")
         if self.memory is not None and self.memory < 4 << 20:
             raise SpecError(
                 f"memory limit {format_size(self.memory)} is too small: give at least 4M"
@@ -91,8 +102,8 @@ class Limits:
             raise SpecError(f"invalid --cpu-shares {self.cpu_shares}: give a weight from 2 to 262144 (default 1024)")
         if self.cpuset_cpus is not None and not re.match(r"^\d+(-\d+)?(,\d+(-\d+)?)*$", self.cpuset_cpus):
             raise SpecError(f"invalid --cpuset-cpus {self.cpuset_cpus!r}: write CPU numbers like 0, 0-1 or 0,2")
-        if self.pids_limit is not None and self.pids_limit < 1:
-            raise SpecError(f"invalid --pids-limit {self.pids_limit}: give at least 1")
+        if self.pids_limit is not None and not 1 <= self.pids_limit <= MAX_PIDS:
+            raise SpecError(f"invalid --pids-limit {self.pids_limit}: give a number from 1 to {MAX_PIDS}")
         if self.blkio_weight is not None and not (10 <= self.blkio_weight <= 1000):
             raise SpecError(f"invalid --blkio-weight {self.blkio_weight}: give a weight from 10 to 1000")
         if self.storage_size is not None and self.storage_size < 1 << 20:
@@ -259,8 +270,9 @@ class ContainerSpec:
             raise SpecError(f"working directory {self.workdir!r} must be absolute, like /work")
         if self.user is not None:
             parse_user(self.user)
-        if self.timeout is not None and not self.timeout > 0:
-            raise SpecError(f"invalid timeout {self.timeout}: give a positive number of seconds")
+        if self.timeout is not None and not 0 < self.timeout <= MAX_TIMEOUT:  # (nan fails too)
+            raise SpecError(f"invalid timeout {self.timeout}: give seconds above 0 and at most "
+                            f"{MAX_TIMEOUT} (30 days)")
         if self.tty and self.detach:
             raise SpecError("--tty needs a terminal to attach to: drop --detach or --tty")
         if self.network != "none" and self.network != "host" and not self.network.startswith("container:"):
