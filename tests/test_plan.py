@@ -18,6 +18,7 @@ from containerlab_magic.runtime import ContainerSpec, Engine, Limits
 from containerlab_magic.runtime.engine import Result
 from containerlab_magic.runtime.errors import ContainerError, RuntimeFailure, SpecError
 from containerlab_magic.runtime.plan import StepRecord
+from containerlab_magic.runtime.plan.build import AHEAD_KINDS
 from containerlab_magic.runtime.state import wait_for
 
 pytestmark = needs_root
@@ -57,8 +58,6 @@ def test_explain_names_the_real_cgroup_and_the_hostname_set(engine, no_leaks):
         assert box.explain_total_us > 0
     finally:
         engine.rm("plan-cg", force=True)
-    out = b"".join(d for _, d in engine.logs("plan-cg")) if False else None  # removed: nothing to read
-    assert out is None
 
 
 def test_explain_has_no_network_namespace_for_net_host(engine, no_leaks):
@@ -118,20 +117,36 @@ FAIL_KINDS = ["name", "state", "identity", "cgroup", "clone", "join", "network",
 
 @pytest.mark.parametrize("prewarm", [False, True], ids=["cold", "warm"])
 @pytest.mark.parametrize("kind", FAIL_KINDS)
-def test_failure_at_a_step_undoes_every_step_before_it(no_leaks, monkeypatch, kind, prewarm):
-    monkeypatch.setenv("CONTAINERLAB_FAIL_AT_STEP", kind)
+def test_failure_at_a_step_undoes_every_step_before_it(engine, no_leaks, monkeypatch, kind, prewarm):
+    engine.run(ContainerSpec(["true"], image="busybox", network="bridge")).wait(30)  # the network exists
+    monkeypatch.setenv("CONTAINERLAB_FAIL_AT_STEP", kind)  # read by each new shim (a test hook)
     spec = ContainerSpec(["sleep", "5"], image="busybox", network="bridge", detach=True, name=f"fail-{kind}")
     with Engine(prewarm=prewarm) as engine:
-        if prewarm:  # a warm spare of this kind, claimed by the failing run
-            engine.run(ContainerSpec(["true"], image="busybox", network="bridge")) if False else None
-        with pytest.raises(RuntimeFailure) as err:
-            engine.run(spec)
-        assert f"failing at step {kind!r}" in str(err.value) and "\n" not in str(err.value)
-        assert not os.path.lexists(os.path.join(STATE, "names", f"fail-{kind}"))
-        with open(os.path.join(STATE, "networks", "state.json")) as f:
-            members = json.load(f)["containers"]
-        assert not any(m.get("name") == f"fail-{kind}" for m in members.values())
-        assert engine.ps(all=True) == [] or all(r["name"] != f"fail-{kind}" for r in engine.ps(all=True))
+        for attempt in range(2 if prewarm else 1):
+            if attempt and kind in AHEAD_KINDS:
+                pass  # a spare runs this step ahead: there it fails and is undone; this run is cold
+            elif attempt:  # the first run made this kind wanted: the shim warms one when quiet
+                assert wait_for(lambda: _warm_spare_of(engine.shim_pid), 10), "no warm spare was made"
+            with pytest.raises(RuntimeFailure) as err:
+                engine.run(spec)
+            assert f"failing at step {kind!r}" in str(err.value) and "\n" not in str(err.value)
+            assert not os.path.lexists(os.path.join(STATE, "names", f"fail-{kind}"))
+            with open(os.path.join(STATE, "networks", "state.json")) as f:
+                members = json.load(f)["containers"]
+            assert not any(m.get("name") == f"fail-{kind}" for m in members.values())
+            assert all(r["name"] != f"fail-{kind}" for r in engine.ps(all=True))
+
+
+def _warm_spare_of(shim_pid: int) -> bool:
+    for cid in os.listdir(os.path.join(STATE, "containers")):
+        try:
+            with open(os.path.join(STATE, "containers", cid, "state.json")) as f:
+                state = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if state.get("status") == "spare" and state.get("pid") and state.get("shim_pid") == shim_pid:
+            return True
+    return False
 
 
 def test_a_bug_in_one_request_keeps_the_shim_serving(engine, no_leaks):
@@ -257,3 +272,40 @@ def test_rm_force_of_an_orphan_whose_process_ended_cleans_everything(no_leaks):
         assert not os.path.isdir(os.path.join(STATE, "containers", state["id"]))
         with pytest.raises(ContainerError):
             owner.inspect("orphaned")
+        owner.gc()  # the killed shim's own leftovers (a spare slot it was making) are gc's
+
+
+# ---------------------------------------------------------------- races
+
+def test_an_interrupted_run_leaks_neither_fds_nor_its_container(engine, no_leaks, monkeypatch):
+    client = engine._client
+    real = client._await
+    interrupted = []
+
+    def ctrl_c(ready, timeout=None, block=True):
+        if not interrupted:
+            interrupted.append(True)
+            raise KeyboardInterrupt
+        return real(ready, timeout, block)
+
+    engine.run(ContainerSpec(["true"], image="busybox")).wait(30)  # the shim is up: its fds are counted
+    fds_before = set(os.listdir("/proc/self/fd"))
+    monkeypatch.setattr(client, "_await", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        engine.run(ContainerSpec(["sleep", "30"], image="busybox", name="interrupted"))
+    monkeypatch.setattr(client, "_await", real)
+    # the next request reads the abandoned reply: its pipes are closed, its container killed
+    assert engine.run(ContainerSpec(["true"], image="busybox")).wait(30).exit_code == 0
+    assert wait_for(lambda: not os.path.lexists(os.path.join(STATE, "names", "interrupted")), 10)
+    assert wait_for(lambda: set(os.listdir("/proc/self/fd")) <= fds_before, 5), \
+        set(os.listdir("/proc/self/fd")) - fds_before
+
+
+def test_exit_events_nobody_waits_for_are_pruned():
+    from containerlab_magic.runtime.shim.client import MAX_UNCLAIMED, ShimClient
+
+    client = ShimClient("/nonexistent", "/nonexistent", daemon=False, prewarm=False)
+    for i in range(MAX_UNCLAIMED + 100):
+        client._dispatch({"event": "exit", "id": f"c{i}", "exec_id": None, "exit_code": 0}, [])
+    assert len(client._events) == MAX_UNCLAIMED
+    assert ("exit", f"c{MAX_UNCLAIMED + 99}", None) in client._events  # the newest are kept

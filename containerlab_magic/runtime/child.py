@@ -338,7 +338,7 @@ def _wait_for_go(setup: Setup, tl: Timeline) -> None:
         tl.restart()  # a warm PID 1: what ran before its claim is no part of this start
     else:
         tl.mark("wait", "wait for the shim's go on the sync pipe (cgroup, network)")
-    for key in ("command", "workdir", "user", "hostname"):
+    for key in ("command", "workdir", "user", "hostname", "init"):
         if key in go:
             setattr(setup, key, tuple(go[key]) if key == "command" else go[key])
     if "env" in go:

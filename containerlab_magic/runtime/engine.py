@@ -361,8 +361,8 @@ class Engine:
     def ps(self, all: bool = False) -> list[dict]:
         rows = [_settle(s) for s in self.store.all()]
         for row in rows:
-            row["paused"] = row["status"] == "running" and self._paused(row["id"])
-        return [r for r in rows if all or r["status"] == "running"]
+            row["paused"] = row["status"] == Status.RUNNING and self._paused(row["id"])
+        return [r for r in rows if all or r["status"] == Status.RUNNING]
 
     def logs(self, ref: str, follow: bool = False, poll: float = 0.05) -> Iterator[tuple[str, bytes]]:
         """Output of a detached container: (stream, data) in the order the shim read it.
@@ -405,7 +405,7 @@ class Engine:
     def _running(self, cid: str) -> bool:
         """Running, or ended but its shim has not yet drained its output and recorded the end."""
         state = self.store.read(cid)
-        return bool(state) and _settle(state)["status"] in ("running", "exiting")
+        return bool(state) and _settle(state)["status"] in (Status.RUNNING, Status.EXITING)
 
     def wait(self, ref: str, timeout: float | None = None) -> int | None:
         """Block until the container ends; its exit code (None if it was removed as it ended)."""
@@ -413,7 +413,7 @@ class Engine:
 
         def ended() -> bool:
             state = self.store.read(cid)
-            return state is None or _settle(state)["status"] in ("exited", "dead")
+            return state is None or _settle(state)["status"] in (Status.EXITED, Status.DEAD)
 
         if not wait_for(ended, timeout if timeout is not None else 1e9, 0.01):
             raise TimeoutError(f"container {ref} still running after {timeout} s")
@@ -426,7 +426,7 @@ class Engine:
                             "or a name like TERM or KILL")
         cid = self.store.resolve(ref)
         state = self.store.read(cid) or {}
-        if _settle(state)["status"] != "running":
+        if _settle(state)["status"] != Status.RUNNING:
             raise Conflict(f"container {ref} is not running")
         _signal_pid(state["pid"], state.get("pid_start"), sig)
         if sig == signal.SIGKILL:
@@ -439,13 +439,13 @@ class Engine:
             try:
                 self.unpause(cid)
             except ContainerError:
-                pass
+                pass  # it ended meanwhile (not running: nothing to thaw)
 
     def stop(self, ref: str, grace: float = 10.0) -> bool:
         """SIGTERM, then SIGKILL after `grace` seconds. True if it needed SIGKILL."""
         cid = self.store.resolve(ref)
         state = self.store.read(cid) or {}
-        if _settle(state)["status"] != "running":
+        if _settle(state)["status"] != Status.RUNNING:
             return False
         pid, start = state["pid"], state.get("pid_start")
         _signal_pid(pid, start, signal.SIGTERM)
@@ -463,7 +463,7 @@ class Engine:
         """Wait until the owning shim has recorded the end (or, if it is gone, clean up ourselves)."""
         def done() -> bool:
             state = self.store.read(cid)
-            return state is None or state.get("status") != "running"
+            return state is None or state.get("status") != Status.RUNNING
 
         if not wait_for(done, timeout, 0.005):
             state = self.store.read(cid)
@@ -487,11 +487,11 @@ class Engine:
         cid = self.store.resolve(ref)
         state = self.store.read(cid) or {}
         status = _settle(state)["status"]
-        if status == "running":
+        if status == Status.RUNNING:
             if not force:
                 raise Conflict(f"container {ref} is running: stop it first, or use rm -f")
             self.kill(cid)
-        if status in ("running", "exiting"):
+        if status in (Status.RUNNING, Status.EXITING):
             self._settled(cid)  # its shim records the end (and drains its log) first
         state = self.store.read(cid)
         if state and _settle(state)["status"] == Status.DEAD:
@@ -503,7 +503,7 @@ class Engine:
     def _group(self, ref: str, verb: str):
         cid = self.store.resolve(ref)
         state = _settle(self.store.read(cid) or {})
-        if state.get("status") != "running":
+        if state.get("status") != Status.RUNNING:
             raise Conflict(f"container {ref} is not running: {verb} needs a running container")
         group = self.cgroups.open(cid) if (state.get("cgroup") and self.cgroups is not None) else None
         if group is None:
@@ -651,10 +651,10 @@ class Engine:
         """Remove what crashes left behind: orphaned containers, their cgroups, stale names."""
         removed = []
         for state in list(self.store.all(spares=True)):
-            if state.get("status") in ("running", "spare", "creating") and not alive(state.get("shim_pid"),
+            if state.get("status") in (Status.RUNNING, Status.SPARE, Status.CREATING) and not alive(state.get("shim_pid"),
                                                                                       state.get("shim_start")):
                 self._reap_orphan(state["id"], state)
-                what = "spare slot" if state["status"] == "spare" else f"container {state.get('name')}"
+                what = "spare slot" if state["status"] == Status.SPARE else f"container {state.get('name')}"
                 removed.append(f"{what} ({state['id'][:12]})")
         for cid in self.store.ids():
             if self.store.read(cid) is None and not self._young(cid):
@@ -757,7 +757,6 @@ def _settle(state: dict) -> dict:
     whose PID 1 is gone is 'exiting' while its shim records the end, 'dead' if no shim will."""
     state = dict(state)
     if state.get("status") == Status.RUNNING and not alive(state.get("pid"), state.get("pid_start")):
-        state["status"] = Status.EXITING if alive(state.get("shim_pid"), state.get("shim_start")) else Status.DEAD
-    if state.get("status") in (Status.RUNNING, Status.EXITED, Status.EXITING, Status.DEAD):
-        state["status"] = str(Status(state["status"]))
+        owned = alive(state.get("shim_pid"), state.get("shim_start"))
+        state["status"] = (Status.EXITING if owned else Status.DEAD).value
     return state

@@ -15,7 +15,7 @@ import signal
 import socket
 import time
 
-from .. import protocol, security
+from .. import child, protocol, security
 from ..errors import ContainerError, SpecError
 from ..images import ImageStore
 from ..state import StateStore, proc_start_time
@@ -49,6 +49,7 @@ class Shim:
         # host with no writable cgroups; a container that asks for limits is refused.
         use_cgroups = open_manager is not None and os.environ.get("CONTAINERLAB_CGROUPS", "on") != "off"
         self.cgroups = open_manager() if use_cgroups else None
+        self.cgroup_mounts = child.cgroup_mounts(self.cgroups)  # what PID 1 shows at /sys/fs/cgroup
         self._network = None
         self.devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
         self.last_event = time.monotonic()

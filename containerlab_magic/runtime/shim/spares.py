@@ -62,7 +62,7 @@ class SparePool:
         """What a warm PID 1 for this spec is (image, network), or None if none could serve it:
         a warm one has the image's plain rootfs and its own network namespace.  (Prewarming
         a kind no warm PID 1 can serve would only make and kill namespaces.)"""
-        if spec.mounts or spec.read_only or spec.tty or spec.limits.storage_size is not None or spec.init:
+        if spec.mounts or spec.read_only or spec.tty or spec.limits.storage_size is not None:
             return None
         if spec.network == "none":
             return spec.image, "none"
@@ -182,7 +182,7 @@ class SparePool:
                 stdio=ctx.stdio.container, bounding_dropped=shim.bounding_dropped, shim_pid=shim.me[0],
                 procs_files=tuple(spare.cgroup.procs_files) if spare.cgroup is not None else (),
                 join_cgroup=True, plug=plug,
-                cgroup_mounts=child.cgroup_mounts(shim.cgroups) if spare.cgroup is not None else ())
+                cgroup_mounts=shim.cgroup_mounts if spare.cgroup is not None else ())
             ctx.proc = spare.warm = shim.spawner.spawn("run", spare.cid, ctx.setup, None, sync=True)
         finally:
             if route_socket is not None:
@@ -205,7 +205,7 @@ class SparePool:
         interactive = spec.interactive and not spec.detach
         ctx.go.update(command=list(spec.command), env=spec.environment, env_explicit=[k for k, _ in spec.env],
                       workdir=spec.workdir, user=spec.user, hostname=ctx.hostname,
-                      stdin="pipe" if interactive else "null", explain=ctx.explain)
+                      stdin="pipe" if interactive else "null", explain=ctx.explain, init=spec.init)
 
     # ---------------------------------------------------------------- ending them
 

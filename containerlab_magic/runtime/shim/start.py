@@ -121,7 +121,7 @@ class Starter:
             storage_size=spec.limits.storage_size, stdio=ctx.stdio.container,
             console_fd=ctx.stdio.console_theirs, netns_pid=ctx.netns_pid, host_network=spec.network == "host",
             bounding_dropped=shim.bounding_dropped, init=spec.init, explain=ctx.explain,
-            cgroup_mounts=child.cgroup_mounts(shim.cgroups) if ctx.cgroup is not None else ())
+            cgroup_mounts=shim.cgroup_mounts if ctx.cgroup is not None else ())
         sync = bool(ctx.cgroup is not None or spec.on_bridge or ctx.netns_pid)
         ctx.proc = shim.spawner.spawn("run", ctx.cid, ctx.setup, ctx.conn, sync=sync)
         ctx.proc.cgroup = ctx.cgroup
