@@ -6,10 +6,12 @@ the shim, which imports this package, starts quickly.
 
 from __future__ import annotations
 
-__all__ = ["Engine", "Container", "Result", "ContainerSpec", "Limits", "Mount", "PortMap", "ContainerError"]
+__all__ = ["Engine", "Container", "Result", "ContainerSpec", "Limits", "Mount", "PortMap", "ContainerError",
+           "StepRecord", "Status"]
 
 _WHERE = {
-    "Engine": "engine", "Container": "engine", "Result": "engine",
+    "Engine": "engine", "Container": "container", "Result": "container",
+    "StepRecord": "plan.record", "Status": "state",
     "ContainerSpec": "spec", "Limits": "spec", "Mount": "spec", "PortMap": "spec",
     "ContainerError": "errors",
 }

@@ -73,6 +73,7 @@ class Setup:
     plug: tuple | None = None  # (host netlink socket fd, veth, bridge index, MTU, alias): make its veth pair
     init: bool = False  # --init: PID 1 stays as a reaper that forwards signals (init.py)
     explain: bool = False  # time each step and send the records before exec (plan/record.py)
+    clone_ns: int = 0  # perf_counter_ns when the shim called clone (explain's first step counts from it)
 
 
 # Signals whose disposition the shim (Python) changed: SIGINT and SIGPIPE, SIGXFSZ
@@ -80,12 +81,15 @@ class Setup:
 RESET_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGHUP)
 
 
-def reset_signals() -> None:
-    """First thing in a child: default handlers, then an empty mask.  The shim blocks
-    every signal around clone/fork (shim/procs.py), so none can run its handler here."""
+def reset_signals(blocked=()) -> None:
+    """First thing in a child: default handlers, then a mask of only `blocked`.  The
+    shim blocks every signal around clone/fork (shim/procs.py), so none can run its
+    handler here.  PID 1 keeps the signals an --init forwards blocked until exec: a
+    PID namespace's init drops a signal it neither handles nor blocks
+    (pid_namespaces(7)), and a `stop` right after `run` must reach the command."""
     for sig in RESET_SIGNALS:
         signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def _fail(error_fd: int, stage: str, exc: BaseException, code: int = EXIT_RUNTIME) -> None:
@@ -133,10 +137,10 @@ def cgroup_mounts(manager) -> tuple[tuple[str, str | None, str], ...]:
 
 def start_container(setup: Setup) -> None:
     """In PID 1 of a new container, just cloned by the shim: never returns."""
-    reset_signals()
+    reset_signals(init.FORWARDED)
     gc.disable()  # a few milliseconds to exec: collecting would only copy the shim's pages
     stage = "setup"
-    tl = Timeline(setup.explain)
+    tl = Timeline(setup.explain, setup.clone_ns)
     try:
         _keep_only(setup)
         tl.mark("signals", "default signal handlers, empty signal mask; close inherited fds")
@@ -269,6 +273,7 @@ def _pid1(setup: Setup, tl: Timeline) -> None:
             init.start_init(setup, env, tl)  # returns in the command's process only
         tl.mark("exec", f"execve {' '.join(setup.command)}")
         tl.send(setup.error_fd)
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())  # the command starts with an empty mask
     except BaseException as e:  # noqa: BLE001
         _fail(setup.error_fd, stage, e)
     try:
@@ -335,7 +340,7 @@ def _wait_for_go(setup: Setup, tl: Timeline) -> None:
         linux.prctl(linux.PR_SET_PDEATHSIG, 0)  # claimed: from now on a container like any other
     go = json.loads(data)
     if go.get("explain"):
-        tl.restart()  # a warm PID 1: what ran before its claim is no part of this start
+        tl.restart(go.get("go_ns", 0))  # a warm PID 1: what ran before its claim is no part of this start
     else:
         tl.mark("wait", "wait for the shim's go on the sync pipe (cgroup, network)")
     for key in ("command", "workdir", "user", "hostname", "init"):

@@ -21,243 +21,26 @@ daemon shim instead, whose --detach containers outlive the caller (the CLI).
 
 from __future__ import annotations
 
-import dataclasses
-import errno
-import json
 import os
-import select
-import selectors
-import shutil
 import signal
-import socket
 import struct
-import subprocess
-import sys
-import threading
 import time
-from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Iterator
 
-from .errors import Conflict, ContainerError, HostUnsupported, NotFound, RuntimeFailure, SpecError
+from .cleanup import CleanupVerbs
+from .container import STREAM_NAMES, Container, OutputCallback, Result, _signal_pid
+from .errors import Conflict, ContainerError, NotFound, SpecError
 from .paths import data_root, state_root
-from .spec import ContainerSpec, Limits, format_size
 from .plan.record import StepRecord
+from .resources import ResourceVerbs
 from .shim.client import ShimClient
-from .state import StateStore, Status, alive, proc_start_time, wait_for
+from .spec import ContainerSpec
+from .state import StateStore, Status, alive, settle, wait_for
 
-OutputCallback = Callable[[str, bytes], None]
-STREAM_NAMES = {1: "stdout", 2: "stderr"}
-
-
-@dataclass
-class Result:
-    """How a container (or an exec'd process) ended."""
-
-    exit_code: int
-    signal: int | None = None
-    duration: float = 0.0
-    timed_out: bool = False
-    oom_kills: int = 0  # processes of the container the kernel killed for memory (OOM kills)
-    error: str | None = None  # why the command could not be started
-    usage: dict | None = None  # final cgroup usage, when there was a cgroup
-    memory_limit: int | None = None
-    stdout: bytes = b""  # output drained by wait() when nobody read it before
-    stderr: bytes = b""
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
-
-    @property
-    def oom_killed(self) -> bool:
-        """PID 1 itself was killed for memory (docker's OOMKilled): SIGKILLed with OOM kills
-        in its group.  A child killed for memory while PID 1 went on is `oom_kills` only."""
-        return bool(self.oom_kills) and self.signal == signal.SIGKILL and not self.timed_out
-
-    def describe(self) -> str:
-        """One line for people: 'exit 137: killed, out of memory (limit 64 MiB)', or
-        'exit 0; 1 process in the container was killed for memory (limit 32 MiB)'."""
-        limit = f" (limit {format_size(self.memory_limit)})" if self.memory_limit else ""
-        if self.error:
-            return f"exit {self.exit_code}: {self.error}"
-        if self.oom_killed:
-            return f"exit {self.exit_code}: killed, out of memory{limit}"
-        if self.oom_kills and not self.timed_out and not self.signal:
-            n = self.oom_kills
-            return (f"exit {self.exit_code}; {n} process{'es' if n > 1 else ''} in the container "
-                    f"{'were' if n > 1 else 'was'} killed for memory{limit}")
-        if self.timed_out:
-            return f"exit {self.exit_code}: killed after the {self.duration:.1f} s timeout"
-        if self.signal:
-            name = signal.Signals(self.signal).name if self.signal in signal.Signals._value2member_map_ else self.signal
-            return f"exit {self.exit_code}: killed by {name}"
-        return f"exit {self.exit_code}"
+__all__ = ["Engine", "Container", "Result"]
 
 
-class Container:
-    """A running container or exec'd process started by this engine."""
-
-    def __init__(self, engine: "Engine", reply: dict, fds: list[int], spec: ContainerSpec | None,
-                 on_output: OutputCallback | None = None):
-        self.engine = engine
-        self.id: str = reply["id"]
-        self.exec_id: str | None = reply.get("exec_id")
-        self.name: str = reply.get("name") or self.id[:12]
-        self.pid: int = reply["pid"]
-        self.spec = spec
-        self.on_output = on_output
-        self.tty = reply.get("streams") == "pty"
-        self.stdin_fd: int | None = None
-        self._readers: dict[int, str] = {}
-        if reply.get("streams") == "pty":
-            self._readers[fds[0]] = "stdout"
-            self.stdin_fd = os.dup(fds[0])
-        elif reply.get("streams") == "pipes":
-            self._readers = {fds[0]: "stdout", fds[1]: "stderr"}
-            if len(fds) > 2:
-                self.stdin_fd = fds[2]
-        self._result: Result | None = None
-        self._lock = threading.Lock()
-        self._plan = [StepRecord.from_json(r) for r in reply["plan"]] if "plan" in reply else None
-        self._plan_started_ns = reply.get("plan_started_ns")
-        self._explained: list[StepRecord] | None = None
-        self.explain_total_us: int | None = None  # start of the plan to PID 1's execve, once explained
-
-    def explain(self, timeout: float = 10.0) -> list[StepRecord]:
-        """The steps of this start as they ran, the shim's then PID 1's (which it sends just
-        before exec: this waits for that).  The shim's steps after clone overlap PID 1's
-        first ones; PID 1's "wait" step is the time it waited for them.  Needs
-        Engine.run(spec, explain=True)."""
-        if self._plan is None:
-            raise SpecError("this start was not explained: run it with Engine.run(spec, explain=True)")
-        if self._explained is None:
-            event = self.engine._client.event("explain", self.id, None, timeout)
-            records = [StepRecord.from_json(r) for r in (event or {}).get("records", ())]
-            exec_ns = (event or {}).get("exec_ns")
-            self._explained = self._plan + records
-            self.explain_total_us = ((exec_ns - self._plan_started_ns) // 1000 if exec_ns
-                                     else sum(r.duration_us or 0 for r in self._explained))
-        return self._explained
-
-    def __repr__(self) -> str:
-        return f"<Container {self.name} {self.id[:12]} pid={self.pid}>"
-
-    def output(self, timeout: float | None = None) -> Iterator[tuple[str, bytes]]:
-        """Yield (stream, data) as the container writes it, until its output closes."""
-        with self._lock:
-            readers, self._readers = self._readers, {}
-        if not readers:
-            return
-        sel = selectors.DefaultSelector()
-        for fd, name in readers.items():
-            sel.register(fd, selectors.EVENT_READ, name)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            while readers:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    break
-                for key, _ in sel.select(left):
-                    try:
-                        data = os.read(key.fd, 65536)
-                    except OSError as e:  # a pty reports EIO once the other side is gone
-                        if e.errno != errno.EIO:
-                            raise
-                        data = b""
-                    if data:
-                        yield key.data, data
-                    else:
-                        sel.unregister(key.fd)
-                        os.close(key.fd)
-                        del readers[key.fd]
-        finally:
-            for fd in readers:  # stopped early: hand the rest back
-                sel.unregister(fd)
-            with self._lock:
-                self._readers.update(readers)
-            sel.close()
-
-    def wait(self, timeout: float | None = None) -> Result:
-        """Drain output (to on_output, else into the result) and return how it ended."""
-        out: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
-        for stream, data in self.output(timeout):
-            if self.on_output:
-                self.on_output(stream, data)
-            else:
-                out[stream].append(data)
-        event = self.engine._wait_exit(self.id, self.exec_id, timeout)
-        if event is None:
-            raise TimeoutError(f"container {self.name} still running after {timeout} s")
-        if self._result is None:
-            self._result = self.engine._result(event, self.spec)
-        self._result.stdout += b"".join(out["stdout"])
-        self._result.stderr += b"".join(out["stderr"])
-        self.close_stdin()
-        return self._result
-
-    @property
-    def done(self) -> bool:
-        return self.engine._exit_event(self.id, self.exec_id) is not None
-
-    def write(self, data: bytes) -> None:
-        if self.stdin_fd is None:
-            raise SpecError("this container has no stdin: start it with interactive=True or tty=True")
-        os.write(self.stdin_fd, data)
-
-    def resize(self, rows: int, columns: int) -> None:
-        """Set the terminal size of a --tty container (its programs get SIGWINCH)."""
-        if not self.tty or self.stdin_fd is None:
-            raise SpecError("only a container started with tty=True has a terminal to resize")
-        import fcntl
-        import termios
-
-        fcntl.ioctl(self.stdin_fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
-
-    def close_stdin(self) -> None:
-        if self.stdin_fd is not None:
-            os.close(self.stdin_fd)
-            self.stdin_fd = None
-
-    def stop(self, grace: float = 10.0) -> None:
-        if self.exec_id:
-            _signal_pid(self.pid, None, signal.SIGTERM)
-            if not wait_for(lambda: self.done, grace):
-                _signal_pid(self.pid, None, signal.SIGKILL)
-        else:
-            self.engine.stop(self.id, grace)
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.exec_id:
-            _signal_pid(self.pid, None, sig)
-        else:
-            self.engine.kill(self.id, sig)
-
-    def close(self) -> None:
-        with self._lock:
-            readers, self._readers = self._readers, {}
-        for fd in readers:
-            os.close(fd)
-        self.close_stdin()
-
-
-def _signal_pid(pid: int, start: int | None, sig: int) -> bool:
-    """Signal pid through a pidfd, checking its start time so a reused PID is never hit."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return False
-    try:
-        if start is not None and proc_start_time(pid) != start:
-            return False
-        signal.pidfd_send_signal(pidfd, sig)
-        return True
-    except ProcessLookupError:
-        return False
-    finally:
-        os.close(pidfd)
-
-
-class Engine:
+class Engine(ResourceVerbs, CleanupVerbs):
     def __init__(self, *, daemon: bool = False, state_dir: str | None = None, data_dir: str | None = None,
                  prewarm: bool | None = None):
         """prewarm: keep the next container's PID 1 ready (namespaces made, rootfs mounted,
@@ -329,7 +112,7 @@ class Engine:
         explain=True: Container.explain() returns the steps as they ran, timed."""
         message = {"op": "run", "spec": spec.to_json()}
         if explain:
-            message["explain"] = True
+            message.update(explain=True, sent_ns=time.perf_counter_ns())
         reply, fds = self._request(message)
         return Container(self, reply, fds, spec, on_output)
 
@@ -356,10 +139,10 @@ class Engine:
         state = self.store.read(cid)
         if state is None:
             raise NotFound(f"no such container: {ref}")
-        return _settle(state)
+        return settle(state)
 
     def ps(self, all: bool = False) -> list[dict]:
-        rows = [_settle(s) for s in self.store.all()]
+        rows = [settle(s) for s in self.store.all()]
         for row in rows:
             row["paused"] = row["status"] == Status.RUNNING and self._paused(row["id"])
         return [r for r in rows if all or r["status"] == Status.RUNNING]
@@ -405,7 +188,7 @@ class Engine:
     def _running(self, cid: str) -> bool:
         """Running, or ended but its shim has not yet drained its output and recorded the end."""
         state = self.store.read(cid)
-        return bool(state) and _settle(state)["status"] in (Status.RUNNING, Status.EXITING)
+        return bool(state) and settle(state)["status"] in (Status.RUNNING, Status.EXITING)
 
     def wait(self, ref: str, timeout: float | None = None) -> int | None:
         """Block until the container ends; its exit code (None if it was removed as it ended)."""
@@ -413,12 +196,12 @@ class Engine:
 
         def ended() -> bool:
             state = self.store.read(cid)
-            return state is None or _settle(state)["status"] in (Status.EXITED, Status.DEAD)
+            return state is None or settle(state)["status"] in (Status.EXITED, Status.DEAD)
 
         if not wait_for(ended, timeout if timeout is not None else 1e9, 0.01):
             raise TimeoutError(f"container {ref} still running after {timeout} s")
         state = self.store.read(cid)
-        return _settle(state).get("exit_code") if state else None
+        return settle(state).get("exit_code") if state else None
 
     def kill(self, ref: str, sig: int = signal.SIGKILL) -> None:
         if isinstance(sig, bool) or not isinstance(sig, int) or not 1 <= int(sig) <= signal.SIGRTMAX:
@@ -426,7 +209,7 @@ class Engine:
                             "or a name like TERM or KILL")
         cid = self.store.resolve(ref)
         state = self.store.read(cid) or {}
-        if _settle(state)["status"] != Status.RUNNING:
+        if settle(state)["status"] != Status.RUNNING:
             raise Conflict(f"container {ref} is not running")
         _signal_pid(state["pid"], state.get("pid_start"), sig)
         if sig == signal.SIGKILL:
@@ -445,7 +228,7 @@ class Engine:
         """SIGTERM, then SIGKILL after `grace` seconds. True if it needed SIGKILL."""
         cid = self.store.resolve(ref)
         state = self.store.read(cid) or {}
-        if _settle(state)["status"] != Status.RUNNING:
+        if settle(state)["status"] != Status.RUNNING:
             return False
         pid, start = state["pid"], state.get("pid_start")
         _signal_pid(pid, start, signal.SIGTERM)
@@ -486,7 +269,7 @@ class Engine:
     def rm(self, ref: str, force: bool = False) -> None:
         cid = self.store.resolve(ref)
         state = self.store.read(cid) or {}
-        status = _settle(state)["status"]
+        status = settle(state)["status"]
         if status == Status.RUNNING:
             if not force:
                 raise Conflict(f"container {ref} is running: stop it first, or use rm -f")
@@ -494,140 +277,9 @@ class Engine:
         if status in (Status.RUNNING, Status.EXITING):
             self._settled(cid)  # its shim records the end (and drains its log) first
         state = self.store.read(cid)
-        if state and _settle(state)["status"] == Status.DEAD:
+        if state and settle(state)["status"] == Status.DEAD:
             self._reap_orphan(cid, state)  # nobody owns it: its cgroup and network are ours to free
         self.store.remove(cid, (state or {}).get("name"))
-
-    # ------------------------------------------------------------ limits and usage (cgroups)
-
-    def _group(self, ref: str, verb: str):
-        cid = self.store.resolve(ref)
-        state = _settle(self.store.read(cid) or {})
-        if state.get("status") != Status.RUNNING:
-            raise Conflict(f"container {ref} is not running: {verb} needs a running container")
-        group = self.cgroups.open(cid) if (state.get("cgroup") and self.cgroups is not None) else None
-        if group is None:
-            raise HostUnsupported(f"container {ref} has no cgroup: {verb} needs cgroups (see `containerlab doctor`)")
-        return cid, state, group
-
-    def stats(self, ref: str) -> dict:
-        """Usage now against the limits: memory (now, peak, limit), CPU time, throttling, pids, OOM kills, I/O."""
-        cid, state, group = self._group(ref, "stats")
-        usage = vars(group.stats()).copy()
-        limits = self.limits(cid)
-        usage.update(id=cid, name=state.get("name"), time=time.time(), cpus_limit=limits.cpus,
-                     paused=self._paused(cid), cgroup_version=self.cgroups.version)
-        if usage.get("memory_limit") is None and limits.memory:
-            usage["memory_limit"] = limits.memory
-        usage.update(self._network_usage(cid, state))
-        return usage
-
-    def network_usage(self, ref: str) -> dict:
-        """Network, address, eth0's bytes and shaping of a container ({} if on none or host)."""
-        cid = self.store.resolve(ref)
-        return self._network_usage(cid, self.store.read(cid) or {})
-
-    def _network_usage(self, cid: str, state: dict) -> dict:
-        """Bytes through eth0 and its shaping, for a container on a bridge network (or
-        sharing one's namespace).  The counters are the host end's, read from sysfs:
-        what the host end sends, the container receives."""
-        network = state.get("network") or "none"
-        if network in ("none", "host") or not os.path.isdir(os.path.join(self.state_root, "networks")):
-            return {}
-        from .network.state import NetworkState
-
-        with NetworkState(self.state_root).locked() as st:
-            record = st["containers"].get(cid)
-            if record and record.get("joined"):
-                record = st["containers"].get(record["joined"])
-            record = dict(record) if record else None
-        if not record or not record.get("veth"):
-            return {}
-        usage = {"network": record["network"], "ip": record["ip"], "net_shape": record.get("shape")}
-        for ours, theirs in (("net_rx_bytes", "tx_bytes"), ("net_tx_bytes", "rx_bytes")):
-            try:
-                with open(f"/sys/class/net/{record['veth']}/statistics/{theirs}") as f:
-                    usage[ours] = int(f.read())
-            except (OSError, ValueError):
-                usage[ours] = None
-        return usage
-
-    def sample(self, ref: str, interval: float = 0.5) -> Iterator[dict]:
-        """Stats every `interval` seconds, with CPU % since the previous sample, until it ends."""
-        previous = None
-        while True:
-            try:
-                current = self.stats(ref)
-            except (Conflict, NotFound):
-                return
-            if previous is not None and current.get("cpu_usage_ns") is not None:
-                wall = current["time"] - previous["time"]
-                used = current["cpu_usage_ns"] - (previous.get("cpu_usage_ns") or 0)
-                current["cpu_percent"] = 100.0 * used / 1e9 / wall if wall > 0 else 0.0
-            else:
-                current["cpu_percent"] = None
-            yield current
-            previous = current
-            time.sleep(interval)
-
-    def limits(self, ref: str) -> Limits:
-        """The container's limits now: its spec, with live updates applied."""
-        cid = self.store.resolve(ref)
-        state = self.store.read(cid) or {}
-        spec = ContainerSpec.from_json(state["spec"]) if state.get("spec") else None
-        current = dataclasses.asdict(spec.limits) if spec else {}
-        try:
-            with open(os.path.join(self.store.dir(cid), "limits.json")) as f:
-                current.update(json.load(f))
-        except FileNotFoundError:
-            pass
-        return Limits(**current)
-
-    def update(self, ref: str, limits: Limits | None = None, *, net_rate: str | None = None,
-               net_delay: str | None = None, net_loss: str | None = None) -> tuple[Limits, Limits]:
-        """Change limits of a running container; returns (before, after)."""
-        before = self.limits(ref)
-        after = before
-        if limits is not None and limits.any_cgroup_limit:
-            cid, state, group = self._group(ref, "update")
-            changed = {k: v for k, v in dataclasses.asdict(limits).items() if v is not None}
-            merged = dataclasses.asdict(before)
-            merged.update(changed)
-            if "memory" in changed and "memory_swap" not in changed and before.memory_swap is None:
-                merged["memory_swap"] = None  # swap stays disabled at the new memory limit
-            after = Limits(**merged)  # validates the combination
-            group.update(limits)
-            with open(os.path.join(self.store.dir(cid), "limits.json.tmp"), "w") as f:
-                json.dump(dataclasses.asdict(after), f)
-            os.rename(os.path.join(self.store.dir(cid), "limits.json.tmp"),
-                      os.path.join(self.store.dir(cid), "limits.json"))
-        if net_rate or net_delay or net_loss:
-            cid = self.store.resolve(ref)
-            from .network import NetworkManager
-
-            nm = NetworkManager(self.state_root)
-            try:
-                nm.shape(cid, net_rate, net_delay, net_loss, keep=True)  # what is not given stays
-            finally:
-                nm.close()
-        return before, after
-
-    def pause(self, ref: str) -> None:
-        """Freeze every process of the container (the freezer cgroup)."""
-        cid, _, group = self._group(ref, "pause")
-        group.freeze()
-        open(os.path.join(self.store.dir(cid), "paused"), "w").close()
-
-    def unpause(self, ref: str) -> None:
-        cid, _, group = self._group(ref, "unpause")
-        group.thaw()
-        try:
-            os.unlink(os.path.join(self.store.dir(cid), "paused"))
-        except FileNotFoundError:
-            pass
-
-    def _paused(self, cid: str) -> bool:
-        return os.path.exists(os.path.join(self.store.dir(cid), "paused"))
 
     # ------------------------------------------------------------ networks
 
@@ -646,85 +298,6 @@ class Engine:
                 return None
             self._cgroups = open_manager() or False
         return self._cgroups or None
-
-    def gc(self) -> list[str]:
-        """Remove what crashes left behind: orphaned containers, their cgroups, stale names."""
-        removed = []
-        for state in list(self.store.all(spares=True)):
-            if state.get("status") in (Status.RUNNING, Status.SPARE, Status.CREATING) and not alive(state.get("shim_pid"),
-                                                                                      state.get("shim_start")):
-                self._reap_orphan(state["id"], state)
-                what = "spare slot" if state["status"] == Status.SPARE else f"container {state.get('name')}"
-                removed.append(f"{what} ({state['id'][:12]})")
-        for cid in self.store.ids():
-            if self.store.read(cid) is None and not self._young(cid):
-                self.store.remove(cid)
-                removed.append(f"state directory {cid[:12]}")
-        for path in self.store.unfinished():  # its maker died before renaming it into place
-            try:
-                with open(os.path.join(path, "state.json")) as f:
-                    owner = json.load(f)
-            except (OSError, ValueError):
-                owner = {}
-            try:
-                orphaned = not alive(owner.get("shim_pid"), owner.get("shim_start"))
-                if orphaned or time.time() - os.stat(path).st_mtime > 30:
-                    shutil.rmtree(path, ignore_errors=True)
-                    removed.append(f"unfinished state directory {os.path.basename(path)[5:17]}")
-            except FileNotFoundError:
-                pass
-        known = set(self.store.ids())
-        for cid in self.store.cgroups():  # only groups this state root made
-            if cid in known:
-                continue
-            group = self.cgroups.open(cid) if self.cgroups is not None else None
-            if group is not None:
-                group.kill_all()
-                group.remove()
-                removed.append(f"cgroup {cid[:12]}")
-            self.store.forget_cgroup(cid)
-        try:
-            from .network import NetworkManager
-        except ImportError:
-            NetworkManager = None
-        if NetworkManager is not None and os.path.isdir(os.path.join(self.state_root, "networks")):
-            NetworkManager(self.state_root).gc(set(self.store.ids()))
-        for name in os.listdir(self.store.names):
-            link = os.path.join(self.store.names, name)
-            if not os.path.isdir(self.store.dir(os.readlink(link))):
-                os.unlink(link)
-                removed.append(f"name {name}")
-        if self.cgroups is not None:
-            self.cgroups.release()  # the lab's parent groups, if no engine has a group in them
-        return removed
-
-    def _young(self, cid: str) -> bool:
-        """A state dir being created right now has no state.json yet."""
-        try:
-            return time.time() - os.stat(self.store.dir(cid)).st_mtime < 30
-        except FileNotFoundError:
-            return False
-
-    def _reap_orphan(self, cid: str, state: dict) -> None:
-        if alive(state.get("pid"), state.get("pid_start")):
-            _signal_pid(state["pid"], state.get("pid_start"), signal.SIGKILL)
-            wait_for(lambda: not alive(state["pid"], state.get("pid_start")), 10, 0.01)
-        if state.get("cgroup") and self.cgroups is not None:
-            group = self.cgroups.open(cid)
-            if group is not None:
-                group.kill_all()
-                group.remove()
-            self.store.forget_cgroup(cid)
-        if state.get("network") not in (None, "none", "host") and os.path.isdir(
-                os.path.join(self.state_root, "networks")):
-            from .network import NetworkManager
-
-            nm = NetworkManager(self.state_root)
-            try:
-                nm.detach(cid)
-            finally:
-                nm.close()
-        self.store.remove(cid, state.get("name"))
 
     def images(self) -> list[dict]:
         from .images import ImageStore
@@ -750,13 +323,3 @@ class Engine:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _settle(state: dict) -> dict:
-    """A state as the world is now (checked by pid and start time): a 'running' container
-    whose PID 1 is gone is 'exiting' while its shim records the end, 'dead' if no shim will."""
-    state = dict(state)
-    if state.get("status") == Status.RUNNING and not alive(state.get("pid"), state.get("pid_start")):
-        owned = alive(state.get("shim_pid"), state.get("shim_start"))
-        state["status"] = (Status.EXITING if owned else Status.DEAD).value
-    return state

@@ -195,3 +195,13 @@ def wait_for(predicate, timeout: float, interval: float = 0.005) -> bool:
         if time.monotonic() > deadline:
             return False
         time.sleep(interval)
+
+
+def settle(state: dict) -> dict:
+    """A state as the world is now (checked by pid and start time): a 'running' container
+    whose PID 1 is gone is 'exiting' while its shim records the end, 'dead' if no shim will."""
+    state = dict(state)
+    if state.get("status") == Status.RUNNING and not alive(state.get("pid"), state.get("pid_start")):
+        owned = alive(state.get("shim_pid"), state.get("shim_start"))
+        state["status"] = (Status.EXITING if owned else Status.DEAD).value
+    return state

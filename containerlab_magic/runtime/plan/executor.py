@@ -41,21 +41,30 @@ class Executor:
         self.done: list = []
         self.records: list[StepRecord] = []
         self.started_ns = 0
+        self.failed_at: str | None = None  # the kind of the step that failed
 
-    def run(self) -> None:
+    def run(self, since_ns: int = 0, before: StepRecord | None = None) -> None:
+        """Run every step.  since_ns and before: when the request came, and a record for
+        the work before the plan (reading the request), so the records cover it too."""
         fail_at = os.environ.get(FAIL_AT_ENV)  # the test hook: None in normal use
-        self.started_ns = time.perf_counter_ns()
-        last = self.started_ns
+        last = time.perf_counter_ns()
+        self.started_ns = since_ns or last
+        if before is not None:
+            self.records.append(StepRecord(before.step, before.description, (last - self.started_ns) // 1000,
+                                           before.side))
         try:
             for step in self.steps:
                 self.done.append(step)
                 step.run(self.ctx)
                 if fail_at is not None and step.kind == fail_at:
                     raise RuntimeFailure(f"failing at step {step.kind!r} as {FAIL_AT_ENV} asks (a test hook)")
-                now = time.perf_counter_ns()
+                # A step that hands on to another process (clone) ends where that one's
+                # timing begins, so the two never count the same time twice.
+                now = getattr(step, "ended_ns", lambda ctx: 0)(self.ctx) or time.perf_counter_ns()
                 self.records.append(StepRecord(step.kind, step.describe(self.ctx), (now - last) // 1000, SHIM))
                 last = now
         except BaseException:
+            self.failed_at = self.done[-1].kind if self.done else None
             self.undo()
             raise
 

@@ -36,21 +36,38 @@ class StepRecord:
         return cls(*data)
 
 
+def accounted_us(records: list[StepRecord]) -> int:
+    """The time the records account for, without counting overlap twice: a new PID 1
+    times its steps from the clone(2) call on, while the shim's steps after clone run
+    beside them (PID 1's "wait" step covers them); a warm one runs after the shim's go."""
+    warm = any(r.step == "clone" and r.description.startswith("claim the warm") for r in records)
+    total, overlapping = 0, False
+    for r in records:
+        if r.side == CONTAINER or not overlapping:
+            total += r.duration_us or 0
+        if r.side == SHIM and r.step == "clone" and not warm:
+            overlapping = True  # the shim's steps from here on overlap PID 1's
+    return total
+
+
 class Timeline:
     """PID 1's own timings: `mark(step, description)` closes the step that ran since
     the previous mark.  Disabled (explain not asked for), every call is a no-op."""
 
     __slots__ = ("enabled", "records", "last")
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, since_ns: int = 0) -> None:
+        """since_ns: when the shim called clone (CLOCK_MONOTONIC), so the first step
+        counts the time until this process ran too."""
         self.enabled = enabled
         self.records: list[list] = []
-        self.last = time.perf_counter_ns() if enabled else 0
+        self.last = (since_ns or time.perf_counter_ns()) if enabled else 0
 
-    def restart(self) -> None:
-        """Start timing now (a warm PID 1 learns only at its go that explain was asked)."""
+    def restart(self, since_ns: int) -> None:
+        """Time from since_ns (a warm PID 1 learns only at its go that explain was asked,
+        and its first step counts from the go, its wake-up included)."""
         self.enabled = True
-        self.last = time.perf_counter_ns()
+        self.last = since_ns or time.perf_counter_ns()
 
     def mark(self, step: str, description: str) -> None:
         if self.enabled:

@@ -139,6 +139,10 @@ class ClonePid1:
         else:
             ctx.shim.starter.clone_pid1(ctx)
 
+    def ended_ns(self, ctx) -> int:
+        """A new PID 1 times its own steps from the clone(2) call on (record.Timeline)."""
+        return ctx.setup.clone_ns if ctx.setup is not None and not ctx.ahead(self.kind) else 0
+
     def undo(self, ctx) -> None:
         if ctx.ahead(self.kind) or ctx.making_spare:
             ctx.shim.spares.cool_down(ctx.spare)
@@ -299,8 +303,14 @@ class Go:
             proc.started = time.monotonic()
         if spec.timeout:
             proc.deadline = proc.started + spec.timeout
+        if ctx.go.get("explain"):
+            ctx.go["go_ns"] = time.perf_counter_ns()
         proc.go = (json.dumps(ctx.go) + "\n").encode()
         ctx.shim.track(proc, explain=ctx.explain)
+
+    def ended_ns(self, ctx) -> int:
+        """A warm PID 1 times its steps from the go on (record.Timeline.restart)."""
+        return ctx.go.get("go_ns", 0)
 
     def undo(self, ctx) -> None:
         ctx.shim.untrack(ctx.proc)

@@ -104,6 +104,7 @@ class Spawner:
     def _clone(self, setup: child.Setup) -> int:
         old = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         try:
+            setup.clone_ns = time.perf_counter_ns()
             pid = linux.clone(child.run_flags(setup))
             if pid == 0:  # pragma: no cover - runs in the container's PID 1
                 try:

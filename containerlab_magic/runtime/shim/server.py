@@ -194,6 +194,7 @@ class Shim:
     # ---------------------------------------------------------------- requests
 
     def _on_message(self, conn: socket.socket) -> None:
+        received_ns = time.perf_counter_ns()
         try:
             message, fds = protocol.recv(conn)
         except (ConnectionError, OSError, ValueError):
@@ -206,7 +207,7 @@ class Shim:
         reply_fds: list[int] = []
         try:
             if op == "run":
-                info, reply_fds = self.starter.run(message, conn)
+                info, reply_fds = self.starter.run(message, conn, received_ns)
                 reply.update(info)
             elif op == "exec":
                 info, reply_fds = self.starter.exec(message, conn)

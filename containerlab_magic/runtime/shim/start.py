@@ -19,6 +19,7 @@ from ..errors import HostUnsupported, SpecError
 from ..plan.build import build
 from ..plan.context import StartContext
 from ..plan.executor import Executor
+from ..plan.record import SHIM, StepRecord
 from ..plan.steps import SpareGone
 from ..spec import ContainerSpec
 from ..state import Status, alive, proc_start_time
@@ -37,7 +38,7 @@ class Starter:
 
     # ---------------------------------------------------------------- run
 
-    def run(self, message: dict, conn) -> tuple[dict, list[int]]:
+    def run(self, message: dict, conn, received_ns: int = 0) -> tuple[dict, list[int]]:
         shim = self.shim
         spec = ContainerSpec.from_json(message["spec"])
         explain = bool(message.get("explain"))
@@ -54,11 +55,14 @@ class Starter:
                                spare=spare, explain=explain, conn=conn, netns_pid=netns_pid,
                                hostname=spec.hostname or name[:63].replace("_", "-").replace(".", "-"))
             executor = Executor(build(spec, cgroups=shim.cgroups is not None), ctx, shim.log)
+            request = StepRecord("request", f"the request over the socket: spec, image {spec.image} "
+                                 f"({len(image.layers)} layer{'s' if len(image.layers) != 1 else ''})", None, SHIM)
             try:
-                executor.run()
+                # (sent_ns: the caller's clock reading as it sent; CLOCK_MONOTONIC is one per host)
+                executor.run(min(message.get("sent_ns") or received_ns, received_ns), request)
             except BaseException as e:
                 if spare is not None:
-                    if not executor.records and not isinstance(e, SpareGone):  # the name was taken
+                    if executor.failed_at == "name":  # the name was taken
                         shim.spares.put_back(spare)  # the caller's mistake: keep the spare
                     else:
                         shim.spares.discard(spare)  # what the undone steps did not reach

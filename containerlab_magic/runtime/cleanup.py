@@ -1,0 +1,117 @@
+"""gc and orphans: what crashes left behind, found from the state directory.
+
+A container whose shim died (kill -9) is `dead` once its PID 1 is gone (by pid
+and start time); `rm -f` and `gc` free its cgroup, its network record and its
+state.  gc also removes half-made state folders, stale names, cgroups the
+ledger names but no container owns, and empty logs of dead private shims.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+
+from .container import _signal_pid
+from .state import Status, alive, wait_for
+
+
+class CleanupVerbs:
+    """Mixed into Engine: needs self.store, self.state_root, self.cgroups."""
+
+    def gc(self) -> list[str]:
+        """Remove what crashes left behind: orphaned containers, their cgroups, stale names."""
+        removed = []
+        for state in list(self.store.all(spares=True)):
+            if state.get("status") in (Status.RUNNING, Status.SPARE, Status.CREATING) and not alive(state.get("shim_pid"),
+                                                                                      state.get("shim_start")):
+                self._reap_orphan(state["id"], state)
+                what = "spare slot" if state["status"] == Status.SPARE else f"container {state.get('name')}"
+                removed.append(f"{what} ({state['id'][:12]})")
+        for cid in self.store.ids():
+            if self.store.read(cid) is None and not self._young(cid):
+                self.store.remove(cid)
+                removed.append(f"state directory {cid[:12]}")
+        for path in self.store.unfinished():  # its maker died before renaming it into place
+            try:
+                with open(os.path.join(path, "state.json")) as f:
+                    owner = json.load(f)
+            except (OSError, ValueError):
+                owner = {}
+            try:
+                orphaned = not alive(owner.get("shim_pid"), owner.get("shim_start"))
+                if orphaned or time.time() - os.stat(path).st_mtime > 30:
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed.append(f"unfinished state directory {os.path.basename(path)[5:17]}")
+            except FileNotFoundError:
+                pass
+        known = set(self.store.ids())
+        for cid in self.store.cgroups():  # only groups this state root made
+            if cid in known:
+                continue
+            group = self.cgroups.open(cid) if self.cgroups is not None else None
+            if group is not None:
+                group.kill_all()
+                group.remove()
+                removed.append(f"cgroup {cid[:12]}")
+            self.store.forget_cgroup(cid)
+        try:
+            from .network import NetworkManager
+        except ImportError:
+            NetworkManager = None
+        if NetworkManager is not None and os.path.isdir(os.path.join(self.state_root, "networks")):
+            NetworkManager(self.state_root).gc(set(self.store.ids()))
+        for name in os.listdir(self.store.names):
+            link = os.path.join(self.store.names, name)
+            if not os.path.isdir(self.store.dir(os.readlink(link))):
+                os.unlink(link)
+                removed.append(f"name {name}")
+        removed += self._gc_shim_logs()
+        if self.cgroups is not None:
+            self.cgroups.release()  # the lab's parent groups, if no engine has a group in them
+        return removed
+
+    def _gc_shim_logs(self) -> list[str]:
+        """Empty logs of private shims that died without cleaning up (kill -9)."""
+        logs = os.path.join(self.state_root, "logs")
+        removed = []
+        for name in os.listdir(logs) if os.path.isdir(logs) else ():
+            pid = name[len("shim-"):-len(".log")]
+            path = os.path.join(logs, name)
+            try:
+                if pid.isdigit() and not os.path.exists(f"/proc/{pid}") and os.path.getsize(path) == 0:
+                    os.unlink(path)
+                    removed.append(f"empty shim log {name}")
+            except FileNotFoundError:
+                continue  # another gc was first
+        return removed
+
+    def _young(self, cid: str) -> bool:
+        """A state dir being created right now has no state.json yet."""
+        try:
+            return time.time() - os.stat(self.store.dir(cid)).st_mtime < 30
+        except FileNotFoundError:
+            return False
+
+    def _reap_orphan(self, cid: str, state: dict) -> None:
+        if alive(state.get("pid"), state.get("pid_start")):
+            _signal_pid(state["pid"], state.get("pid_start"), signal.SIGKILL)
+            wait_for(lambda: not alive(state["pid"], state.get("pid_start")), 10, 0.01)
+        if state.get("cgroup") and self.cgroups is not None:
+            group = self.cgroups.open(cid)
+            if group is not None:
+                group.kill_all()
+                group.remove()
+            self.store.forget_cgroup(cid)
+        if state.get("network") not in (None, "none", "host") and os.path.isdir(
+                os.path.join(self.state_root, "networks")):
+            from .network import NetworkManager
+
+            nm = NetworkManager(self.state_root)
+            try:
+                nm.detach(cid)
+            finally:
+                nm.close()
+        self.store.remove(cid, state.get("name"))
