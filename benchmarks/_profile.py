@@ -74,7 +74,8 @@ def instrument() -> None:
     (and named in the marks file), never an error.
     """
     from containerlab_magic.runtime import child, linux, protocol, rootfs, security
-    from containerlab_magic.runtime import shim as S
+    from containerlab_magic.runtime.plan import steps as plan_steps
+    from containerlab_magic.runtime.shim import exits, procs, server, start, stdio
     from containerlab_magic.runtime.cgroups import base as cgroup_base
     from containerlab_magic.runtime.cgroups import open_manager
     from containerlab_magic.runtime.cgroups.v1 import manager as v1
@@ -84,23 +85,23 @@ def instrument() -> None:
     from containerlab_magic.runtime.state import StateStore
 
     # shim, per request
-    _patch(S.Shim, "_on_message", "shim: handle request (total)")
-    S.ContainerSpec.from_json = staticmethod(_timed("shim: parse spec", ContainerSpec.from_json))
+    _patch(server.Shim, "_on_message", "shim: handle request (total)")
+    ContainerSpec.from_json = staticmethod(_timed("shim: parse spec", ContainerSpec.from_json))
     shim_steps = [
         (ImageStore, "resolve", "shim: resolve image"),
-        (StateStore, "create", "shim: state dir create"),
+        (StateStore, "make", "shim: state dir create"),
         (StateStore, "write", "shim: state.json write"),
         (StateStore, "remove", "shim: state dir remove"),
-        (S.Shim, "_stdio", "shim: pipes"),
-        (S.rootfs, "plan", "shim: rootfs plan"),
-        (S.Shim, "_spawn", SPAWN),
+        (stdio.Stdio, "make", "shim: pipes"),
+        (start.rootfs, "plan", "shim: rootfs plan"),
+        (procs.Spawner, "spawn", SPAWN),
         (linux, "clone", "shim: clone(2) PID 1 with its namespaces"),
-        (S.Shim, "_attach_network", "shim: network attach"),
-        (S, "proc_start_time", "shim: read /proc/PID/stat"),
-        (S.Shim, "_track", "shim: track (pidfd, release PID 1)"),
-        (S.Shim, "_on_exit", ON_EXIT),
-        (S.Shim, "_cleanup", "shim: cleanup (total)"),
-        (S.Shim, "_send_event", SEND_EVENT),
+        (plan_steps.Network, "run", "shim: network attach"),
+        (start, "proc_start_time", "shim: read /proc/PID/stat"),
+        (server.Shim, "track", "shim: track (pidfd, release PID 1)"),
+        (exits.Exits, "on_exit", ON_EXIT),
+        (exits.Exits, "_cleanup", "shim: cleanup (total)"),
+        (server.Shim, "send_event", SEND_EVENT),
         (protocol, "send", "shim: socket send (sum)"),
         (cgroup_base.Cgroup, "oom_killed", "shim: cgroup oom_killed (a stats read)"),
         (cgroup_base.Cgroup, "add", "shim: cgroup add PID 1"),
@@ -176,9 +177,9 @@ def shim_main(argv: list[str]) -> int:
     instrument()
     with open(marks + ".skipped", "w") as f:
         f.write("".join(name + "\n" for name in SKIPPED))
-    from containerlab_magic.runtime import shim as S
+    from containerlab_magic.runtime.shim.main import main
 
-    return S.main(rest)
+    return main(rest)
 
 
 class ProfiledEngine(Engine):

@@ -54,8 +54,12 @@ class Engine(ResourceVerbs, CleanupVerbs):
         if prewarm is None:
             prewarm = not daemon and os.environ.get("CONTAINERLAB_PREWARM", "1") != "0"
         self.prewarm = prewarm
-        self._client = ShimClient(self.state_root, self.data_root, daemon=daemon, prewarm=prewarm)
+        self._client = ShimClient(self.state_root, self.data_root, daemon=daemon, prewarm=prewarm,
+                                  command=self._shim_command)
         self._cgroups = None
+
+    def _shim_command(self, *extra: str) -> list[str]:
+        return self._client.command(*extra)
 
     def start(self) -> "Engine":
         """Start (or connect to) the shim. run and exec do this on first use."""

@@ -29,8 +29,10 @@ MAX_UNCLAIMED = 1024  # events nobody waits for (a dropped Container) kept at mo
 
 
 class ShimClient:
-    def __init__(self, state_root: str, data_root: str, *, daemon: bool, prewarm: bool) -> None:
+    def __init__(self, state_root: str, data_root: str, *, daemon: bool, prewarm: bool,
+                 command: Callable[..., list[str]] | None = None) -> None:
         self.state_root, self.data_root = state_root, data_root
+        self._command = command or self.command
         self.daemon, self.prewarm = daemon, prewarm
         self.sock: socket.socket | None = None
         self.shim_pid: int | None = None
@@ -55,7 +57,8 @@ class ShimClient:
                 hello = self.request({"op": "hello"})[0]
                 self.shim_pid, self.log_path = hello["pid"], hello.get("log")
 
-    def _command(self, *extra: str) -> list[str]:
+    def command(self, *extra: str) -> list[str]:
+        """How the shim is started (an Engine subclass may wrap it: benchmarks/_profile.py)."""
         return [sys.executable, "-m", "containerlab_magic.runtime.shim", "--state", self.state_root,
                 "--data", self.data_root, *extra]
 
