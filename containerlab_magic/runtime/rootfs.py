@@ -297,14 +297,21 @@ def pivot(root: str) -> None:
 
 
 def explain(image, spec, state_dir: str | None = None) -> list[str]:
+    """The start's container-side steps as lines.  Kept for the faces until they call
+    Engine.plan (the whole plan, shim and PID 1, as StepRecords): new code should not."""
+    from . import child
+    from .plan.steps import flag_names
+
+    name = spec.hostname or (spec.name or "").replace("_", "-").replace(".", "-") or "(the container's name)"
     lines = [
-        "unshare pid, mount, uts, ipc, net, cgroup namespaces",
+        f"clone with {flag_names(child.run_flags_for(spec))}",
         "make every host mount a slave (nothing propagates back)",
-        f"mount tmpfs writable layer{' of ' + str(spec.limits.storage_size) + ' bytes' if spec.limits.storage_size else ''}",
-        f"mount overlay lowerdir={':'.join(image.layers)} (image {image.name})",
+        describe_root(image, spec.limits.storage_size),
     ]
     lines += [str(step) for step in plan(image, spec, state_dir)]
-    lines += ["pivot_root to the overlay, detach the old root", f"sethostname {spec.hostname or spec.name}",
-              "bring lo up", "drop capabilities to the default 14, set no_new_privs",
-              f"exec {' '.join(spec.command)}"]
+    lines += ["pivot_root to the overlay, detach the old root"]
+    if spec.network != "host":
+        lines.append("bring lo up")
+    lines += [f"sethostname {name}", "unshare the cgroup namespace",
+              "drop capabilities to the default 14, set no_new_privs", f"exec {' '.join(spec.command)}"]
     return lines
