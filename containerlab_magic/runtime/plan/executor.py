@@ -34,10 +34,11 @@ class Step(Protocol):
 class Executor:
     """Runs steps against one context; `records` says what ran and how long it took."""
 
-    def __init__(self, steps: list, ctx, log=None) -> None:
+    def __init__(self, steps: list, ctx, log=None, record: bool = True) -> None:
         self.steps = steps
         self.ctx = ctx
         self.log = log  # where an undo that failed is told (the shim's log)
+        self.record = record  # describe each step as it ran (explain); off, the hot path skips it
         self.done: list = []
         self.records: list[StepRecord] = []
         self.started_ns = 0
@@ -49,7 +50,7 @@ class Executor:
         fail_at = os.environ.get(FAIL_AT_ENV)  # the test hook: None in normal use
         last = time.perf_counter_ns()
         self.started_ns = since_ns or last
-        if before is not None:
+        if before is not None and self.record:
             self.records.append(StepRecord(before.step, before.description, (last - self.started_ns) // 1000,
                                            before.side))
         try:
@@ -60,9 +61,10 @@ class Executor:
                     raise RuntimeFailure(f"failing at step {step.kind!r} as {FAIL_AT_ENV} asks (a test hook)")
                 # A step that hands on to another process (clone) ends where that one's
                 # timing begins, so the two never count the same time twice.
-                now = getattr(step, "ended_ns", lambda ctx: 0)(self.ctx) or time.perf_counter_ns()
-                self.records.append(StepRecord(step.kind, step.describe(self.ctx), (now - last) // 1000, SHIM))
-                last = now
+                if self.record:
+                    now = getattr(step, "ended_ns", lambda ctx: 0)(self.ctx) or time.perf_counter_ns()
+                    self.records.append(StepRecord(step.kind, step.describe(self.ctx), (now - last) // 1000, SHIM))
+                    last = now
         except BaseException:
             self.failed_at = self.done[-1].kind if self.done else None
             self.undo()

@@ -103,7 +103,7 @@ class SparePool:
         shim = self.shim
         ctx = StartContext(shim, ContainerSpec(("true",)), secrets.token_hex(32), None, making_spare=True)
         try:
-            Executor(ahead(cgroups=shim.cgroups is not None, warm=False), ctx, shim.log).run()
+            Executor(ahead(cgroups=shim.cgroups is not None, warm=False), ctx, shim.log, record=False).run()
         except (OSError, ContainerError) as e:
             self.slot_failed = True
             shim.log.write(f"cannot prepare containers ahead ({e}); making each on demand")
@@ -144,7 +144,7 @@ class SparePool:
         ctx.state_dir, ctx.cgroup = shim.store.dir(spare.cid), spare.cgroup
         try:
             ctx.image = shim.images.resolve(image_name)
-            Executor([ClonePid1()], ctx, shim.log).run()  # the plan's clone step, ahead
+            Executor([ClonePid1()], ctx, shim.log, record=False).run()  # the plan's clone step, ahead
         except (OSError, ContainerError) as e:
             self.discard(spare)
             if isinstance(e, NotFound):  # its network was removed: warm it again once it is used again

@@ -54,9 +54,10 @@ class Starter:
             ctx = StartContext(shim, spec, spare.cid if spare else secrets.token_hex(32), name, image,
                                spare=spare, explain=explain, conn=conn, netns_pid=netns_pid,
                                hostname=spec.hostname or name[:63].replace("_", "-").replace(".", "-"))
-            executor = Executor(build(spec, cgroups=shim.cgroups is not None), ctx, shim.log)
+            executor = Executor(build(spec, cgroups=shim.cgroups is not None), ctx, shim.log, record=explain)
             request = StepRecord("request", f"the request over the socket: spec, image {spec.image} "
-                                 f"({len(image.layers)} layer{'s' if len(image.layers) != 1 else ''})", None, SHIM)
+                                 f"({len(image.layers)} layer{'s' if len(image.layers) != 1 else ''})",
+                                 None, SHIM) if explain else None
             try:
                 # (sent_ns: the caller's clock reading as it sent; CLOCK_MONOTONIC is one per host)
                 executor.run(min(message.get("sent_ns") or received_ns, received_ns), request)
