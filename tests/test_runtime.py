@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import needs_root
+from conftest import STATE, needs_root
 from containerlab_magic.runtime import ContainerSpec, Limits, Mount
 from containerlab_magic.runtime.errors import Conflict, ContainerError, NotFound, SpecError
 from containerlab_magic.runtime.security import DEFAULT_MASK
@@ -265,10 +265,13 @@ def test_logs_follow_until_the_end(engine, no_leaks):
 
 def test_rm_running_needs_force(engine, no_leaks):
     box = engine.run(ContainerSpec(["sleep", "30"], image="busybox", name="busy", detach=True))
+    start = engine.inspect("busy")["pid_start"]
+    assert alive(box.pid, start)
     with pytest.raises(Conflict):
         engine.rm("busy")
+    assert alive(box.pid, start)
     engine.rm("busy", force=True)
-    assert not alive(box.pid, None) or not os.path.exists(f"/proc/{box.pid}")
+    assert not alive(box.pid, start)
 
 
 def test_foreground_containers_are_removed_when_they_exit(engine, no_leaks):
@@ -304,6 +307,23 @@ def test_bad_input_is_one_line_and_leaves_nothing(engine, no_leaks, make, kind, 
         engine.run(make())
     message = str(err.value)
     assert words in message and "\n" not in message
+
+
+def test_bind_source_gone_at_mount_time_fails_in_pid1_and_leaves_nothing(engine, no_leaks, tmp_path):
+    source = tmp_path / "vanishing"
+    source.mkdir()
+    mount = Mount.parse(f"{source}:/data")
+    source.rmdir()  # valid when the spec was made, gone when PID 1 mounts it
+    r = engine.run(ContainerSpec(["true"], image="busybox", mounts=(mount,))).wait(30)
+    assert r.exit_code == 125 and "rootfs" in r.error and "\n" not in r.describe(), r
+
+
+def test_a_cgroup_write_the_kernel_refuses_is_one_line_and_undone(engine, no_leaks):
+    cpus = os.cpu_count() or 1
+    with pytest.raises(ContainerError) as err:
+        engine.run(ContainerSpec(["true"], image="busybox", limits=Limits(cpuset_cpus=str(cpus + 63))))
+    assert "\n" not in str(err.value)
+    assert engine.run(ContainerSpec(["true"], image="busybox")).wait(30).exit_code == 0  # the shim serves on
 
 
 def test_name_in_use(engine, no_leaks):
@@ -362,8 +382,11 @@ def test_gc_after_kill_9_of_owner_and_shim(engine, no_leaks):
     assert wait_for(lambda: proc_start_time(shim) is None, 10), "the shim did not die"
     assert os.path.exists(f"/proc/{pid}"), "the container should outlive its dead shim until gc"
     assert engine.inspect("orphan-b")["status"] == "running"
+    cid = engine.inspect("orphan-b")["id"]
+    assert os.path.exists(os.path.join(STATE, "cgroups", cid))
     removed = engine.gc()
     assert any("orphan-b" in item for item in removed)
+    assert not os.path.exists(os.path.join(STATE, "cgroups", cid))  # its cgroup went too
     assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
     with pytest.raises(NotFound):
         engine.inspect("orphan-b")

@@ -174,7 +174,8 @@ class TmpDir:
     def run(self, root: str) -> None:
         path = resolve(root, self.target)
         os.makedirs(path, 0o755, exist_ok=True)
-        os.chmod(path, 0o1777)  # copies it up into the writable layer
+        if stat.S_IMODE(os.stat(path).st_mode) != 0o1777:  # (a chmod would copy it up for nothing)
+            os.chmod(path, 0o1777)
 
     def __str__(self) -> str:
         return f"mkdir -m 1777 {self.target} in the writable layer"
