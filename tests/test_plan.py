@@ -315,3 +315,17 @@ def test_exit_events_nobody_waits_for_are_pruned():
         client._dispatch({"event": "exit", "id": f"c{i}", "exec_id": None, "exit_code": 0}, [])
     assert len(client._events) == MAX_UNCLAIMED
     assert ("exit", f"c{MAX_UNCLAIMED + 99}", None) in client._events  # the newest are kept
+
+
+@pytest.mark.parametrize("kw", [{}, {"network": "bridge"}, {"network": "host"}, {"init": True},
+                                {"tty": True}], ids=["none", "bridge", "host", "init", "tty"])
+def test_the_dry_run_lists_the_steps_a_cold_start_runs(no_leaks, kw):
+    spec = ContainerSpec(["true"], image="busybox", hostname="same", **kw)
+    with Engine(prewarm=False) as engine:
+        box = engine.run(spec, explain=True)
+        ran = box.explain()
+        box.wait(30)
+        planned = engine.plan(spec)
+    assert [(r.step, r.side) for r in planned] == [(r.step, r.side) for r in ran if r.step != "request"]
+    for kind in ("hostname", "cgroupns", "init" if spec.init else "exec"):
+        assert step(planned, kind).description == step(ran, kind).description.split(" (the command's pid")[0]

@@ -29,7 +29,8 @@ def start_init(setup, env: dict, timeline) -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, ())  # the command starts with an empty mask
         timeline.enabled = False  # PID 1 sends the records
         return
-    timeline.mark("init", f"PID 1 stays as init: forks the command (pid {command}), forwards signals, reaps")
+    timeline.mark("init", f"PID 1 stays as init: forks the command, which execs {' '.join(setup.command)}; "
+                          f"forwards signals, reaps (the command's pid {command})")
     timeline.send(setup.error_fd)
     os.close(setup.error_fd)  # (close-on-exec, but init never execs: EOF tells the shim)
     os._exit(_reap(command, waited))

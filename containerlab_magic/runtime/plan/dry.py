@@ -58,6 +58,8 @@ def _pid1_steps(spec, image, store, cgroups, ctx) -> list[tuple[str, str]]:
     steps.append(("user", f"user {spec.user or 'root'}"))
     steps.append(("security", "bounding set to Docker's 14, no_new_privs, setuid, capabilities"))
     if spec.init:
-        steps.append(("init", "PID 1 stays as init: forks the command, forwards signals, reaps"))
-    steps.append(("exec", f"execve {' '.join(spec.command)}"))
+        steps.append(("init", f"PID 1 stays as init: forks the command, which execs {' '.join(spec.command)}; "
+                              "forwards signals, reaps"))
+    else:
+        steps.append(("exec", f"execve {' '.join(spec.command)}"))
     return steps

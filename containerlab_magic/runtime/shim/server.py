@@ -243,7 +243,10 @@ class Shim:
     def track(self, proc: Proc, explain: bool = False) -> None:
         """Let PID 1 go on (if it waits) and watch for its end (and its explain records)."""
         if proc.sync_fd >= 0:
-            os.write(proc.sync_fd, proc.go)
+            try:
+                os.write(proc.sync_fd, proc.go)
+            except BrokenPipeError:
+                pass  # PID 1 failed before its go (a mount, say): its exit event tells why
             os.close(proc.sync_fd)
             proc.sync_fd = -1
         self.procs[proc.pid] = proc
