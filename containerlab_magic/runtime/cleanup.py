@@ -2,8 +2,8 @@
 
 A container whose shim died (kill -9) is `dead` once its PID 1 is gone (by pid
 and start time); `rm -f` and `gc` free its cgroup, its network record and its
-state.  gc also removes half-made state folders, stale names, cgroups the
-ledger names but no container owns, and empty logs of dead private shims.
+state.  gc also removes half-made state folders, stale names, and cgroups the
+ledger names but no container owns.
 """
 
 from __future__ import annotations
@@ -68,25 +68,10 @@ class CleanupVerbs:
             if not os.path.isdir(self.store.dir(os.readlink(link))):
                 os.unlink(link)
                 removed.append(f"name {name}")
-        removed += self._gc_shim_logs()
         if self.cgroups is not None:
             self.cgroups.release()  # the lab's parent groups, if no engine has a group in them
         return removed
 
-    def _gc_shim_logs(self) -> list[str]:
-        """Empty logs of private shims that died without cleaning up (kill -9)."""
-        logs = os.path.join(self.state_root, "logs")
-        removed = []
-        for name in os.listdir(logs) if os.path.isdir(logs) else ():
-            pid = name[len("shim-"):-len(".log")]
-            path = os.path.join(logs, name)
-            try:
-                if pid.isdigit() and not os.path.exists(f"/proc/{pid}") and os.path.getsize(path) == 0:
-                    os.unlink(path)
-                    removed.append(f"empty shim log {name}")
-            except FileNotFoundError:
-                continue  # another gc was first
-        return removed
 
     def _young(self, cid: str) -> bool:
         """A state dir being created right now has no state.json yet."""
