@@ -329,3 +329,18 @@ def test_the_dry_run_lists_the_steps_a_cold_start_runs(no_leaks, kw):
     assert [(r.step, r.side) for r in planned] == [(r.step, r.side) for r in ran if r.step != "request"]
     for kind in ("hostname", "cgroupns", "init" if spec.init else "exec"):
         assert step(planned, kind).description == step(ran, kind).description.split(" (the command's pid")[0]
+
+
+def test_a_tty_container_that_dies_before_its_console_is_one_line(engine, no_leaks, tmp_path):
+    from containerlab_magic.runtime import Mount
+
+    source = tmp_path / "vanishing"
+    source.mkdir()
+    mount = Mount.parse(f"{source}:/data")
+    source.rmdir()  # PID 1 fails at its mounts, before it opens the pty it would send
+    start = time.monotonic()
+    with pytest.raises(RuntimeFailure) as err:
+        engine.run(ContainerSpec(["sh"], image="busybox", tty=True, mounts=(mount,)))
+    assert "terminal" in str(err.value) and "/data" in str(err.value) and "\n" not in str(err.value)
+    assert time.monotonic() - start < 5  # the shim did not wait out its console deadline
+    assert engine.run(ContainerSpec(["true"], image="busybox")).wait(30).exit_code == 0
