@@ -1,4 +1,4 @@
-"""`containerlab` from a shell: exit codes, one-line errors, the daemon and its verbs."""
+"""`containerlab-magic` from a shell: exit codes, one-line errors, the daemon and its verbs."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ pytestmark = needs_root
 
 
 def cli(*args, timeout=60, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "containerlab_magic.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "containerlab_magic", *args], capture_output=True,
                           text=True, timeout=timeout, **kw)
 
 
@@ -101,7 +101,7 @@ def test_detached_lifecycle_through_the_daemon(no_leaks):
 
 
 def test_ctrl_c_stops_the_foreground_container(no_leaks):
-    proc = subprocess.Popen([sys.executable, "-m", "containerlab_magic.cli", "run", "--name", "interrupt-me",
+    proc = subprocess.Popen([sys.executable, "-m", "containerlab_magic", "run", "--name", "interrupt-me",
                              "busybox", "sh", "-c", "echo ready; sleep 60"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
