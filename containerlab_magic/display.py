@@ -245,6 +245,71 @@ def _one_line(text: str, width: int = 100) -> str:
     return text if len(text) <= width else text[:width - 3] + "..."
 
 
+class ExplainTable:
+    """`--explain`: the start plan's steps (StepRecord: step, description, duration_us, side).
+
+    Executed steps carry their duration: each gets a bar on a timeline that
+    starts where the previous step ended, so the longest steps stand out and
+    the bars add up to the total at the bottom.  A plan that did not run
+    (`--dry-run`) has no durations, hence no bars and no total.
+    """
+
+    headers = ("#", "STEP", "SIDE", "WHAT IT DOES", "µs")
+
+    def __init__(self, records, title: str = ""):
+        self.records = list(getattr(records, "steps", records))
+        self.title = title
+
+    @property
+    def executed(self) -> bool:
+        return any(getattr(r, "duration_us", None) is not None for r in self.records)
+
+    @property
+    def total_us(self) -> int:
+        return sum(getattr(r, "duration_us", None) or 0 for r in self.records)
+
+    def rows(self) -> list[tuple]:
+        return [(i, getattr(r, "step", ""), getattr(r, "side", "") or "", getattr(r, "description", ""),
+                 _micros(getattr(r, "duration_us", None))) for i, r in enumerate(self.records, 1)]
+
+    def __repr__(self) -> str:
+        table = Table(self.headers, self.rows(), title=self.title, empty="no steps")
+        text = repr(table)
+        if self.executed:
+            text += f"\ntotal {_micros(self.total_us)} µs"
+        return text
+
+    def _repr_html_(self) -> str:
+        title = f"<b>{_e(self.title)}</b>" if self.title else ""
+        if not self.records:
+            return f"{title}<div><i>no steps</i></div>"
+        total = max(self.total_us, 1)
+        head = "".join(f"<th>{_e(h)}</th>" for h in self.headers)
+        if self.executed:
+            head += "<th>timeline</th>"
+        body, start = [], 0
+        for row, record in zip(self.rows(), self.records):
+            cells = "".join(f"<td>{_e(c)}</td>" for c in row)
+            duration = getattr(record, "duration_us", None) or 0
+            if self.executed:
+                left, width = 100 * start / total, max(100 * duration / total, 0.5)
+                cells += (f"<td style='width:200px'><div style='position:relative;height:10px;background:#eee'>"
+                          f"<div style='position:absolute;left:{left:.1f}%;width:{width:.1f}%;height:10px;"
+                          f"background:#1976d2'></div></div></td>")
+            start += duration
+            body.append(f"<tr>{cells}</tr>")
+        foot = ""
+        if self.executed:
+            foot = (f"<tfoot><tr><th colspan='4' style='text-align:right'>total</th>"
+                    f"<th>{_e(_micros(self.total_us))}</th><th></th></tr></tfoot>")
+        return (f"{STYLE}{title}<table class='clab-table'><thead><tr>{head}</tr></thead>"
+                f"<tbody>{''.join(body)}</tbody>{foot}</table>")
+
+
+def _micros(us) -> str:
+    return "-" if us is None else f"{round(us):,}".replace(",", " ")
+
+
 @dataclass
 class Report:
     """Several tables shown together."""

@@ -27,24 +27,25 @@ import argparse
 import codecs
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
 import sys
-import tempfile
 import threading
+import typing
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.display import display
 from traitlets import Float, Int, Unicode
 
 from . import cli
 from . import display as show
+from .python_cell import COMMAND as PYTHON_COMMAND
+from .python_cell import CellFolder, OutValueError, inputs_json
 from .runtime.errors import Conflict, ContainerError, NotFound, SpecError
 
-IO_DIR = "/run/containerlab-io"  # where a --python cell's --out value is written, bind-mounted from the host
-MAX_PROGRAM = 120 * 1024  # one argv string may be at most 128 KiB (MAX_ARG_STRLEN)
-MAX_OUT_JSON = 16 << 20
 
 
 class CellFailed(Exception):
@@ -94,7 +95,25 @@ def cell_parser() -> MagicParser:
     p.add_argument("--out", metavar="NAME", help="--python: bring the cell's variable NAME back (JSON); "
                    "shell: store the result object in NAME")
     p.add_argument("--stats", action="store_true", help="a footer: exit status, duration, peak memory, CPU time")
+    if "--dry-run" not in p._option_string_actions:
+        p.add_argument("--dry-run", action="store_true", help="with --explain: the plan, without running it")
     return p
+
+
+class _Step(typing.NamedTuple):
+    """A described step without timings (the fallback --explain, until the Engine plans)."""
+
+    step: str
+    description: str
+    duration_us: int | None = None
+    side: str = ""
+
+
+def _has_explain() -> bool:
+    """Whether the runtime times the steps it ran (Container.explain); else --explain only describes."""
+    from .runtime.engine import Container
+
+    return hasattr(Container, "explain")
 
 
 def line_parser() -> MagicParser:
@@ -221,6 +240,7 @@ class ContainerMagics(Magics):
         self._engine_lock = threading.Lock()
         self.last = None  # the last cell's CellResult
         self.monitors: list = []
+        self._folders: dict[str, CellFolder] = {}  # detached --python cells' folders, by container id
 
     # ------------------------------------------------------------ engine
 
@@ -242,6 +262,9 @@ class ContainerMagics(Magics):
             engine, self._engine = self._engine, None
         if engine is not None:
             engine.close()
+        for folder in self._folders.values():  # their containers stopped with the engine
+            folder.remove()
+        self._folders.clear()
 
     # ------------------------------------------------------------ %%container
 
@@ -251,19 +274,27 @@ class ContainerMagics(Magics):
         args = _parse(cell_parser(), line)
         if args is None:
             return None
+        self._sweep_folders()
         with _user_errors():
-            spec, io_dir = self._spec(args, cell)
+            spec, folder = self._spec(args, cell)
         try:
+            if args.explain and (args.dry_run or not _has_explain()):
+                return self._explain_plan(spec)
+            box, result = self._run(spec, args)
+            if folder is not None and spec.detach:  # the container still reads its cell: keep it till it ends
+                self._folders[box.id], folder = folder, None
             if args.explain:
-                return self._explain(spec)
-            result = self._run(spec, args)
-            if io_dir and args.out and result.ok:
-                self.shell.user_ns[args.out] = _read_out(io_dir, args.out)
+                display(show.ExplainTable(box.explain(), title=f"{box.name}: the steps that started it"))
+            if result is None:  # detached
+                return None
+            if folder is not None and args.out and result.ok:
+                try:
+                    self.shell.user_ns[args.out] = folder.read_out()
+                except OutValueError as e:
+                    raise CellFailed(str(e), result) from None
         finally:
-            if io_dir:
-                shutil.rmtree(io_dir, ignore_errors=True)
-        if result is None:  # detached
-            return None
+            if folder is not None:
+                folder.remove()
         if args.out and not args.python:
             self.shell.user_ns[args.out] = result
         if not result.ok:
@@ -281,83 +312,62 @@ class ContainerMagics(Magics):
             raise SpecError("a cell has no stdin to keep open: drop -i (use --tty for a terminal)")
         if args.inputs and not args.python:
             raise SpecError("--in passes notebook variables to Python: add --python")
+        if args.out and args.python and args.detach:
+            raise SpecError("--out is set when the cell ends, and a --detach cell returns at once: drop one of them")
+        if args.dry_run and not args.explain:
+            raise SpecError("--dry-run shows the plan without running it: add --explain")
         for key, value in self.defaults().items():
             if getattr(args, key) is None:
                 setattr(args, key, None if value is None else str(value) if key != "timeout" else value)
-        io_dir = None
+        folder = None
         if args.python:
-            command = ["python3", "-c", self._python_program(cell, args.inputs, args.out)]
-            if args.out:
-                io_dir = tempfile.mkdtemp(prefix="containerlab-io-")
-                os.chmod(io_dir, 0o777)  # the cell may run as another user (-u)
-                args.volume = list(args.volume) + [f"{io_dir}:{IO_DIR}"]
+            folder = CellFolder(cell, inputs_json(args.inputs, self.shell.user_ns), args.out)
+            args.volume = list(args.volume) + [folder.volume]
+            command = list(PYTHON_COMMAND)
         else:
             command = ["/bin/sh", "-c", cell]
         args.args = ["--", *command]
         try:
-            return cli.spec_from_args(args), io_dir
+            return cli.spec_from_args(args), folder
         except BaseException:
-            if io_dir:
-                shutil.rmtree(io_dir, ignore_errors=True)
+            if folder is not None:
+                folder.remove()
             raise
 
-    def _python_program(self, cell: str, inputs: str | None, out: str | None) -> str:
-        """The cell as a python3 -c program: inputs as JSON in, the --out value as JSON out.
+    def _sweep_folders(self) -> None:
+        """Remove the cell folders of detached --python cells whose container has ended."""
+        for cid, folder in list(self._folders.items()):
+            try:
+                ended = self.engine.inspect(cid).get("status") not in ("running", "exiting", "created")
+            except ContainerError:
+                ended = True
+            if ended:
+                folder.remove()
+                del self._folders[cid]
 
-        Only JSON crosses the boundary, both ways: unpickling anything the
-        container made would let the sandbox run code in the kernel.
-        """
-        values = {}
-        for name in filter(None, (n.strip() for n in (inputs or "").split(","))):
-            if not name.isidentifier():
-                raise SpecError(f"--in {name!r}: give Python variable names separated by commas")
-            if name not in self.shell.user_ns:
-                raise SpecError(f"--in {name}: no such variable in the notebook")
-            values[name] = self.shell.user_ns[name]
-        try:
-            values_json = json.dumps(values)
-        except (TypeError, ValueError) as e:
-            raise SpecError(f"--in: {e}: pass JSON-compatible values (dict, list, str, numbers, bool, None)") from None
-        if out is not None and not out.isidentifier():
-            raise SpecError(f"--out {out!r}: give a Python variable name")
-        lines = [
-            "import json, sys",
-            "ns = {'__name__': '__main__'}",
-            f"ns.update(json.loads({values_json!r}))",
-            f"exec(compile({cell!r}, '<cell>', 'exec'), ns)",
-        ]
-        if out:
-            lines += [
-                f"if {out!r} not in ns: sys.exit('--out {out}: the cell did not set {out}')",
-                "try:",
-                f"    text = json.dumps(ns[{out!r}])",
-                "except (TypeError, ValueError) as e:",
-                f"    sys.exit(f'--out {out}: {{e}}: only JSON-compatible values come back')",
-                f"with open({IO_DIR + '/out.json'!r}, 'w') as f: f.write(text)",
-            ]
-        program = "\n".join(lines)
-        if len(program.encode()) > MAX_PROGRAM:
-            raise SpecError(f"the cell and its --in values are {len(program.encode()) // 1024} KiB, more than "
-                            f"{MAX_PROGRAM // 1024} KiB: put large data in a file and mount it with -v")
-        return program
-
-    def _explain(self, spec) -> None:
-        from .runtime import rootfs
-        from .runtime.images import ImageStore
-
+    def _explain_plan(self, spec):
+        """--explain --dry-run: the plan the runtime would execute, without running it."""
+        plan = getattr(self.engine, "plan", None)
         with _user_errors():
+            if plan is not None:
+                return show.ExplainTable(plan(spec), title="the plan (not run: --dry-run)")
+            # Until the runtime builds its start plan: the root filesystem's steps, described
+            from .runtime import rootfs
+            from .runtime.images import ImageStore
+
             image = ImageStore(self.engine.data_root).resolve(spec.image)
-        for i, step in enumerate(rootfs.explain(image, spec), 1):
-            print(f"{i:3}. {step}")
+            records = [_Step(f"rootfs {i}", line) for i, line in enumerate(rootfs.explain(image, spec), 1)]
+        return show.ExplainTable(records, title="the root filesystem's setup steps (not run)")
 
     def _run(self, spec, args):
+        """Start the container; for a foreground one, stream it to the end. (box, CellResult or None)."""
         printer = StreamPrinter(self.output_limit)
         with _user_errors():
             box = self.engine.run(spec, on_output=printer)
         if spec.detach:
             print(f"{box.name} started in the background ({box.id[:12]}): "
                   f"follow it with %container logs -f {box.name}")
-            return None
+            return box, None
         result, interrupted = self._follow(box, printer)
         cell = show.CellResult(result, box.name, box.id, spec.image,
                                {k: v for k, v in vars(spec.limits).items() if v is not None}, interrupted)
@@ -365,7 +375,7 @@ class ContainerMagics(Magics):
         self.shell.user_ns["_container"] = cell
         if args.stats:
             print(show.stats_footer(result) + (" · interrupted" if interrupted else ""))
-        return cell
+        return box, cell
 
     def _follow(self, box, printer: StreamPrinter):
         """Stream until the process ends; an interrupt stops it (SIGTERM, SIGKILL after stop_grace)."""
@@ -399,6 +409,7 @@ class ContainerMagics(Magics):
         args = _parse(line_parser(), line)
         if args is None:
             return None
+        self._sweep_folders()
         with _user_errors():
             return getattr(self, "verb_" + args.verb)(args)
 
@@ -494,6 +505,7 @@ class ContainerMagics(Magics):
         args = _parse(cgroup_parser(), line)
         if args is None:
             return None
+        self._sweep_folders()
         with _user_errors():
             if args.container is None:
                 if args.settings or args.watch:
@@ -515,24 +527,48 @@ class ContainerMagics(Magics):
     def _update(self, ref: str, settings: list[str]):
         from .runtime.spec import Limits
 
-        values, link = {}, {}
+        values, link, typed = {}, {}, {}
         for item in settings:
             key, sep, value = item.partition("=")
-            key = key.replace("-", "_")
-            if sep and key in LINK_KEYS:
-                link[key] = value
+            name = key.replace("-", "_")
+            if sep and name in LINK_KEYS:
+                link[name], typed[name] = value, key
                 continue
-            if not sep or key not in SETTING_KEYS:
+            if not sep or name not in SETTING_KEYS:
                 keys = sorted(set(SETTING_KEYS) - {"pids_limit"}) + list(LINK_KEYS)
                 raise SpecError(f"%cgroup: {item!r} is not KEY=VALUE with KEY one of {', '.join(keys)}")
-            values[SETTING_KEYS[key]] = value
-        link_before = self.engine.network_usage(ref).get("net_shape") if link else None
-        before, after = self.engine.update(ref, Limits.parse(**values) if values else None, **link)
+            values[SETTING_KEYS[name]], typed[SETTING_KEYS[name]] = value, key
+        try:
+            limits = Limits.parse(**values) if values else None
+            link_before = self.engine.network_usage(ref).get("net_shape") if link else None
+            before, after = self.engine.update(ref, limits, **link)
+        except SpecError as e:
+            raise SpecError(_as_typed(str(e), typed)) from None
         table = show.limits_change(ref, before, after)
         if link:
             table.rows.append(("link", show.link_shape(link_before),
                                show.link_shape(self.engine.network_usage(ref).get("net_shape"))))
         return table
+
+
+# The flags the runtime's messages name, and the KEY= of %cgroup that sets each
+FLAG_KEYS = {"--memory-swap": "memory_swap", "--memory": "memory", "--cpus": "cpus", "--cpu-shares": "cpu_shares",
+             "--cpuset-cpus": "cpuset_cpus", "--pids-limit": "pids_limit", "--blkio-weight": "blkio_weight",
+             "--net-rate": "net_rate", "--net-delay": "net_delay", "--net-loss": "net_loss"}
+_FLAG_VALUE = re.compile(r"(--[a-z-]+)(?![-\w])(?: ('[^']*'|-1\b|\d[\w.%]*))?")
+
+
+def _as_typed(message: str, typed: dict[str, str]) -> str:
+    """A runtime message about `--memory 'banana'` -> about `memory='banana'`, as the user wrote it."""
+
+    def swap(m: re.Match) -> str:
+        key = FLAG_KEYS.get(m.group(1))
+        if key is None:
+            return m.group(0)
+        word = typed.get(key) or ("pids" if key == "pids_limit" else key)
+        return f"{word}={m.group(2) or ''}"
+
+    return _FLAG_VALUE.sub(swap, message)
 
 
 def kernel_cgroup_report(engine):
@@ -552,21 +588,6 @@ def kernel_cgroup_report(engine):
                                 ("controllers", " ".join(sorted(info.get("controllers") or []))),
                                 ("containers", len(mgr.list()))], title="the lab's subtree")
     return show.Report([own, lab])
-
-
-def _read_out(io_dir: str, name: str):
-    path = os.path.join(io_dir, "out.json")
-    try:
-        with open(path, "rb") as f:
-            text = f.read(MAX_OUT_JSON + 1)
-    except FileNotFoundError:
-        raise CellFailed(f"--out {name}: the cell wrote no value") from None
-    if len(text) > MAX_OUT_JSON:
-        raise CellFailed(f"--out {name}: the value is larger than {MAX_OUT_JSON >> 20} MiB of JSON")
-    try:
-        return json.loads(text)
-    except ValueError as e:
-        raise CellFailed(f"--out {name}: not JSON ({e})") from None
 
 
 class _user_errors:
@@ -594,9 +615,14 @@ _loaded: dict[int, ContainerMagics] = {}
 
 
 def load_ipython_extension(ipython) -> None:
+    """Register the magics once per shell: loading again (the lab's kernel already did, or
+    %load_ext twice under different names) changes nothing and says nothing."""
+    if id(ipython) in _loaded:
+        return
     magics = ContainerMagics(shell=ipython)
     ipython.register_magics(magics)
-    ipython.configurables.append(magics)  # so %config ContainerMagics.x = ... reaches it
+    if magics not in ipython.configurables:
+        ipython.configurables.append(magics)  # so %config ContainerMagics.x = ... reaches it
     _loaded[id(ipython)] = magics
 
 
@@ -604,8 +630,8 @@ def unload_ipython_extension(ipython) -> None:
     magics = _loaded.pop(id(ipython), None)
     if magics is not None:
         magics.close()
-        if magics in ipython.configurables:
-            ipython.configurables.remove(magics)
+        ipython.configurables[:] = [c for c in ipython.configurables if c is not magics]
         for kind in ("line", "cell"):
             for name in ("container", "cgroup"):
                 ipython.magics_manager.magics[kind].pop(name, None)
+        ipython.magics_manager.registry.pop(type(magics).__name__, None)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextvars
 import os
+import re
 import threading
 import time
 
@@ -94,6 +95,10 @@ class LimitsPanel(w.VBox):
         return f"containerlab panel ({self.options_text()})"
 
 
+def _show(widget, visible: bool) -> None:
+    widget.layout.display = None if visible else "none"
+
+
 def _bits(per_second: float) -> str:
     for unit, scale in (("Gbit/s", 1e9), ("Mbit/s", 1e6), ("kbit/s", 1e3)):
         if per_second >= scale:
@@ -130,6 +135,7 @@ class Monitor(w.VBox):
         self._last_net: tuple[float, int, int] | None = None
         self.samples: list[tuple[float, int, float]] = []  # (t, memory bytes, cpu %)
         self.ooms: list[float] = []
+        self._top = 1.0  # the plot's memory scale
         self.summary = f"monitor of {self.name}: starting"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -177,7 +183,28 @@ class Monitor(w.VBox):
                 reason = "the container ended"
                 break
             self._stop.wait(self.interval)
+        if reason == "the container ended":
+            # An OOM kill that ends the container comes after the last sample: its final
+            # counters, read by its shim as it ended, are in its state once settled.
+            missed = self._final_oom_kills() - (oom_seen or 0)
+            self.ooms += [time.monotonic() - start] * max(missed, 0)
         self._finish(reason)
+
+    def _final_oom_kills(self, timeout: float = 3.0) -> int:
+        """OOM kills in the container's whole life, from its state once its shim recorded the end."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                state = self.engine.inspect(self.cid)
+            except ContainerError:  # removed meanwhile: nothing more to learn
+                return 0
+            if state.get("status") not in ("running", "exiting") or time.monotonic() > deadline:
+                break
+            self._stop.wait(0.02)
+        count = state.get("oom_kills", (state.get("usage") or {}).get("oom_kills"))
+        if count is None:  # a runtime that keeps only whether there was one
+            count = 1 if state.get("oom_killed") else 0
+        return count
 
     def _net_line(self, now: float, usage: dict) -> str:
         rx, tx = usage.get("net_rx_bytes") or 0, usage.get("net_tx_bytes") or 0
@@ -198,25 +225,34 @@ class Monitor(w.VBox):
     def _draw(self, usage: dict, cpu_pct: float) -> None:
         limit = usage.get("memory_limit")
         memory = usage.get("memory_bytes") or 0
-        top = limit or max(memory * 2, 1)
+        top = limit or max(max(m for _, m, _ in self.samples) * 1.25, 1)  # the plot's scale
+        pids, pids_limit = usage.get("pids_current") or 0, usage.get("pids_limit")
         with self.hold_sync():
-            self.memory.max = top
-            self.memory.value = min(memory, top)
-            self.memory.bar_style = "danger" if limit and memory > 0.9 * limit else "info"
-            self.memory_text.value = (f"{show.size(memory, '-')} of {show.size(limit)}"
-                                      f" (peak {show.size(usage.get('memory_peak_bytes'), '-')})")
+            # A bar is a figure against its limit: without a limit there is no bar, only the figure
+            _show(self.memory, limit is not None)
+            if limit:
+                self.memory.max = limit
+                self.memory.value = min(memory, limit)
+                self.memory.bar_style = "danger" if memory > 0.9 * limit else "info"
+            self.memory_text.value = (f"{show.size(memory, '-')} of {show.size(limit)}" if limit else
+                                      f"{show.size(memory, '-')} (no memory limit)") + \
+                f", peak {show.size(usage.get('memory_peak_bytes'), '-')}"
             self.cpu.value = min(cpu_pct, self.cpu.max)
-            self.cpu_text.value = f"{cpu_pct:.0f} % (limit {self.cpus or 'none'} CPUs)"
-            pids, pids_limit = usage.get("pids_current") or 0, usage.get("pids_limit")
-            pids_max = pids_limit or max(pids * 2, 1)
-            self.pids.max = pids_max
-            self.pids.value = min(pids, pids_max)
-            self.pids_text.value = f"{pids} of {pids_limit or 'unlimited'}"
+            self.cpu_text.value = (f"{cpu_pct:.0f} % of {self.cpus:g} CPUs ({100 * self.cpus:g} %)" if self.cpus
+                                   else f"{cpu_pct:.0f} % (no CPU limit)")
+            _show(self.pids, pids_limit is not None)
+            if pids_limit:
+                self.pids.max = pids_limit
+                self.pids.value = min(pids, pids_limit)
+            self.pids_text.value = f"{pids} of {pids_limit}" if pids_limit else f"{pids} (no pids limit)"
+            self._top = top
             self.plot.value = self._svg(top)
-            self.events.value = ("".join(f"<span style='color:#b00'>OOM kill at {t:.1f} s</span> "
-                                         for t in self.ooms))
+            self.events.value = self._events_html()
         self.summary = (f"monitor of {self.name}: memory {self.memory_text.value}; CPU {cpu_pct:.0f} %; "
                         f"pids {self.pids_text.value}; OOM kills {len(self.ooms)}")
+
+    def _events_html(self) -> str:
+        return "".join(f"<span style='color:#b00'>OOM kill at {t:.1f} s</span> " for t in self.ooms)
 
     def _svg(self, top: float) -> str:
         width, height = 360, 60
@@ -231,8 +267,8 @@ class Monitor(w.VBox):
         mem = " ".join(f"{x(t):.1f},{height - m / top * height:.1f}" for t, m, _ in self.samples)
         cpu_top = max(self.cpu.max, 1)
         cpu = " ".join(f"{x(t):.1f},{height - min(c, cpu_top) / cpu_top * height:.1f}" for t, _, c in self.samples)
-        marks = "".join(f"<line x1='{x(t):.1f}' x2='{x(t):.1f}' y1='0' y2='{height}' stroke='#b00'/>"
-                        for t in self.ooms if t >= t0)
+        marks = "".join(f"<line x1='{min(x(t), width - 1):.1f}' x2='{min(x(t), width - 1):.1f}' y1='0' "
+                        f"y2='{height}' stroke='#b00'/>" for t in self.ooms if t >= t0)
         return (f"<svg width='{width}' height='{height}' style='border:1px solid #ccc'>"
                 f"<polyline fill='none' stroke='#1976d2' points='{mem}'/>"
                 f"<polyline fill='none' stroke='#888' points='{cpu}'/>{marks}</svg>"
@@ -240,7 +276,12 @@ class Monitor(w.VBox):
 
     def _finish(self, reason: str) -> None:
         self.title.value = f"<b>{show._e(self.name)}</b>: {show._e(reason)}"
-        self.summary = self.summary.replace(": starting", "") + f" ({reason})"
+        self.events.value = self._events_html()
+        self.plot.value = self._svg(self._top)  # with the OOM kills read at the end
+        self.summary = re.sub(r"OOM kills \d+", f"OOM kills {len(self.ooms)}", self.summary.replace(": starting", ""))
+        if "OOM kills" not in self.summary:
+            self.summary += f"; OOM kills {len(self.ooms)}"
+        self.summary += f" ({reason})"
         if self._handle is not None:
             bundle = self._repr_mimebundle_()
             bundle["text/plain"] = self.summary

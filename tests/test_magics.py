@@ -161,6 +161,93 @@ def test_python_traceback_points_at_the_cell(ip, clean, capsys):
     assert 'File "<cell>", line 2' in capsys.readouterr().err
 
 
+class _Recorder:
+    """Stands in for sys.stdout and sys.stderr at once: every write, with its stream and arrival time."""
+
+    def __init__(self, name: str, log: list):
+        self.name, self.log = name, log
+
+    def write(self, text: str) -> int:
+        self.log.append((time.monotonic(), self.name, text))
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def record_streams(monkeypatch) -> list:
+    """From here on in the test (pytest's own capture resets sys.stdout between a fixture and the test)."""
+    log: list = []
+    monkeypatch.setattr("sys.stdout", _Recorder("stdout", log))
+    monkeypatch.setattr("sys.stderr", _Recorder("stderr", log))
+    return log
+
+
+def test_python_output_streams_as_it_is_printed(ip, clean, monkeypatch):
+    """-u: each print reaches the cell when it is made, not when the container ends."""
+    recorded = record_streams(monkeypatch)
+    cell(ip, "--python", "import time\nfor i in range(3):\n    print('tick', i)\n    time.sleep(0.4)")
+    ticks = [t for t, stream, text in recorded if "tick" in text]
+    assert len(ticks) == 3, recorded  # three writes, not one block at the end
+    assert ticks[-1] - ticks[0] > 0.6, recorded
+
+
+def test_python_stdout_and_stderr_keep_their_order(ip, clean, monkeypatch):
+    from containerlab_magic.magics import CellFailed
+
+    recorded = record_streams(monkeypatch)
+    with pytest.raises(CellFailed, match="^exit 1$"):
+        cell(ip, "--python", "print('before')\n1 / 0")
+    text = "".join(text for _, _, text in recorded)
+    assert text.index("before") < text.index("Traceback"), text
+    assert [s for _, s, t in recorded if "before" in t] == ["stdout"]
+
+
+def test_python_traceback_shows_only_the_cells_frames(ip, clean, capsys):
+    from containerlab_magic.magics import CellFailed
+
+    with pytest.raises(CellFailed, match="exit 1"):
+        cell(ip, "--python", "def f():\n    return 1 / 0\n\nf()")
+    err = capsys.readouterr().err
+    frames = re.findall(r'File "([^"]+)", line (\d+), in (\S+)', err)
+    assert frames == [("<cell>", "4", "<module>"), ("<cell>", "2", "f")], err
+    assert "    return 1 / 0\n" in err and "ZeroDivisionError: division by zero" in err
+    with pytest.raises(CellFailed, match="exit 1"):
+        cell(ip, "--python", "x = (")
+    assert re.search(r'File "<cell>", line 1\n +x = \(\n', capsys.readouterr().err)
+
+
+def test_python_cell_runs_as_main_from_the_working_directory(ip, clean, capsys):
+    cell(ip, "--python -w /tmp", "import os, sys, pickle\n"
+         "open('mod_in_workdir.py', 'w').write('X = 42')\nimport mod_in_workdir\n"
+         "class Point:\n    pass\n"
+         "print(__name__, sys.argv, os.getcwd(), mod_in_workdir.X, type(pickle.loads(pickle.dumps(Point()))).__name__)")
+    assert capsys.readouterr().out == "__main__ ['<cell>'] /tmp 42 Point\n"
+
+
+def test_python_cell_command_is_short_and_its_folder_goes_when_it_ends(ip, clean, capsys):
+    from containerlab_magic.python_cell import COMMAND
+
+    magics = _magics(ip)
+    cell(ip, "--python --detach --name pyd", "import time\ntime.sleep(0.5)")
+    capsys.readouterr()
+    rows = {row[1]: row for row in ip.run_line_magic("container", "ps").rows}
+    assert rows["pyd"][3] == "python3 -u /run/containerlab-io/cell.py" == " ".join(COMMAND)
+    folder = next(iter(magics._folders.values())).path
+    assert os.path.isfile(os.path.join(folder, "cell.py"))  # the container still needs it
+    magics.engine.wait("pyd")
+    ip.run_line_magic("container", "rm pyd")  # any magic after the end removes the folder
+    assert not os.path.exists(folder) and not magics._folders
+
+
+def test_python_in_takes_large_values_and_out_refuses_detach(ip, clean, capsys):
+    ip.user_ns["big"] = "x" * (300 << 10)  # more than one argv string may hold (128 KiB)
+    cell(ip, "--python --in big --out n", "n = len(big)")
+    assert ip.user_ns["n"] == 300 << 10
+    with pytest.raises(UsageError, match="--out .* --detach"):
+        cell(ip, "--python --detach --out n", "n = 1")
+
+
 def test_out_of_a_shell_cell_is_the_result_object(ip, clean):
     cell(ip, "--out r --memory 32M", "true")
     r = ip.user_ns["r"]
@@ -279,7 +366,7 @@ def test_link_shaping_is_set_and_shown_like_limits(ip, clean):
         assert ("link", "2 Mbit/s", "8 Mbit/s") in change.rows
         report = repr(ip.run_line_magic("cgroup", "shaped"))
         assert "network (bridge)" in report and "8 Mbit/s" in report
-        with pytest.raises(UsageError, match="--net-rate"):
+        with pytest.raises(UsageError, match="^invalid net_rate='fast'"):
             ip.run_line_magic("cgroup", "shaped net_rate=fast")
     finally:
         ip.run_line_magic("container", "stop -t 5 shaped")
@@ -345,6 +432,78 @@ def test_watch_monitor_shows_the_link_of_a_network_container(ip, clean):
         ip.run_line_magic("container", "rm -f talker")
 
 
+def _wait_until_done(monitor, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while monitor.running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not monitor.running, "the monitor still runs"
+
+
+def test_watch_monitor_ends_with_the_oom_kill_that_ended_the_container(ip, clean):
+    """The kill comes after the last sample: the monitor reads the final counters before closing."""
+    cell(ip, "--detach --name oomed --memory 32M --python", "import time\ntime.sleep(0.6)\nx = bytearray(100 << 20)")
+    try:
+        ip.run_line_magic("cgroup", "oomed --watch")
+        monitor = _magics(ip).monitors[-1]
+        _wait_until_done(monitor)
+        assert len(monitor.ooms) == 1, repr(monitor)
+        assert "OOM kill at" in monitor.events.value and "stroke='#b00'" in monitor.plot.value
+        assert repr(monitor).endswith("; OOM kills 1 (the container ended)"), repr(monitor)
+    finally:
+        ip.run_line_magic("container", "rm -f oomed")
+
+
+def test_watch_monitor_says_what_has_no_limit(ip, clean):
+    """No limit: a figure and 'no ... limit', never a bar against a made-up maximum."""
+    cell(ip, "--detach --name free --pids-limit 50", "trap 'exit 0' TERM; sleep 30 & wait")
+    try:
+        ip.run_line_magic("cgroup", "free --watch")
+        monitor = _magics(ip).monitors[-1]
+        deadline = time.monotonic() + 10
+        while "pids" not in repr(monitor) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert re.fullmatch(r"\d+ % \(no CPU limit\)", monitor.cpu_text.value), monitor.cpu_text.value
+        assert monitor.memory_text.value.startswith(tuple("0123456789")) and "(no memory limit)" in \
+            monitor.memory_text.value
+        assert monitor.memory.layout.display == "none"  # no memory bar without a memory limit
+        assert re.fullmatch(r"\d of 50", monitor.pids_text.value) and monitor.pids.max == 50
+        assert monitor.pids.layout.display is None
+        monitor.stop()
+        _wait_until_done(monitor)
+    finally:
+        ip.run_line_magic("container", "stop -t 5 free")
+        ip.run_line_magic("container", "rm free")
+    cell(ip, "--detach --name capped --cpus 0.5 --memory 64M", "trap 'exit 0' TERM; sleep 30 & wait")
+    try:
+        ip.run_line_magic("cgroup", "capped --watch")
+        monitor = _magics(ip).monitors[-1]
+        deadline = time.monotonic() + 10
+        while "pids" not in repr(monitor) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert re.fullmatch(r"\d+ % of 0.5 CPUs \(50 %\)", monitor.cpu_text.value), monitor.cpu_text.value
+        assert re.fullmatch(r"\d+ \(no pids limit\)", monitor.pids_text.value), monitor.pids_text.value
+        assert monitor.pids.layout.display == "none" and monitor.memory.layout.display is None
+        monitor.stop()
+        _wait_until_done(monitor)
+    finally:
+        ip.run_line_magic("container", "stop -t 5 capped")
+        ip.run_line_magic("container", "rm capped")
+
+
+def test_cgroup_errors_name_what_the_user_typed(ip, clean):
+    cell(ip, "--detach --name typed", "trap 'exit 0' TERM; sleep 30 & wait")
+    try:
+        with pytest.raises(UsageError, match=r"^invalid memory='banana': write a number of bytes"):
+            ip.run_line_magic("cgroup", "typed memory=banana")
+        with pytest.raises(UsageError, match=r"^invalid pids=0: give "):
+            ip.run_line_magic("cgroup", "typed pids=0")
+        with pytest.raises(UsageError, match=r"^invalid cpu-shares='many'"):
+            ip.run_line_magic("cgroup", "typed cpu-shares=many")
+    finally:
+        ip.run_line_magic("container", "stop -t 5 typed")
+        ip.run_line_magic("container", "rm typed")
+
+
 def test_panel_values_become_the_defaults(ip, clean, capsys):
     panel = ip.run_line_magic("container", "panel")
     panel.memory.value = "96M" if "96M" in [v for _, v in panel.memory.options] else "128M"
@@ -358,6 +517,18 @@ def test_panel_values_become_the_defaults(ip, clean, capsys):
     assert "of 32 MiB" in capsys.readouterr().out
 
 
+def test_loading_again_changes_nothing(ip, clean, capsys):
+    """The lab's kernel loads containerlab_magic.kernel at start; a notebook's own %load_ext comes after."""
+    from containerlab_magic.magics import ContainerMagics
+
+    magics = _magics(ip)
+    ip.run_line_magic("load_ext", "containerlab_magic.kernel")
+    assert _magics(ip) is magics and capsys.readouterr() == ("", "")
+    assert [c for c in ip.configurables if isinstance(c, ContainerMagics)] == [magics]
+    ip.run_line_magic("config", "ContainerMagics.default_image = 'busybox'")
+    assert magics.default_image == "busybox"
+
+
 def test_unload_stops_every_container_of_the_kernel(ip, no_leaks):
     from containerlab_magic.magics import _loaded
 
@@ -367,4 +538,8 @@ def test_unload_stops_every_container_of_the_kernel(ip, no_leaks):
     ip.run_line_magic("unload_ext", "containerlab_magic")
     assert id(ip) not in _loaded and "container" not in ip.magics_manager.magics["cell"]
     assert engine.ps(all=True) == []
-    ip.run_line_magic("load_ext", "containerlab_magic")  # for the module's teardown; its engine starts lazily
+    ip.run_line_magic("reload_ext", "containerlab_magic")  # for the module's teardown; its engine starts lazily
+    from containerlab_magic.magics import ContainerMagics
+
+    assert [c for c in ip.configurables if isinstance(c, ContainerMagics)] == [_magics(ip)]
+
