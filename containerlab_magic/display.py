@@ -3,7 +3,9 @@
 Every object here has `_repr_html_` for JupyterLab and `__repr__` for
 terminals, nbval and saved notebooks read without a browser, so nothing is
 ever shown only as HTML.  Nothing here runs containers: the magics hand in
-the rows, results and usage figures they got from the runtime.
+the rows, results and usage figures they got from the commands layer.  How
+each figure reads (sizes, rates, statuses) and each verb's rows come from
+formats.py, shared with the CLI; this module only lays them out.
 """
 
 from __future__ import annotations
@@ -12,7 +14,11 @@ import html
 import time
 from dataclasses import dataclass, field
 
+from .formats import Rows, link_shape, net_io, size
 from .runtime.spec import format_size
+
+__all__ = ["CellResult", "ExplainTable", "Report", "Table", "Text", "cgroup_report", "limits_change",
+           "link_shape", "net_io", "size", "stats_footer"]
 
 STYLE = ("<style>.clab-table td,.clab-table th{padding:2px 8px;text-align:left;font-family:monospace}"
          ".clab-bad{color:#b00}.clab-ok{color:#070}</style>")
@@ -30,6 +36,11 @@ class Table:
     rows: list[tuple] = field(default_factory=list)
     title: str = ""
     empty: str = "(none)"
+
+    @classmethod
+    def of(cls, rows: Rows, title: str = "") -> "Table":
+        """A verb's rows (formats.py) as a table."""
+        return cls(tuple(rows.header), list(rows.rows), title=title, empty=rows.empty or "(none)")
 
     def __repr__(self) -> str:
         lines = [self.title] if self.title else []
@@ -63,10 +74,6 @@ class Text:
 
 
 # ---------------------------------------------------------------- figures
-
-
-def size(n: int | None, unlimited: str = "unlimited") -> str:
-    return unlimited if n is None else format_size(n)
 
 
 def seconds_ns(ns: int | None) -> str:
@@ -156,29 +163,6 @@ class CellResult:
 # ---------------------------------------------------------------- tables
 
 
-def ps_table(rows: list[dict], describe_status, human_age) -> Table:
-    now = time.time()
-    table = Table(("ID", "NAME", "IMAGE", "COMMAND", "STATUS", "PORTS", "AGE"), empty="no containers")
-    for row in rows:
-        command = " ".join(row.get("command", []))
-        if len(command) > 40:
-            command = command[:37] + "..."
-        table.rows.append((row["id"][:12], row.get("name", ""), row.get("image", ""), command,
-                           describe_status(row, now), ", ".join(row.get("ports") or []),
-                           human_age(now - row.get("created", now))))
-    return table
-
-
-def images_table(rows: list[dict]) -> Table:
-    table = Table(("IMAGE", "ROOT", "HOST BINDS (read-only)"), empty="no images")
-    for row in rows:
-        if row["ok"]:
-            table.rows.append((row["name"], row["layers"][0] if row["layers"] else "", " ".join(row["binds"])))
-        else:
-            table.rows.append((row["name"], f"unavailable: {row['error']}", ""))
-    return table
-
-
 def usage_rows(usage: dict) -> list[tuple[str, str, str]]:
     """(what, used now, limit) from Engine.stats(): the figures a learner compares."""
     rows = [("memory", f"{size(usage.get('memory_bytes'), '-')} now, {size(usage.get('memory_peak_bytes'), '-')} peak",
@@ -195,30 +179,6 @@ def usage_rows(usage: dict) -> list[tuple[str, str, str]]:
     if usage.get("network"):
         rows.append((f"network ({usage['network']})", net_io(usage), link_shape(usage.get("net_shape"))))
     return rows
-
-
-def net_io(usage: dict) -> str:
-    """Bytes received / sent through eth0, as docker stats' NET I/O column."""
-    if not usage.get("network"):
-        return "-"
-    return f"{size(usage.get('net_rx_bytes'), '-')} / {size(usage.get('net_tx_bytes'), '-')}"
-
-
-def link_shape(shape: dict | None) -> str:
-    """--net-rate, --net-delay, --net-loss as set now: '4 Mbit/s, +100 ms, 1% loss'."""
-    if not shape:
-        return "unshaped"
-    parts = []
-    if shape.get("rate_bps"):
-        rate = shape["rate_bps"]
-        unit = next((u for u, n in (("Gbit/s", 1e9), ("Mbit/s", 1e6), ("kbit/s", 1e3)) if rate >= n), "bit/s")
-        scale = {"Gbit/s": 1e9, "Mbit/s": 1e6, "kbit/s": 1e3, "bit/s": 1}[unit]
-        parts.append(f"{rate / scale:g} {unit}")
-    if shape.get("delay_us"):
-        parts.append(f"+{shape['delay_us'] / 1000:g} ms")
-    if shape.get("loss_pct"):
-        parts.append(f"{shape['loss_pct']:g}% loss")
-    return ", ".join(parts) or "unshaped"
 
 
 def cgroup_report(name: str, usage: dict, files: dict[str, str]) -> Report:

@@ -5,61 +5,44 @@
     %%container --image busybox --memory 64M --cpus 0.5
     hostname; echo "I am PID $$"
 
-A thin layer in jupysql's shape: argparse (the CLI's own run options) turns
-the line into a ContainerSpec, the runtime's Engine runs it, display.py and
-widgets.py render what comes back.  One private Engine per kernel: its shim
-stops every container when the kernel exits, restarts, or the extension is
+A thin layer in jupysql's shape: the shared parsers (parsers.py, the same
+run flags and verbs as `containerlab-magic`, without the terminal-only -t and
+-i) turn the line into arguments, the commands layer (commands/) runs the
+verb over the runtime's Engine and returns data, and display.py and
+widgets.py render it as HTML.  One private Engine per kernel: its shim stops
+every container when the kernel exits, restarts, or the extension is
 unloaded.
 
-Output streams into the cell as the container writes it: the cell runs on
-the kernel's main thread, blocked in the engine's select() on the container's
-pipes, so the kernel's interrupt (SIGINT -> KeyboardInterrupt) lands right
-there and stops the container (SIGTERM, SIGKILL after `stop_grace`).
-
-Failures are one line: bad options raise IPython's UsageError; a container
-that failed (non-zero exit, timeout, OOM kill, interrupt) raises CellFailed,
-whose `_render_traceback_` is that line, so no Python traceback is shown.
+Output streams into the cell as the container writes it (cell_output.py);
+the kernel's interrupt stops the cell's container.  Failures are one line:
+bad options raise IPython's UsageError; a container that failed (non-zero
+exit, timeout, OOM kill, interrupt) raises CellFailed, whose
+`_render_traceback_` is that line, so no Python traceback is shown.
 """
 
 from __future__ import annotations
 
 import argparse
-import codecs
-import json
-import os
-import re
 import shlex
-import shutil
-import signal
-import sys
 import threading
-import typing
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import display
 from traitlets import Float, Int, Unicode
 
-from . import cli
+from . import commands, magic_cgroup, parsers
 from . import display as show
+from .cell_output import CellFailed, StreamPrinter, follow
+from .magic_verbs import VERBS
 from .python_cell import COMMAND as PYTHON_COMMAND
 from .python_cell import CellFolder, OutValueError, inputs_json
 from .runtime.errors import Conflict, ContainerError, NotFound, SpecError
 
+__all__ = ["CellFailed", "ContainerMagics", "load_ipython_extension", "unload_ipython_extension"]
 
 
-class CellFailed(Exception):
-    """A container that ended badly: shown as its one line, never as a traceback."""
-
-    def __init__(self, line: str, result=None):
-        super().__init__(line)
-        self.result = result
-
-    def _render_traceback_(self) -> list[str]:
-        return [f"\x1b[0;31m{self}\x1b[0m"]
-
-
-class MagicParser(cli.Parser):
+class MagicParser(parsers.Parser):
     """argparse whose errors become UsageError and whose --help just prints."""
 
     def error(self, message: str):  # type: ignore[override]
@@ -86,69 +69,30 @@ def _parse(parser: argparse.ArgumentParser, line: str) -> argparse.Namespace | N
 
 def cell_parser() -> MagicParser:
     p = MagicParser(prog="%%container", description="Run the cell in a new container: a /bin/sh script, "
-                    "or Python with --python. Options mirror `containerlab run`.")
-    cli._add_run_options(p)
-    p.set_defaults(net=None)  # None: take ContainerMagics.default_network
+                    "or Python with --python. Options are those of `containerlab-magic run`.")
+    p.add_argument("--image", help="image to run (default: ContainerMagics.default_image, 'host')")
+    parsers.add_run_options(p, tty=False)
+    p.set_defaults(net=None, workdir="/")  # net None: take ContainerMagics.default_network
+    p._option_string_actions["--explain"].help = (
+        "after the cell, a table of the steps that started its container, with their times")
+    if "--dry-run" not in p._option_string_actions:
+        p.add_argument("--dry-run", action="store_true", help="with --explain: the plan, without running it")
     p.add_argument("--python", action="store_true", help="the cell is Python, run by the image's python3")
     p.add_argument("--in", dest="inputs", metavar="NAMES",
                    help="comma-separated notebook variables passed into a --python cell (JSON values)")
     p.add_argument("--out", metavar="NAME", help="--python: bring the cell's variable NAME back (JSON); "
                    "shell: store the result object in NAME")
     p.add_argument("--stats", action="store_true", help="a footer: exit status, duration, peak memory, CPU time")
-    if "--dry-run" not in p._option_string_actions:
-        p.add_argument("--dry-run", action="store_true", help="with --explain: the plan, without running it")
     return p
 
 
-class _Step(typing.NamedTuple):
-    """A described step without timings (the fallback --explain, until the Engine plans)."""
-
-    step: str
-    description: str
-    duration_us: int | None = None
-    side: str = ""
-
-
-def _has_explain() -> bool:
-    """Whether the runtime times the steps it ran (Container.explain); else --explain only describes."""
-    from .runtime.engine import Container
-
-    return hasattr(Container, "explain")
-
-
 def line_parser() -> MagicParser:
-    p = MagicParser(prog="%container", description="Manage this kernel's containers.")
+    p = MagicParser(prog="%container", description="Manage this kernel's containers: the verbs of "
+                    "`containerlab-magic`, as tables.")
     sub = p.add_subparsers(dest="verb", metavar="VERB", parser_class=MagicParser)
     sub.required = True
-    sp = sub.add_parser("ps", help="list containers (an HTML table)")
-    sp.add_argument("-a", "--all", action="store_true", help="also show exited containers")
-    sp = sub.add_parser("logs", help="output of a detached container")
-    sp.add_argument("-f", "--follow", action="store_true", help="follow until it ends or the cell is interrupted")
-    sp.add_argument("container")
-    sp = sub.add_parser("exec", help="run a command in a running container")
-    sp.add_argument("-e", "--env", action="append", default=[])
-    sp.add_argument("-w", "--workdir")
-    sp.add_argument("-u", "--user")
-    sp.add_argument("container")
-    sp.add_argument("command", nargs=argparse.REMAINDER)
-    sp = sub.add_parser("stop", help="SIGTERM, then SIGKILL after a grace period")
-    sp.add_argument("-t", "--time", type=float, default=10.0, help="grace period in seconds (default 10)")
-    sp.add_argument("containers", nargs="+")
-    sp = sub.add_parser("kill", help="send a signal (default KILL)")
-    sp.add_argument("-s", "--signal", default="KILL")
-    sp.add_argument("containers", nargs="+")
-    sp = sub.add_parser("rm", help="remove containers")
-    sp.add_argument("-f", "--force", action="store_true", help="kill running ones first")
-    sp.add_argument("containers", nargs="+")
-    sp = sub.add_parser("inspect", help="a container's state")
-    sp.add_argument("container")
-    sp = sub.add_parser("stats", help="usage of running containers")
-    sp.add_argument("container", nargs="?")
-    cli.add_network_parser(sub, MagicParser)
-    for verb, text in (("images", "list images"), ("doctor", "what this host supports, and fixes"),
-                       ("gc", "remove what crashes left behind"),
-                       ("panel", "sliders whose values become the defaults of later cells")):
-        sub.add_parser(verb, help=text)
+    parsers.add_verbs(sub, MagicParser, tty=False)
+    sub.add_parser("panel", help="sliders whose values become the defaults of later cells")
     return p
 
 
@@ -156,65 +100,9 @@ def cgroup_parser() -> MagicParser:
     p = MagicParser(prog="%cgroup", description="A container's cgroup: usage against limits and the files "
                     "behind them; KEY=VALUE changes limits live; no NAME: the kernel's own cgroup.")
     p.add_argument("container", nargs="?")
-    p.add_argument("settings", nargs="*", metavar="KEY=VALUE",
-                   help="memory=128M memory_swap=256M cpus=1 cpu_shares=512 cpuset_cpus=0 pids=64 blkio_weight=100; "
-                        "and the link of a container on a network: net_rate=1mbit net_delay=50ms net_loss=1%%")
+    p.add_argument("settings", nargs="*", metavar="KEY=VALUE", help=magic_cgroup.SETTINGS_HELP)
     p.add_argument("--watch", action="store_true", help="a live monitor until the container ends")
     return p
-
-
-SETTING_KEYS = {"memory": "memory", "memory_swap": "memory_swap", "cpus": "cpus", "cpu_shares": "cpu_shares",
-                "cpuset_cpus": "cpuset_cpus", "pids": "pids_limit", "pids_limit": "pids_limit",
-                "blkio_weight": "blkio_weight"}
-LINK_KEYS = ("net_rate", "net_delay", "net_loss")  # tc on the container's veth, not cgroups: the same verb
-
-
-class StreamPrinter:
-    """Container output -> the cell's stdout/stderr, decoded as it arrives, up to a byte cap.
-
-    `\\r` is passed through untouched: JupyterLab and terminals both redraw the
-    line.  Past the cap, output is counted but dropped, and close() says so in
-    one line, so a flood cannot freeze the browser.
-    """
-
-    def __init__(self, cap: int):
-        self.cap = cap
-        self.written = 0
-        self.dropped = 0
-        self.decoders = {s: codecs.getincrementaldecoder("utf-8")("replace") for s in ("stdout", "stderr")}
-        self.last: str | None = None
-        self.lock = threading.Lock()
-
-    @staticmethod
-    def _target(stream: str):
-        return sys.stdout if stream == "stdout" else sys.stderr
-
-    def __call__(self, stream: str, data: bytes) -> None:
-        with self.lock:
-            room = self.cap - self.written
-            if len(data) > room:
-                self.dropped += len(data) - max(room, 0)
-                data = data[:max(room, 0)]
-            if not data:
-                return
-            self.written += len(data)
-            if self.last not in (None, stream):
-                self._target(self.last).flush()  # keep stdout and stderr in the order they were written
-            self.last = stream
-            self._target(stream).write(self.decoders[stream].decode(data))
-
-    def close(self) -> None:
-        with self.lock:
-            for stream, decoder in self.decoders.items():
-                tail = decoder.decode(b"", final=True)
-                if tail:
-                    self._target(stream).write(tail)
-            if self.dropped:
-                sys.stderr.write(f"\n[containerlab: output cut at {show.format_size(self.cap)}; "
-                                 f"{show.format_size(self.dropped)} more not shown. "
-                                 "Raise %config ContainerMagics.output_limit]\n")
-            sys.stdout.flush()
-            sys.stderr.flush()
 
 
 @magics_class
@@ -241,8 +129,6 @@ class ContainerMagics(Magics):
         self.last = None  # the last cell's CellResult
         self.monitors: list = []
         self._folders: dict[str, CellFolder] = {}  # detached --python cells' folders, by container id
-
-    # ------------------------------------------------------------ engine
 
     @property
     def engine(self):
@@ -278,13 +164,14 @@ class ContainerMagics(Magics):
         with _user_errors():
             spec, folder = self._spec(args, cell)
         try:
-            if args.explain and (args.dry_run or not _has_explain()):
-                return self._explain_plan(spec)
+            if args.explain and (args.dry_run or not _runtime_times_its_steps()):
+                return self._plan(spec, args.dry_run)
             box, result = self._run(spec, args)
             if folder is not None and spec.detach:  # the container still reads its cell: keep it till it ends
                 self._folders[box.id], folder = folder, None
             if args.explain:
-                display(show.ExplainTable(box.explain(), title=f"{box.name}: the steps that started it"))
+                display(show.ExplainTable(commands.explain_run(box) or [],
+                                          title=f"{box.name}: the steps that started it"))
             if result is None:  # detached
                 return None
             if folder is not None and args.out and result.ok:
@@ -308,8 +195,6 @@ class ContainerMagics(Magics):
                 "net": self.default_network, "timeout": self.default_timeout}
 
     def _spec(self, args: argparse.Namespace, cell: str):
-        if args.interactive:
-            raise SpecError("a cell has no stdin to keep open: drop -i (use --tty for a terminal)")
         if args.inputs and not args.python:
             raise SpecError("--in passes notebook variables to Python: add --python")
         if args.out and args.python and args.detach:
@@ -323,12 +208,9 @@ class ContainerMagics(Magics):
         if args.python:
             folder = CellFolder(cell, inputs_json(args.inputs, self.shell.user_ns), args.out)
             args.volume = list(args.volume) + [folder.volume]
-            command = list(PYTHON_COMMAND)
-        else:
-            command = ["/bin/sh", "-c", cell]
-        args.args = ["--", *command]
+        command = list(PYTHON_COMMAND) if args.python else ["/bin/sh", "-c", cell]
         try:
-            return cli.spec_from_args(args), folder
+            return parsers.run_spec(args, args.image, command), folder
         except BaseException:
             if folder is not None:
                 folder.remove()
@@ -345,30 +227,23 @@ class ContainerMagics(Magics):
                 folder.remove()
                 del self._folders[cid]
 
-    def _explain_plan(self, spec):
-        """--explain --dry-run: the plan the runtime would execute, without running it."""
-        plan = getattr(self.engine, "plan", None)
+    def _plan(self, spec, asked: bool):
+        """The steps that would start the container, without running it."""
         with _user_errors():
-            if plan is not None:
-                return show.ExplainTable(plan(spec), title="the plan (not run: --dry-run)")
-            # Until the runtime builds its start plan: the root filesystem's steps, described
-            from .runtime import rootfs
-            from .runtime.images import ImageStore
-
-            image = ImageStore(self.engine.data_root).resolve(spec.image)
-            records = [_Step(f"rootfs {i}", line) for i, line in enumerate(rootfs.explain(image, spec), 1)]
-        return show.ExplainTable(records, title="the root filesystem's setup steps (not run)")
+            steps = commands.plan(self.engine, spec)
+        why = "--dry-run" if asked else "this runtime does not time its steps yet"
+        return show.ExplainTable(steps, title=f"the plan (not run: {why})")
 
     def _run(self, spec, args):
         """Start the container; for a foreground one, stream it to the end. (box, CellResult or None)."""
         printer = StreamPrinter(self.output_limit)
         with _user_errors():
-            box = self.engine.run(spec, on_output=printer)
+            box = commands.run(self.engine, spec, on_output=printer)
         if spec.detach:
             print(f"{box.name} started in the background ({box.id[:12]}): "
                   f"follow it with %container logs -f {box.name}")
             return box, None
-        result, interrupted = self._follow(box, printer)
+        result, interrupted = follow(box, printer, self.stop_grace)
         cell = show.CellResult(result, box.name, box.id, spec.image,
                                {k: v for k, v in vars(spec.limits).items() if v is not None}, interrupted)
         self.last = cell
@@ -377,127 +252,18 @@ class ContainerMagics(Magics):
             print(show.stats_footer(result) + (" · interrupted" if interrupted else ""))
         return box, cell
 
-    def _follow(self, box, printer: StreamPrinter):
-        """Stream until the process ends; an interrupt stops it (SIGTERM, SIGKILL after stop_grace)."""
-        interrupted = False
-        try:
-            while True:
-                try:
-                    result = box.wait()
-                    break
-                except KeyboardInterrupt:
-                    interrupted = True
-                    self._stop_quietly(box)
-        finally:
-            printer.close()
-        return result, interrupted
-
-    def _stop_quietly(self, box) -> None:
-        try:
-            box.stop(grace=self.stop_grace)
-        except KeyboardInterrupt:  # a second press: no more grace
-            box.kill()
-        except ContainerError:  # it ended on its own meanwhile
-            pass
-
-    # ------------------------------------------------------------ %container
+    # ------------------------------------------------------------ %container, %cgroup
 
     @line_magic("container")
     def container_line(self, line: str):
-        """%container ps | logs NAME [-f] | exec NAME CMD | stop | kill | rm | inspect | images | doctor | gc
-        | stats [NAME] | panel. See %container --help."""
+        """%container ps | logs | exec | stop | kill | rm | wait | inspect | stats | top | update | pause |
+        unpause | cp | port | network | images | doctor | gc | panel. See %container --help."""
         args = _parse(line_parser(), line)
         if args is None:
             return None
         self._sweep_folders()
         with _user_errors():
-            return getattr(self, "verb_" + args.verb)(args)
-
-    def verb_ps(self, args):
-        return show.ps_table(sorted((r for r in self.engine.ps(all=True) if args.all or r["status"] == "running"),
-                                    key=lambda r: r.get("created", 0), reverse=True), cli.describe_status, cli.human_age)
-
-    def verb_logs(self, args) -> None:
-        printer = StreamPrinter(self.output_limit)
-        try:
-            for stream, data in self.engine.logs(args.container, follow=args.follow):
-                printer(stream, data)
-        except KeyboardInterrupt:
-            printer.close()
-            print(f"[stopped following {args.container}; it keeps running]")
-            return
-        printer.close()
-
-    def verb_exec(self, args) -> None:
-        command = args.command[1:] if args.command[:1] == ["--"] else args.command
-        if not command:
-            raise SpecError("%container exec NAME CMD...: say what to run, e.g. %container exec web ps")
-        printer = StreamPrinter(self.output_limit)
-        box = self.engine.exec(args.container, command, env=dict(cli.parse_env(args.env)),
-                               workdir=args.workdir, user=args.user, on_output=printer)
-        result, interrupted = self._follow(box, printer)
-        if interrupted:
-            raise CellFailed(f"interrupted: {' '.join(command)} was stopped ({result.describe()})", result)
-        if not result.ok:
-            raise CellFailed(result.describe(), result)
-
-    def verb_stop(self, args) -> None:
-        for ref in args.containers:
-            killed = self.engine.stop(ref, grace=args.time)
-            print(f"{ref} stopped" + (" (needed SIGKILL)" if killed else ""))
-
-    def verb_kill(self, args) -> None:
-        name = args.signal.upper()
-        try:
-            sig = int(name) if name.isdigit() else signal.Signals(name if name.startswith("SIG") else "SIG" + name)
-        except (KeyError, ValueError):
-            raise SpecError(f"unknown signal {args.signal!r}: use a name like TERM, INT, KILL or a number") from None
-        for ref in args.containers:
-            self.engine.kill(ref, int(sig))
-            print(f"{ref} sent {signal.Signals(int(sig)).name if int(sig) in signal.Signals._value2member_map_ else sig}")
-
-    def verb_rm(self, args) -> None:
-        for ref in args.containers:
-            self.engine.rm(ref, force=args.force)
-            print(f"{ref} removed")
-
-    def verb_inspect(self, args):
-        return show.Text(json.dumps(self.engine.inspect(args.container), indent=2))
-
-    def verb_network(self, args):
-        return show.Text(cli.network_verb(self.engine, args))
-
-    def verb_images(self, args):
-        return show.images_table(self.engine.images())
-
-    def verb_doctor(self, args):
-        from .runtime import doctor
-
-        return show.Text(doctor.report())
-
-    def verb_gc(self, args):
-        removed = self.engine.gc()
-        return show.Text("\n".join(f"removed {item}" for item in removed) or "nothing to clean up")
-
-    def verb_stats(self, args):
-        refs = [args.container] if args.container else [r["id"] for r in self.engine.ps()]
-        table = show.Table(("NAME", "MEMORY", "PEAK", "LIMIT", "CPU TIME", "PIDS", "OOM KILLS", "NET I/O", "LINK"),
-                           empty="no running containers")
-        for ref in refs:
-            u = self.engine.stats(ref)
-            table.rows.append((u.get("name"), show.size(u.get("memory_bytes"), "-"),
-                               show.size(u.get("memory_peak_bytes"), "-"), show.size(u.get("memory_limit")),
-                               show.seconds_ns(u.get("cpu_usage_ns")),
-                               f"{u.get('pids_current')} / {u.get('pids_limit') or 'unlimited'}", u.get("oom_kills"),
-                               show.net_io(u), show.link_shape(u.get("net_shape")) if u.get("network") else "-"))
-        return table
-
-    def verb_panel(self, args):
-        from .widgets import LimitsPanel
-
-        return LimitsPanel(self)
-
-    # ------------------------------------------------------------ %cgroup
+            return VERBS[args.verb](self, args)
 
     @line_magic("cgroup")
     def cgroup_line(self, line: str):
@@ -510,7 +276,7 @@ class ContainerMagics(Magics):
             if args.container is None:
                 if args.settings or args.watch:
                     raise SpecError("%cgroup: name the container, e.g. %cgroup web memory=128M")
-                return kernel_cgroup_report(self.engine)
+                return magic_cgroup.kernel_report(self.engine)
             if args.watch:
                 from .widgets import Monitor
 
@@ -519,75 +285,15 @@ class ContainerMagics(Magics):
                 monitor.show()
                 return None
             if args.settings:
-                return self._update(args.container, args.settings)
-            usage = self.engine.stats(args.container)
-            files = self.engine._group(args.container, "%cgroup")[2].files()
-            return show.cgroup_report(usage.get("name") or args.container, usage, files)
-
-    def _update(self, ref: str, settings: list[str]):
-        from .runtime.spec import Limits
-
-        values, link, typed = {}, {}, {}
-        for item in settings:
-            key, sep, value = item.partition("=")
-            name = key.replace("-", "_")
-            if sep and name in LINK_KEYS:
-                link[name], typed[name] = value, key
-                continue
-            if not sep or name not in SETTING_KEYS:
-                keys = sorted(set(SETTING_KEYS) - {"pids_limit"}) + list(LINK_KEYS)
-                raise SpecError(f"%cgroup: {item!r} is not KEY=VALUE with KEY one of {', '.join(keys)}")
-            values[SETTING_KEYS[name]], typed[SETTING_KEYS[name]] = value, key
-        try:
-            limits = Limits.parse(**values) if values else None
-            link_before = self.engine.network_usage(ref).get("net_shape") if link else None
-            before, after = self.engine.update(ref, limits, **link)
-        except SpecError as e:
-            raise SpecError(_as_typed(str(e), typed)) from None
-        table = show.limits_change(ref, before, after)
-        if link:
-            table.rows.append(("link", show.link_shape(link_before),
-                               show.link_shape(self.engine.network_usage(ref).get("net_shape"))))
-        return table
+                return magic_cgroup.update(self.engine, args.container, args.settings)
+            return magic_cgroup.report(self.engine, args.container)
 
 
-# The flags the runtime's messages name, and the KEY= of %cgroup that sets each
-FLAG_KEYS = {"--memory-swap": "memory_swap", "--memory": "memory", "--cpus": "cpus", "--cpu-shares": "cpu_shares",
-             "--cpuset-cpus": "cpuset_cpus", "--pids-limit": "pids_limit", "--blkio-weight": "blkio_weight",
-             "--net-rate": "net_rate", "--net-delay": "net_delay", "--net-loss": "net_loss"}
-_FLAG_VALUE = re.compile(r"(--[a-z-]+)(?![-\w])(?: ('[^']*'|-1\b|\d[\w.%]*))?")
+def _runtime_times_its_steps() -> bool:
+    """Whether the runtime reports the steps it ran (Container.explain); else --explain shows the plan."""
+    from .runtime.engine import Container
 
-
-def _as_typed(message: str, typed: dict[str, str]) -> str:
-    """A runtime message about `--memory 'banana'` -> about `memory='banana'`, as the user wrote it."""
-
-    def swap(m: re.Match) -> str:
-        key = FLAG_KEYS.get(m.group(1))
-        if key is None:
-            return m.group(0)
-        word = typed.get(key) or ("pids" if key == "pids_limit" else key)
-        return f"{word}={m.group(2) or ''}"
-
-    return _FLAG_VALUE.sub(swap, message)
-
-
-def kernel_cgroup_report(engine):
-    """The kernel's own cgroups (from /proc/self/cgroup) and the lab's subtree."""
-    with open("/proc/self/cgroup") as f:
-        mine = [line.strip().split(":", 2) for line in f if line.strip()]
-    own = show.Table(("HIERARCHY", "CONTROLLERS", "PATH"), [tuple(m) for m in mine],
-                     title="this kernel's own cgroup (/proc/self/cgroup)")
-    mgr = engine.cgroups
-    if mgr is None:
-        from .runtime.cgroups import describe_host
-
-        return show.Report([own, show.Text(f"no lab subtree: {describe_host().get('why_not')}")])
-    info = mgr.describe()
-    roots = info.get("root") or info.get("roots")
-    lab = show.Table(("", ""), [("version", f"cgroup v{mgr.version} ({info.get('mode')})"), ("root", roots),
-                                ("controllers", " ".join(sorted(info.get("controllers") or []))),
-                                ("containers", len(mgr.list()))], title="the lab's subtree")
-    return show.Report([own, lab])
+    return hasattr(Container, "explain")
 
 
 class _user_errors:

@@ -23,6 +23,7 @@ import time
 import ipywidgets as w
 from IPython.display import display
 
+from . import commands
 from . import display as show
 from .runtime.errors import ContainerError
 
@@ -48,7 +49,7 @@ class LimitsPanel(w.VBox):
 
     def __init__(self, magics):
         self.magics = magics
-        images = [r["name"] for r in magics.engine.images() if r["ok"]] or ["host", "busybox"]
+        images = [r["name"] for r in commands.images(magics.engine) if r["ok"]] or ["host", "busybox"]
         style = {"description_width": "80px"}
         layout = w.Layout(width="420px")
         self.memory = w.SelectionSlider(options=MEMORY_CHOICES, value=_closest(MEMORY_CHOICES, magics.default_memory),

@@ -314,6 +314,146 @@ def test_verbs_report_one_line_errors(ip, clean):
         ip.run_line_magic("container", "exec nobody")
 
 
+@pytest.mark.parametrize("form", ["", "-s KILL", "-s SIGKILL", "-s 9", "-s kill"])
+def test_kill_sends_sigkill_in_every_spelling(ip, clean, capsys, form):
+    cell(ip, "--detach --name victim", "trap '' TERM; sleep 30")  # ignores TERM: only KILL ends it
+    try:
+        ip.run_line_magic("container", f"kill {form} victim")
+        assert "victim sent SIGKILL" in capsys.readouterr().out
+        waited = ip.run_line_magic("container", "wait victim")
+        assert waited.rows == [("victim", "137")]
+        assert "exited (137)" in repr(ip.run_line_magic("container", "ps -a"))
+    finally:
+        ip.run_line_magic("container", "rm -f victim")
+
+
+def test_kill_refuses_a_bad_signal_before_touching_anything(ip, clean):
+    cell(ip, "--detach --name target", "trap 'exit 0' TERM; sleep 30 & wait")
+    try:
+        with pytest.raises(UsageError, match=r"^unknown signal 999: give a number from 1 to \d+"):
+            ip.run_line_magic("container", "kill -s 999 target")
+        with pytest.raises(UsageError, match=r"^unknown signal 'BOGUS'"):
+            ip.run_line_magic("container", "kill -s BOGUS target")
+        assert [row[1] for row in ip.run_line_magic("container", "ps").rows] == ["target"]  # still running
+        ip.run_line_magic("container", "kill -s TERM target")
+        assert ip.run_line_magic("container", "wait target").rows == [("target", "0")]
+    finally:
+        ip.run_line_magic("container", "rm -f target")
+
+
+def test_inspect_top_port_cp_pause_update_and_filters(ip, clean, capsys, tmp_path):
+    import json
+    import socket
+
+    with socket.socket() as s:  # a free port on loopback for -p
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cell(ip, f"--detach --name box --image busybox --net bridge -p 127.0.0.1:{port}:80 --label course=net101",
+         "trap 'exit 0' TERM; sleep 30 & wait")
+    try:
+        doc = json.loads(repr(ip.run_line_magic("container", "inspect box")))[0]
+        assert doc["Name"] == "box" and doc["State"]["Running"] and doc["Config"]["Labels"] == {"course": "net101"}
+        top = ip.run_line_magic("container", "top box")
+        assert top.headers == ("PID", "USER", "TIME", "CMD") and any("sleep 30" in row[3] for row in top.rows)
+        assert "<table" in top._repr_html_()
+        assert ip.run_line_magic("container", "port box").rows == [("80/tcp", f"127.0.0.1:{port}")]
+        assert [r[1] for r in ip.run_line_magic("container", "ps --filter label=course=net101").rows] == ["box"]
+        assert ip.run_line_magic("container", "ps --filter label=course=other").rows == []
+        with pytest.raises(UsageError, match="invalid filter 'colour=red'"):
+            ip.run_line_magic("container", "ps --filter colour=red")
+
+        (tmp_path / "note.txt").write_text("from the host\n")
+        capsys.readouterr()
+        ip.run_line_magic("container", f"cp {tmp_path}/note.txt box:/tmp/note.txt")
+        assert capsys.readouterr().out.startswith("copied 1 file(s)")
+        ip.run_line_magic("container", "exec box cat /tmp/note.txt")
+        assert capsys.readouterr().out == "from the host\n"
+        ip.run_line_magic("container", f"cp box:/etc/hostname {tmp_path}/hostname")
+        assert (tmp_path / "hostname").read_text() == "box\n"
+        with pytest.raises(UsageError, match="no such container"):
+            ip.run_line_magic("container", f"cp {tmp_path}/note.txt nobody:/tmp/")
+
+        ip.run_line_magic("container", "pause box")
+        assert "running (paused)" in repr(ip.run_line_magic("container", "ps"))
+        ip.run_line_magic("container", "unpause box")
+        change = ip.run_line_magic("container", "update box --memory 64M --pids-limit 30")
+        assert ("memory", "unlimited", "64 MiB") in change.rows and ("pids-limit", "unlimited", "30") in change.rows
+    finally:
+        ip.run_line_magic("container", "stop -t 5 box")
+        ip.run_line_magic("container", "rm box")
+
+
+def test_run_flags_of_the_shared_parser(ip, clean, capsys, tmp_path):
+    env_file = tmp_path / "course.env"
+    env_file.write_text("# the course\nCOURSE=net101\n")
+    cell(ip, f"--env-file {env_file} -e WEEK=3", "echo $COURSE week $WEEK")
+    assert capsys.readouterr().out == "net101 week 3\n"
+    with pytest.raises(UsageError, match=r"^--env-file /nonexistent.env: no such file"):
+        cell(ip, "--env-file /nonexistent.env", "true")
+    with pytest.raises(UsageError, match=r"^unsupported --security-opt 'bogus'"):
+        cell(ip, "--security-opt bogus", "true")
+    with pytest.raises(UsageError, match="unrecognized arguments: -t"):  # no terminal in a notebook
+        cell(ip, "-t", "true")
+
+
+def test_explain_table_from_step_records():
+    """The table's shape, from StepRecords built by hand (the runtime's own are checked below)."""
+    from dataclasses import dataclass
+
+    from containerlab_magic.display import ExplainTable
+
+    @dataclass
+    class StepRecord:
+        step: str
+        description: str
+        duration_us: int | None
+        side: str
+
+    steps = [StepRecord("cgroup", "mkdir /sys/fs/cgroup/memory/lab/abc", 300, "shim"),
+             StepRecord("clone", "clone(CLONE_NEWPID|CLONE_NEWNS)", 100, "shim"),
+             StepRecord("exec", "execve /bin/sh", 600, "container")]
+    table = ExplainTable(steps, title="run")
+    text = repr(table)
+    assert text.splitlines()[1].split() == ["#", "STEP", "SIDE", "WHAT", "IT", "DOES", "µs"]
+    assert "mkdir /sys/fs/cgroup/memory/lab/abc" in text and text.endswith("total 1 000 µs")
+    html = table._repr_html_()
+    bars = re.findall(r"left:([\d.]+)%;width:([\d.]+)%", html)
+    assert bars == [("0.0", "30.0"), ("30.0", "10.0"), ("40.0", "60.0")]  # a timeline: each starts where the last ended
+    assert "<tfoot><tr><th colspan='4' style='text-align:right'>total</th><th>1 000</th>" in html
+    plan = ExplainTable([StepRecord("clone", "clone(...)", None, "shim")])
+    assert "left:" not in plan._repr_html_() and "total" not in repr(plan)  # not run: no times, no bars
+
+
+def test_explain_shows_the_plan_or_the_timed_steps(ip, clean, capsys):
+    from containerlab_magic.display import ExplainTable
+    from containerlab_magic.magics import _runtime_times_its_steps
+
+    before = snapshot()
+    plan = cell(ip, "--explain --dry-run --image busybox --memory 32M", "echo never")
+    assert isinstance(plan, ExplainTable) and plan.records and "not run: --dry-run" in plan.title
+    assert "never" not in capsys.readouterr().out and not leaks(before, timeout=0.2)  # nothing ran
+    with pytest.raises(UsageError, match="--dry-run .* add --explain"):
+        cell(ip, "--dry-run", "true")
+    shown = cell(ip, "--explain --image busybox", "echo ran")
+    out = capsys.readouterr().out
+    if _runtime_times_its_steps():  # the runtime's start plan: it ran, then the steps with their times
+        assert shown is None and out.startswith("ran\n") and re.search(r"total [\d ]+ µs", out)
+    else:  # until then, the described plan, not run
+        assert isinstance(shown, ExplainTable) and "not run" in shown.title and "ran" not in out
+
+
+def test_ps_keeps_the_exit_code_and_memory_kills_apart(ip, clean):
+    """A child killed for memory while PID 1 exits 0: 'exited (0)', and the kill said apart."""
+    cell(ip, "--detach --name survivor --memory 32M",
+         "python3 -c 'x = bytearray(100 << 20)' 2>/dev/null; exit 0")
+    try:
+        assert ip.run_line_magic("container", "wait survivor").rows == [("survivor", "0")]
+        status = next(row[4] for row in ip.run_line_magic("container", "ps -a").rows if row[1] == "survivor")
+        assert re.fullmatch(r"exited \(0\) \d+s ago; 1 process killed for memory", status), status
+    finally:
+        ip.run_line_magic("container", "rm survivor")
+
+
 def test_network_verbs(ip, clean):
     assert "labnet" in repr(ip.run_line_magic("container", "network create --subnet 10.219.44.0/24 labnet"))
     assert "10.219.44.0/24" in repr(ip.run_line_magic("container", "network ls"))
@@ -347,7 +487,8 @@ def test_cgroup_shows_usage_files_and_changes_limits(ip, clean):
         files = dict(ip.run_line_magic("cgroup", "cg").parts[1].rows)
         assert files[limit_file] == str(128 << 20)
         stats = ip.run_line_magic("container", "stats")
-        assert [row[0] for row in stats.rows] == ["cg"] and stats.rows[0][3] == "128 MiB"
+        row = dict(zip(stats.headers, stats.rows[0]))
+        assert [row[0] for row in stats.rows] == ["cg"] and row["MEM USAGE / LIMIT"].endswith(" / 128 MiB")
         with pytest.raises(UsageError, match="not KEY=VALUE"):
             ip.run_line_magic("cgroup", "cg memory")
     finally:
