@@ -91,6 +91,34 @@ def test_output_streams_before_the_container_ends(kernel):
     assert first_at - start < 1.5 and second_at - first_at > 1.5
 
 
+def test_load_ext_in_the_lab_kernel_is_silent(kernel):
+    """The kernel loaded the magics at start; a notebook's own %load_ext (written for any kernel)
+    says nothing.  (Run a second time, IPython says it is loaded, as for any extension.)"""
+    _, kc = kernel
+    reply, messages = execute(kc, "%load_ext containerlab_magic")
+    assert reply["status"] == "ok" and streams(messages) == ""
+    reply, messages = execute(kc, "print(sum(isinstance(c, type(get_ipython().configurables[-1])) "
+                                  "for c in get_ipython().configurables))")
+    assert streams(messages) == "1\n"
+
+
+def test_python_output_streams_in_order(kernel):
+    """--python runs unbuffered: each print arrives as it is made, and a print before a
+    traceback arrives before it."""
+    _, kc = kernel
+    reply, messages = execute(kc, "%%container --python\nimport time\nfor i in range(3):\n"
+                                  "    print('tick', i)\n    time.sleep(0.5)")
+    assert reply["status"] == "ok"
+    ticks = [t for t, m in messages if m["msg_type"] == "stream" and "tick" in m["content"]["text"]]
+    assert len(ticks) == 3 and ticks[-1] - ticks[0] > 0.8, ticks  # one message per print, as printed
+    reply, messages = execute(kc, "%%container --python\nprint('before')\n1 / 0")
+    assert reply["status"] == "error" and reply["traceback"] == ["\x1b[0;31mexit 1\x1b[0m"]
+    shown = [(m["content"]["name"], m["content"]["text"]) for _, m in messages if m["msg_type"] == "stream"]
+    text = "".join(t for _, t in shown)
+    assert text.index("before") < text.index("Traceback"), shown
+    assert 'File "<cell>", line 2, in <module>' in text and "<string>" not in text
+
+
 def test_interrupt_ends_the_container_within_a_second(kernel):
     km, kc = kernel
     before = snapshot()
