@@ -34,12 +34,25 @@ from .runtime.errors import ContainerError, SpecError
 __all__ = ["main", "build_parser", "EXIT_USAGE", "Parser"]
 
 
-def build_parser() -> Parser:
-    import argparse
-
+def build_parser(verb: str | None = None) -> Parser:
+    """The CLI's parser; with `verb`, only that verb's part (the rest is never used)."""
     parser = Parser(prog=PROG, description="Isolated, fast containers from the host and busybox images.")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=Parser)
     sub.required = True
+    if verb in (None, "run"):
+        _add_run(sub)
+    if verb != "run":
+        parsers.add_verbs(sub, Parser, only=verb)
+    if verb in (None, "install-kernel"):
+        p = sub.add_parser("install-kernel", help='a Jupyter kernel "Python 3 (container lab)" with the magics loaded')
+        p.add_argument("--user", action="store_true", help="for this user only (default: system-wide)")
+        p.add_argument("--prefix", help="install under this prefix, e.g. sys.prefix of a virtualenv")
+        p.add_argument("--name", default="containerlab", help="kernelspec name (default containerlab)")
+    return parser
+
+
+def _add_run(sub) -> None:
+    import argparse
 
     p = sub.add_parser("run", help="run a command in a new container",
                        usage=f"{PROG} run [OPTIONS] IMAGE [COMMAND] [ARG...]",
@@ -51,16 +64,16 @@ def build_parser() -> Parser:
     p.add_argument("image", nargs="?", metavar="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
 
-    parsers.add_verbs(sub, Parser)
-    p = sub.add_parser("install-kernel", help='a Jupyter kernel "Python 3 (container lab)" with the magics loaded')
-    p.add_argument("--user", action="store_true", help="for this user only (default: system-wide)")
-    p.add_argument("--prefix", help="install under this prefix, e.g. sys.prefix of a virtualenv")
-    p.add_argument("--name", default="containerlab", help="kernelspec name (default containerlab)")
-    return parser
+
+def _verb_of(argv: list[str]) -> str | None:
+    """The verb a command line names, if it is one (else the whole parser reports)."""
+    first = argv[0] if argv else None
+    return first if first in VERBS or first == "network" else None
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(_verb_of(argv)).parse_args(argv)
     verb = args.verb if args.verb != "network" else "network_" + args.net_verb
     try:
         return VERBS[verb](args)

@@ -258,21 +258,20 @@ def parse_container_path(text: str) -> tuple[str | None, str]:
 # ---------------------------------------------------------------- the verbs
 
 
-def add_verbs(sub, parser_class, *, tty: bool = True) -> None:
-    """Every verb but run: ps, logs, exec, stop, kill, rm, wait, inspect, stats, top,
-    update, pause, unpause, cp, port, network, images, doctor, gc."""
-    p = sub.add_parser("ps", help="list containers")
+def _ps(p, tty: bool) -> None:
     p.add_argument("-a", "--all", action="store_true", help="also show exited containers")
     p.add_argument("-q", "--quiet", action="store_true", help="only ids")
     p.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
                    help="label=K, label=K=V, name=PART, status=STATUS, id=PREFIX; different keys must "
                         "all match, one key given twice matches either (labels: all)")
 
-    p = sub.add_parser("logs", help="output of a detached container")
+
+def _logs(p, tty: bool) -> None:
     p.add_argument("-f", "--follow", action="store_true", help="follow until it ends")
     p.add_argument("container")
 
-    p = sub.add_parser("exec", help="run a command in a running container")
+
+def _exec(p, tty: bool) -> None:
     p.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
     p.add_argument("-w", "--workdir")
     p.add_argument("-u", "--user")
@@ -282,59 +281,90 @@ def add_verbs(sub, parser_class, *, tty: bool = True) -> None:
     p.add_argument("container")
     p.add_argument("command", nargs=argparse.REMAINDER)
 
-    p = sub.add_parser("stop", help="SIGTERM, then SIGKILL after a grace period")
+
+def _stop(p, tty: bool) -> None:
     p.add_argument("-t", "--time", type=float, default=10.0, help="grace period in seconds (default 10)")
     p.add_argument("containers", nargs="+")
 
-    p = sub.add_parser("kill", help="send a signal (default SIGKILL)")
+
+def _kill(p, tty: bool) -> None:
     p.add_argument("-s", "--signal", default="KILL", help="KILL (default), TERM, SIGHUP, 9, ...")
     p.add_argument("containers", nargs="+")
 
-    p = sub.add_parser("rm", help="remove containers")
+
+def _rm(p, tty: bool) -> None:
     p.add_argument("-f", "--force", action="store_true", help="kill running ones first")
     p.add_argument("containers", nargs="+")
 
-    p = sub.add_parser("wait", help="wait for containers to end; print their exit codes")
-    p.add_argument("containers", nargs="+")
 
-    p = sub.add_parser("inspect", help="a container's configuration and state as JSON (docker's names)")
-    p.add_argument("containers", nargs="+")
-
-    p = sub.add_parser("stats", help="live usage against limits (like docker stats)")
+def _stats(p, tty: bool) -> None:
     p.add_argument("--no-stream", action="store_true", help="print once and exit")
     p.add_argument("containers", nargs="*")
 
-    p = sub.add_parser("top", help="the processes of a container")
-    p.add_argument("container")
 
-    p = sub.add_parser("update", help="change limits of a running container")
+def _update(p, tty: bool) -> None:
     for flag in ("--memory", "--memory-swap", "--cpus", "--cpu-shares", "--cpuset-cpus", "--pids-limit",
                  "--blkio-weight", "--net-rate", "--net-delay", "--net-loss"):
         p.add_argument(flag)
     p.add_argument("containers", nargs="+")
 
-    for verb, text in (("pause", "freeze every process of a container"), ("unpause", "thaw a paused container")):
-        p = sub.add_parser(verb, help=text)
-        p.add_argument("containers", nargs="+")
 
-    p = sub.add_parser("cp", help="copy files between a container and the host: cp NAME:PATH HOSTPATH, "
-                                  "or cp HOSTPATH NAME:PATH")
+def _cp(p, tty: bool) -> None:
     p.add_argument("source", metavar="SRC")
     p.add_argument("destination", metavar="DST")
 
-    p = sub.add_parser("port", help="a container's published ports")
+
+def _containers(p, tty: bool) -> None:
+    p.add_argument("containers", nargs="+")
+
+
+def _container(p, tty: bool) -> None:
     p.add_argument("container")
 
-    add_network_parser(sub, parser_class)
 
-    sub.add_parser("images", help="list images")
-    sub.add_parser("doctor", help="what this host supports, and fixes")
-    sub.add_parser("gc", help="remove what crashes left behind")
+def _nothing(p, tty: bool) -> None:
+    pass
+
+
+# verb -> (help, how its options are declared); the network verb has subcommands (add_network_parser)
+VERBS = {
+    "ps": ("list containers", _ps),
+    "logs": ("output of a detached container", _logs),
+    "exec": ("run a command in a running container", _exec),
+    "stop": ("SIGTERM, then SIGKILL after a grace period", _stop),
+    "kill": ("send a signal (default SIGKILL)", _kill),
+    "rm": ("remove containers", _rm),
+    "wait": ("wait for containers to end; print their exit codes", _containers),
+    "inspect": ("a container's configuration and state as JSON (docker's names)", _containers),
+    "stats": ("live usage against limits (like docker stats)", _stats),
+    "top": ("the processes of a container", _container),
+    "update": ("change limits of a running container", _update),
+    "pause": ("freeze every process of a container", _containers),
+    "unpause": ("thaw a paused container", _containers),
+    "cp": ("copy files between a container and the host: cp NAME:PATH HOSTPATH, or cp HOSTPATH NAME:PATH", _cp),
+    "port": ("a container's published ports", _container),
+    "network": ("create, list, inspect and remove networks", None),
+    "images": ("list images", _nothing),
+    "doctor": ("what this host supports, and fixes", _nothing),
+    "gc": ("remove what crashes left behind", _nothing),
+}
+
+
+def add_verbs(sub, parser_class, *, tty: bool = True, only: str | None = None) -> None:
+    """Every verb but run (see VERBS), or only the one a command line names: building
+    all of them costs more than the rest of a CLI call's parsing."""
+    for verb, (text, declare) in VERBS.items():
+        if only is not None and verb != only:
+            continue
+        if declare is None:
+            add_network_parser(sub, parser_class)
+        else:
+            declare(sub.add_parser(verb, help=text), tty)
 
 
 def add_network_parser(sub, parser_class) -> None:
     """`network create|ls|inspect|rm`."""
-    p = sub.add_parser("network", help="create, list, inspect and remove networks")
+    p = sub.add_parser("network", help=VERBS["network"][0])
     netsub = p.add_subparsers(dest="net_verb", metavar="VERB", parser_class=parser_class)
     netsub.required = True
     q = netsub.add_parser("create", help="a bridge network with its own subnet")

@@ -373,7 +373,8 @@ def test_stats_measure_cpu_over_a_window(engine, no_leaks):
     try:
         rows = next(commands.stats(engine, ["spin"], interval=0.5))
         assert [r.name for r in rows] == ["spin"]
-        assert 20 <= rows[0].cpu_percent <= 70, rows[0].cpu_percent  # 0.5 CPU, measured
+        # spinning, and never above its 0.5 CPU (a busy host may give it less: no lower bound)
+        assert 0 < rows[0].cpu_percent <= 60, rows[0].cpu_percent
         assert rows[0].usage["memory_limit"] == 64 << 20
         table = formats.stats_table(rows)
         assert table.rows[0][2].endswith("/ 64 MiB")

@@ -17,17 +17,32 @@ NotFound; a container in the wrong state Conflict.
 
 from __future__ import annotations
 
-from .containers import (PsRow, check_image, exec_, kill, logs, pause, port, ps, rm, run, stop, unpause, update,
-                         wait)
-from .copy import CopyResult, cp
-from .explain import Step, explain_run, plan
-from .inspect import inspect
-from .stats import StatsRow, stats
-from .system import doctor, gc, images, network_create, network_inspect, network_ls, network_rm
-from .top import Process, top
+# Loaded on first use (PEP 562): `run` is on the path of every CLI call and needs
+# only .containers, not cp's or top's or inspect's modules.
+_WHERE = {
+    "containers": ("PsRow", "check_image", "exec_", "kill", "logs", "pause", "port", "ps", "rm", "run", "stop",
+                   "unpause", "update", "wait"),
+    "copy": ("CopyResult", "cp"),
+    "explain": ("Step", "explain_run", "plan"),
+    "inspection": ("inspect",),
+    "usage": ("StatsRow", "stats"),
+    "system": ("doctor", "gc", "images", "network_create", "network_inspect", "network_ls", "network_rm"),
+    "processes": ("Process", "top"),
+}
+_MODULE = {name: module for module, names in _WHERE.items() for name in names}
+__all__ = sorted(_MODULE)
 
-__all__ = [
-    "PsRow", "check_image", "exec_", "kill", "logs", "pause", "port", "ps", "rm", "run", "stop", "unpause",
-    "update", "wait", "CopyResult", "cp", "Step", "explain_run", "plan", "inspect", "StatsRow", "stats",
-    "doctor", "gc", "images", "network_create", "network_inspect", "network_ls", "network_rm", "Process", "top",
-]
+
+def __getattr__(name: str):
+    module = _MODULE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # once found, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
