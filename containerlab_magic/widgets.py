@@ -257,10 +257,11 @@ class Monitor(w.VBox):
 
     def _svg(self, top: float) -> str:
         width, height = 360, 60
-        if len(self.samples) < 2:
+        if len(self.samples) + len(self.ooms) < 2:  # nothing to draw a line or a mark with
             return ""
-        t0, t1 = self.samples[0][0], self.samples[-1][0]
-        span = max(t1 - t0, 1e-6)
+        t0 = self.samples[0][0] if self.samples else 0.0
+        t1 = max([t for t, _, _ in self.samples] + self.ooms)  # an OOM kill read at the end comes last
+        span = max(t1 - t0, self.interval)
 
         def x(t):
             return (t - t0) / span * width

@@ -46,6 +46,21 @@ def kernel(kernel_dirs, no_leaks):
     km.shutdown_kernel(now=False)
 
 
+def wait_for_container_process(command: str, timeout: float = 10) -> int:
+    """The PID of a process named `command` in one of our containers, once it runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid, _ in foreign_pid_ns_processes():
+            try:
+                with open(f"/proc/{pid}/comm") as f:
+                    if f.read().strip() == command:
+                        return pid
+            except OSError:
+                pass  # ended meanwhile
+        time.sleep(0.02)
+    raise AssertionError(f"no {command} process in a container after {timeout} s")
+
+
 def execute(kc, code: str, timeout: float = 60, on_message=None):
     """Run code; return (reply content, [(arrival time, iopub message)])."""
     msg_id = kc.execute(code)
@@ -126,7 +141,7 @@ def test_interrupt_ends_the_container_within_a_second(kernel):
 
     def on_message(msg):
         if msg["msg_type"] == "stream" and "started" in msg["content"]["text"] and "interrupt" not in timing:
-            time.sleep(0.3)
+            wait_for_container_process("sleep")  # interrupt the cell while its container sleeps
             timing["interrupt"] = time.monotonic()
             km.interrupt_kernel()
 

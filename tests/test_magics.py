@@ -14,7 +14,7 @@ import threading
 import time
 
 import pytest
-from conftest import leaks, needs_root, snapshot
+from conftest import foreign_pid_ns_processes, leaks, needs_root, snapshot
 from IPython.core.error import UsageError
 
 pytestmark = needs_root
@@ -50,6 +50,21 @@ def _magics(shell):
 
 def cell(ip, line, body):
     return ip.run_cell_magic("container", line, body)
+
+
+def wait_for_container_process(command: str, timeout: float = 10) -> int:
+    """The PID of a process named `command` in one of our containers, once it runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid, _ in foreign_pid_ns_processes():
+            try:
+                with open(f"/proc/{pid}/comm") as f:
+                    if f.read().strip() == command:
+                        return pid
+            except OSError:
+                pass  # ended meanwhile
+        time.sleep(0.02)
+    raise AssertionError(f"no {command} process in a container after {timeout} s")
 
 
 # ---------------------------------------------------------------- %%container
@@ -271,10 +286,11 @@ def test_interrupt_stops_the_container_within_a_second(ip, clean):
     from containerlab_magic.magics import CellFailed
 
     before = snapshot()
+    handler = signal.getsignal(signal.SIGINT)
     sent = []
 
     def interrupt():
-        time.sleep(0.8)
+        wait_for_container_process("sleep")  # the cell is blocked on its running container
         sent.append(time.monotonic())
         os.kill(os.getpid(), signal.SIGINT)
 
@@ -283,6 +299,7 @@ def test_interrupt_stops_the_container_within_a_second(ip, clean):
         cell(ip, "--name sleeper", "sleep 60")
     assert time.monotonic() - sent[0] < 1.0
     assert not leaks(before, timeout=0.5)
+    assert signal.getsignal(signal.SIGINT) is handler  # the kernel's own, as before the cell
 
 
 # ---------------------------------------------------------------- %container
@@ -519,18 +536,23 @@ def test_cgroup_without_a_name_shows_the_kernel_and_the_lab(ip, clean):
     assert "/proc/self/cgroup" in repr(report) and "the lab's subtree" in repr(report)
 
 
-def test_watch_monitor_runs_in_the_background_until_the_end(ip, clean):
-    cell(ip, "--detach --name watched --memory 64M --python",
-         "import time\nx = bytearray(20 << 20)\ntime.sleep(1.5)")
+WAIT_FOR = "import os, time\nwhile not os.path.exists('/sync/{0}'):\n    time.sleep(0.01)\n"  # the test says when
+
+
+def test_watch_monitor_runs_in_the_background_until_the_end(ip, clean, tmp_path):
+    cell(ip, f"--detach --name watched --memory 64M --python -v {tmp_path}:/sync",
+         "x = bytearray(20 << 20)\n" + WAIT_FOR.format("done"))
     ip.run_line_magic("cgroup", "watched --watch")
     monitor = _magics(ip).monitors[-1]
     assert monitor.running  # the magic returned while the monitor goes on
     deadline = time.monotonic() + 10
-    while monitor.running and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not monitor.running
+    while (len(monitor.samples) < 2 or not any(m > 20 << 20 for _, m, _ in monitor.samples)) \
+            and time.monotonic() < deadline:  # two samples make a line
+        time.sleep(0.05)
+    assert monitor.running and max(m for _, m, _ in monitor.samples) > 20 << 20
+    (tmp_path / "done").touch()
+    _wait_until_done(monitor)
     assert "the container ended" in repr(monitor)
-    assert max(m for _, m, _ in monitor.samples) > 20 << 20
     assert monitor.memory.max == 64 << 20 and "<svg" in monitor.plot.value
     ip.run_line_magic("container", "rm watched")
 
@@ -580,12 +602,14 @@ def _wait_until_done(monitor, timeout: float = 15) -> None:
     assert not monitor.running, "the monitor still runs"
 
 
-def test_watch_monitor_ends_with_the_oom_kill_that_ended_the_container(ip, clean):
+def test_watch_monitor_ends_with_the_oom_kill_that_ended_the_container(ip, clean, tmp_path):
     """The kill comes after the last sample: the monitor reads the final counters before closing."""
-    cell(ip, "--detach --name oomed --memory 32M --python", "import time\ntime.sleep(0.6)\nx = bytearray(100 << 20)")
+    cell(ip, f"--detach --name oomed --memory 32M --python -v {tmp_path}:/sync",
+         WAIT_FOR.format("go") + "x = bytearray(100 << 20)")
     try:
         ip.run_line_magic("cgroup", "oomed --watch")
         monitor = _magics(ip).monitors[-1]
+        (tmp_path / "go").touch()
         _wait_until_done(monitor)
         assert len(monitor.ooms) == 1, repr(monitor)
         assert "OOM kill at" in monitor.events.value and "stroke='#b00'" in monitor.plot.value
