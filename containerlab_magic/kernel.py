@@ -1,4 +1,4 @@
-"""`containerlab install-kernel`: a kernelspec that loads the extension at start.
+"""`containerlab-magic install-kernel`: a kernelspec that loads the extension at start.
 
 For JupyterHub and Binder courses: students pick "Python 3 (container lab)"
 and %%container works in the first cell, no %load_ext needed.  The spec runs

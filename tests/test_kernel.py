@@ -1,6 +1,6 @@
 """The magics in a real Jupyter kernel, driven through jupyter_client.
 
-The kernel is the one `containerlab install-kernel` installs (into a
+The kernel is the one `containerlab-magic install-kernel` installs (into a
 temporary prefix), so these tests also check that kernelspec: it starts with
 the extension loaded.  It inherits this session's CONTAINERLAB_STATE, so the
 leak checks of conftest see its containers.  The tour notebook runs under

@@ -331,6 +331,18 @@ def test_verbs_report_one_line_errors(ip, clean):
         ip.run_line_magic("container", "exec nobody")
 
 
+def test_every_verb_of_the_shell_is_a_magic():
+    """One grammar: the verbs (and their options) come from parsers.py for both faces."""
+    from containerlab_magic import parsers
+    from containerlab_magic.magic_verbs import VERBS
+    from containerlab_magic.magics import line_parser
+
+    assert set(parsers.VERBS) <= set(VERBS) and set(VERBS) - set(parsers.VERBS) == {"panel"}
+    verbs = line_parser()._subparsers._group_actions[0].choices
+    assert set(verbs) == set(VERBS)
+    assert "--tty" not in verbs["exec"]._option_string_actions  # a notebook has no terminal
+
+
 @pytest.mark.parametrize("form", ["", "-s KILL", "-s SIGKILL", "-s 9", "-s kill"])
 def test_kill_sends_sigkill_in_every_spelling(ip, clean, capsys, form):
     cell(ip, "--detach --name victim", "trap '' TERM; sleep 30")  # ignores TERM: only KILL ends it
