@@ -83,7 +83,9 @@ def add_run_options(p: argparse.ArgumentParser, *, tty: bool = True) -> None:
                    help="every capability, no seccomp filter, no no_new_privs (the namespaces stay)")
     p.add_argument("--security-opt", action="append", default=[], metavar="OPT",
                    help="no-new-privileges[=true|false], seccomp=unconfined or seccomp=PROFILE.json")
-    p.add_argument("--explain", action="store_true", help="print the setup steps instead of running")
+    p.add_argument("--explain", action="store_true",
+                   help="show the setup steps as they ran, each with its time (with --dry-run: the plan, "
+                        "without running)")
 
 
 LIMIT_FLAGS = ("memory", "memory_swap", "cpus", "cpu_shares", "cpuset_cpus", "pids_limit", "blkio_weight")

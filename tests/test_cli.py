@@ -186,7 +186,7 @@ def test_stats_update_pause(no_leaks):
 
 
 def test_explain_prints_the_plan_without_running(no_leaks):
-    r = cli("run", "--explain", "--read-only", "busybox", "true")
+    r = cli("run", "--explain", "--dry-run", "--read-only", "busybox", "true")
     assert r.returncode == 0
     assert "pivot_root" in r.stdout and "mount proc on /proc" in r.stdout and "remount / read-only" in r.stdout
 
@@ -293,3 +293,17 @@ def test_module_and_console_script_names():
         scripts = f.read().split("[project.scripts]")[1].split("[")[0]
     assert 'containerlab-magic = "containerlab_magic.cli:main"' in scripts
     assert "\ncontainerlab =" not in scripts  # that name belongs to another tool
+
+
+def test_explain_text_shows_each_steps_side_time_and_the_total():
+    from containerlab_magic.cli import explain_text
+    from containerlab_magic.commands import Step
+
+    steps = [Step("cgroup", "mkdir /sys/fs/cgroup/memory/containerlab/abc", 120, "shim"),
+             Step("exec", "execve sh -c true", 35, "container")]
+    assert explain_text(steps).splitlines() == [
+        "  1. [shim] mkdir /sys/fs/cgroup/memory/containerlab/abc  120 µs",
+        "  2. [container] execve sh -c true  35 µs",
+        "     total 155 µs",
+    ]
+    assert explain_text([Step("1", "pivot_root")]) == "  1. pivot_root"  # a plan: no times, no total
