@@ -271,7 +271,7 @@ class ContainerSpec:
             if not key or any(c.isspace() or not c.isprintable() for c in key):
                 raise SpecError(f"invalid label key {key!r}: use letters, digits, '.', '-' or '_', e.g. course=net101")
         if not self.command or not self.command[0]:
-            raise SpecError("no command given: say what to run, e.g. `containerlab run busybox echo hi`")
+            raise SpecError("no command given: say what to run, e.g. `containerlab-magic run busybox echo hi`")
         if not self.image:
             raise SpecError("no image given: use host, busybox or an image you pulled")
         if self.name is not None:
