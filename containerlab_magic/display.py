@@ -11,10 +11,10 @@ formats.py, shared with the CLI; this module only lays them out.
 from __future__ import annotations
 
 import html
-import time
+import signal
 from dataclasses import dataclass, field
 
-from .formats import Rows, link_shape, net_io, size
+from .formats import Rows, link_shape, memory_kills, net_io, size
 from .runtime.spec import format_size
 
 __all__ = ["CellResult", "ExplainTable", "Report", "Table", "Text", "cgroup_report", "limits_change",
@@ -96,7 +96,8 @@ def limits_text(limits: dict) -> str:
 
 
 def stats_footer(result) -> str:
-    """--stats: 'exit 0 · 0.31 s · peak memory 3.4 MiB of 64 MiB · CPU 19.7 ms (user 4.0 ms, system 0.0 ms)'."""
+    """--stats: 'exit 0 · 0.31 s · peak memory 3.4 MiB of 64 MiB · CPU 19.7 ms (user 4.0 ms, system 0.0 ms)'
+    (`result`: a CellResult, whose describe() keeps the exit status and OOM kills apart)."""
     usage = result.usage or {}
     parts = [result.describe(), f"{result.duration:.2f} s"]
     if usage.get("memory_peak_bytes") is not None:
@@ -132,13 +133,24 @@ class CellResult:
     def ok(self) -> bool:
         return self.result.ok and not self.interrupted
 
+    @property
+    def memory_kills(self) -> int:
+        """Processes the kernel's OOM killer ended in the container's cgroup (PID 1 or others)."""
+        return (self.result.usage or {}).get("oom_kills") or (1 if self.result.oom_killed else 0)
+
     def describe(self) -> str:
-        """One line: 'exit 137: killed, out of memory (limit 64 MiB, peak 64 MiB)'."""
+        """One line: 'exit 137: killed, out of memory (limit 64 MiB, peak 64 MiB)', or when PID 1
+        lived through another process's OOM kill, 'exit 0; 1 process killed for memory (...)':
+        the exit status is the command's, the kills are said apart (as docker's ExitCode, OOMKilled)."""
+        r = self.result
         if self.interrupted:
-            return f"interrupted: container {self.name} was stopped ({self.result.describe()})"
-        text = self.result.describe()
-        peak = (self.result.usage or {}).get("memory_peak_bytes")
-        if self.result.oom_killed and peak and text.endswith(")"):
+            return f"interrupted: container {self.name} was stopped ({r.describe()})"
+        peak = (r.usage or {}).get("memory_peak_bytes")
+        figures = ", ".join(f"{what} {format_size(n)}" for what, n in (("limit", r.memory_limit), ("peak", peak)) if n)
+        if self.memory_kills and not (r.error or r.timed_out or r.signal == signal.SIGKILL):
+            return f"exit {r.exit_code}; {memory_kills(self.memory_kills)}" + (f" ({figures})" if figures else "")
+        text = r.describe()
+        if r.oom_killed and peak and text.endswith(")"):
             text = text[:-1] + f", peak {format_size(peak)})"
         return text
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 import threading
 
 from IPython.core.error import UsageError
@@ -249,7 +250,9 @@ class ContainerMagics(Magics):
         self.last = cell
         self.shell.user_ns["_container"] = cell
         if args.stats:
-            print(show.stats_footer(result) + (" · interrupted" if interrupted else ""))
+            print(show.stats_footer(cell) + (" · interrupted" if interrupted else ""))
+        elif cell.ok and cell.memory_kills:  # the command succeeded, but not everything in it did
+            print(f"[{cell.describe()}]", file=sys.stderr)
         return box, cell
 
     # ------------------------------------------------------------ %container, %cgroup

@@ -103,6 +103,17 @@ def test_oom_kill_names_the_limit(ip, clean):
         cell(ip, "--memory 16M --python", "x = bytearray(64 << 20)")
 
 
+def test_a_child_killed_for_memory_is_said_apart_from_the_exit_status(ip, clean, capsys):
+    cell(ip, "--memory 32M --out r", "python3 -c 'x = bytearray(100 << 20)' 2>/dev/null; echo survived")
+    out, err = capsys.readouterr()
+    assert out == "survived\n"
+    assert re.fullmatch(r"\[exit 0; 1 process killed for memory \(limit 32 MiB, peak [\d.]+ MiB\)\]\n", err), err
+    r = ip.user_ns["r"]
+    assert r.ok and r.exit_code == 0 and r.memory_kills == 1
+    cell(ip, "--memory 32M --stats", "python3 -c 'x = bytearray(100 << 20)' 2>/dev/null; true")
+    assert capsys.readouterr().out.startswith("exit 0; 1 process killed for memory (limit 32 MiB")
+
+
 def test_timeout_is_one_line(ip, clean):
     from containerlab_magic.magics import CellFailed
 
