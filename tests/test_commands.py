@@ -214,7 +214,7 @@ def logged(engine, name: str, text: bytes, timeout: float = 10.0) -> bool:
 
 
 @needs_root
-def test_run_refuses_an_unknown_image_before_the_runtime(engine, no_leaks):
+def test_run_names_the_local_images_when_the_image_is_unknown(engine, no_leaks):
     with pytest.raises(NotFound) as err:
         commands.run(engine, ContainerSpec(["true"], image="no-such-image"))
     assert str(err.value) == "unknown image 'no-such-image'; local images: host, busybox"

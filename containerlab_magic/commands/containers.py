@@ -62,9 +62,16 @@ def check_image(engine, name: str) -> None:
 
 def run(engine, spec, on_output=None):
     """Start a container from a validated ContainerSpec; the Engine's Container
-    (stream its output(), then wait() for its Result)."""
-    check_image(engine, spec.image)
-    return engine.run(spec, on_output=on_output)
+    (stream its output(), then wait() for its Result).
+
+    The runtime resolves the image before it makes anything, so an unknown image
+    is asked about only when the runtime reports something not found: the image
+    store stays off the path of every successful `run` (a few ms of imports)."""
+    try:
+        return engine.run(spec, on_output=on_output)
+    except NotFound:
+        check_image(engine, spec.image)  # raises the user's line if the image is the missing thing
+        raise
 
 
 def exec_(engine, ref: str, command: list[str], *, env: dict | None = None, workdir: str | None = None,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 
+from ..runtime.errors import Conflict
+
 DOCKER_STATUS = {"running": "running", "exited": "exited", "exiting": "exited", "dead": "dead",
                  "creating": "created", "created": "created"}
 
@@ -67,6 +69,8 @@ def inspect(engine, ref: str) -> dict:
     from ..runtime.spec import ContainerSpec
 
     state = engine.inspect(ref)
+    if not state.get("spec"):
+        raise Conflict(f"container {ref} is still being created: inspect it again in a moment")
     spec = ContainerSpec.from_json(state["spec"])
     running = state.get("status") == "running"
     limits = engine.limits(state["id"]) if running else spec.limits
