@@ -20,8 +20,9 @@ from .runtime.spec import format_size
 __all__ = ["CellResult", "ExplainTable", "Report", "Table", "Text", "cgroup_report", "limits_change",
            "link_shape", "net_io", "size", "stats_footer"]
 
-STYLE = ("<style>.clab-table td,.clab-table th{padding:2px 8px;text-align:left;font-family:monospace}"
-         ".clab-bad{color:#b00}.clab-ok{color:#070}</style>")
+# JupyterLab right-aligns every rendered table cell (.jp-RenderedHTMLCommon td): ours read left to right
+STYLE = ("<style>table.clab-table td,table.clab-table th{padding:2px 8px;text-align:left !important;"
+         "font-family:monospace}.clab-bad{color:#b00}.clab-ok{color:#070}</style>")
 
 
 def _e(value) -> str:
@@ -241,8 +242,13 @@ class ExplainTable:
         return sum(getattr(r, "duration_us", None) or 0 for r in self.records)
 
     def rows(self) -> list[tuple]:
-        return [(i, getattr(r, "step", ""), getattr(r, "side", "") or "", getattr(r, "description", ""),
-                 _micros(getattr(r, "duration_us", None))) for i, r in enumerate(self.records, 1)]
+        rows = []
+        for i, r in enumerate(self.records, 1):
+            step = str(getattr(r, "step", ""))
+            rows.append((i, "" if step == str(i) else step,  # a step named by its number alone: once is enough
+                         getattr(r, "side", "") or "", getattr(r, "description", ""),
+                         _micros(getattr(r, "duration_us", None))))
+        return rows
 
     def __repr__(self) -> str:
         table = Table(self.headers, self.rows(), title=self.title, empty="no steps")
