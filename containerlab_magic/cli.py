@@ -154,16 +154,12 @@ def cmd_run(args) -> int:
 
 
 def explain_text(steps) -> str:
-    """Numbered steps, with their side and time when the runtime measured them."""
-    lines, total = [], 0
-    for i, step in enumerate(steps, 1):
-        side = f"[{step.side}] " if step.side else ""
-        took = "" if step.duration_us is None else f"  {step.duration_us} µs"
-        total += step.duration_us or 0
-        lines.append(f"{i:3}. {side}{step.description}{took}")
-    if total:
-        lines.append(f"     total {total} µs")
-    return "\n".join(lines)
+    """The start steps as a table (formats.explain_table), with the total when they ran."""
+    from . import formats
+
+    text = formats.text_table(formats.explain_table(steps))
+    total = formats.explain_total(steps)
+    return text if total is None else f"{text}\ntotal {formats.micros(total)} µs"
 
 
 def attach(box, with_stdin: bool) -> int:

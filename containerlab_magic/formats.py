@@ -172,6 +172,33 @@ def port_lines(ports) -> list[str]:
     return [f"{p.container_port}/{p.protocol} -> {p.host_ip}:{p.host_port}" for p in ports]
 
 
+def micros(us: float | None) -> str:
+    """Microseconds with thin grouping: 12345 -> '12 345'; None (not measured) -> '-'."""
+    return "-" if us is None else f"{round(us):,}".replace(",", " ")
+
+
+def steps_of(records) -> list:
+    """The runtime's StepRecords, from a list or from an object holding them as .steps."""
+    return list(getattr(records, "steps", records))
+
+
+def explain_table(records) -> Rows:
+    """`--explain`: one row per start step (StepRecord: step, description, duration_us, side)."""
+    table = Rows(("#", "STEP", "SIDE", "WHAT IT DOES", "µs"), empty="no steps")
+    for i, r in enumerate(steps_of(records), 1):
+        step = str(getattr(r, "step", ""))
+        table.rows.append((str(i), "" if step == str(i) else step,  # a step named by its number: once is enough
+                           getattr(r, "side", "") or "", getattr(r, "description", ""),
+                           micros(getattr(r, "duration_us", None))))
+    return table
+
+
+def explain_total(records) -> int | None:
+    """The steps' time added up, or None for a plan that did not run (--dry-run)."""
+    times = [getattr(r, "duration_us", None) for r in steps_of(records)]
+    return None if all(t is None for t in times) else round(sum(t or 0 for t in times))
+
+
 def text_table(table: Rows) -> str:
     """Aligned columns, two spaces apart (the CLI's rendering of a Rows)."""
     rows = [table.header, *table.rows]

@@ -299,11 +299,14 @@ def test_explain_text_shows_each_steps_side_time_and_the_total():
     from containerlab_magic.cli import explain_text
     from containerlab_magic.commands import Step
 
-    steps = [Step("cgroup", "mkdir /sys/fs/cgroup/memory/containerlab/abc", 120, "shim"),
+    steps = [Step("cgroup", "mkdir /sys/fs/cgroup/memory/containerlab/abc", 1200, "shim"),
              Step("exec", "execve sh -c true", 35, "container")]
     assert explain_text(steps).splitlines() == [
-        "  1. [shim] mkdir /sys/fs/cgroup/memory/containerlab/abc  120 µs",
-        "  2. [container] execve sh -c true  35 µs",
-        "     total 155 µs",
+        "#  STEP    SIDE       WHAT IT DOES                                  µs",
+        "1  cgroup  shim       mkdir /sys/fs/cgroup/memory/containerlab/abc  1 200",
+        "2  exec    container  execve sh -c true                             35",
+        "total 1 235 µs",
     ]
-    assert explain_text([Step("1", "pivot_root")]) == "  1. pivot_root"  # a plan: no times, no total
+    # a plan that did not run: no times, no total; a step named by its number shows it once
+    assert explain_text([Step("1", "pivot_root")]).splitlines() == [
+        "#  STEP  SIDE  WHAT IT DOES  µs", "1              pivot_root    -"]

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..formats import steps_of
+
 
 @dataclass(frozen=True)
 class Step:
@@ -28,7 +30,7 @@ def plan(engine, spec) -> list:
 
     check_image(engine, spec.image)
     if hasattr(engine, "plan"):
-        return list(engine.plan(spec))
+        return steps_of(engine.plan(spec))
     from ..runtime import rootfs
     from ..runtime.images import ImageStore
 
@@ -39,4 +41,4 @@ def plan(engine, spec) -> list:
 def explain_run(box) -> list | None:
     """The steps that started a container, timed; None if this runtime cannot tell."""
     explain = getattr(box, "explain", None)
-    return list(explain()) if explain is not None else None
+    return steps_of(explain()) if explain is not None else None
