@@ -451,58 +451,5 @@ VERBS = {
 }
 
 
-# ---------------------------------------------------------------- for magics.py, until it moves
-# magics.py imported these private helpers before the commands layer existed; they stay, thin,
-# until the notebook face uses parsers/commands/formats directly.  Do not use them in new code.
-
-
-def _add_run_options(p) -> None:
-    p.add_argument("--image", help="image to run (default: host)")
-    parsers.add_run_options(p)
-
-
-def spec_from_args(args):
-    words = list(getattr(args, "args", ()))
-    return parsers.run_spec(args, args.image or "host", words[1:] if words[:1] == ["--"] else words)
-
-
-def add_network_parser(sub, parser_class) -> None:
-    parsers.add_network_parser(sub, parser_class)
-
-
-def network_verb(engine, args) -> str:
-    import json
-
-    from . import commands, formats
-
-    if args.net_verb == "create":
-        return commands.network_create(engine, args.name, subnet=args.subnet, internal=args.internal)["name"]
-    if args.net_verb == "ls":
-        return formats.text_table(formats.networks_table(commands.network_ls(engine)))
-    if args.net_verb == "inspect":
-        return json.dumps(commands.network_inspect(engine, args.name), indent=2)
-    for name in args.names:
-        commands.network_rm(engine, name)
-    return "\n".join(args.names)
-
-
-def describe_status(row, now=None) -> str:
-    from .formats import describe_status as describe
-
-    return describe(row, now)
-
-
-def human_age(seconds: float) -> str:
-    from .formats import human_age as age
-
-    return age(seconds)
-
-
-def parse_env(items):
-    from .runtime.spec import parse_env as parse
-
-    return parse(items)
-
-
 if __name__ == "__main__":
     sys.exit(main())
