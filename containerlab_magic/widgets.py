@@ -23,7 +23,7 @@ import time
 import ipywidgets as w
 from IPython.display import display
 
-from . import commands
+from . import commands, formats
 from . import display as show
 from .runtime.errors import ContainerError
 
@@ -100,13 +100,6 @@ def _show(widget, visible: bool) -> None:
     widget.layout.display = None if visible else "none"
 
 
-def _bits(per_second: float) -> str:
-    for unit, scale in (("Gbit/s", 1e9), ("Mbit/s", 1e6), ("kbit/s", 1e3)):
-        if per_second >= scale:
-            return f"{per_second / scale:.1f} {unit}"
-    return f"{per_second:.0f} bit/s"
-
-
 class Monitor(w.VBox):
     """Live memory, CPU and pids of one container's cgroup, until it ends."""
 
@@ -116,6 +109,7 @@ class Monitor(w.VBox):
     def __init__(self, engine, ref: str):
         self.engine = engine
         first = engine.stats(ref)  # fails now, in the cell, if there is nothing to watch
+        self._first = first
         self.cid, self.name, self.cpus = first["id"], first.get("name") or ref, first.get("cpus_limit")
         self.title = w.HTML(f"<b>{show._e(self.name)}</b>: live cgroup usage")
         self.memory = w.FloatProgress(min=0, max=1, description="memory", bar_style="info")
@@ -157,37 +151,35 @@ class Monitor(w.VBox):
         self._stop.set()
 
     def _loop(self) -> None:
+        """Sample with the commands layer's `stats` (CPU % over each interval) until the end."""
         start = time.monotonic()
-        last_cpu: tuple[float, int] | None = None
-        oom_seen = None
-        reason = "stopped"
-        while not self._stop.is_set():
-            try:
-                usage = self.engine.stats(self.cid)
-            except (OSError, ContainerError):
-                reason = "the container ended"
-                break
-            now = time.monotonic()
-            cpu_pct = 0.0
-            if usage.get("cpu_usage_ns") is not None:
-                if last_cpu:
-                    cpu_pct = max(0.0, (usage["cpu_usage_ns"] - last_cpu[1]) / ((now - last_cpu[0]) * 1e9) * 100)
-                last_cpu = (now, usage["cpu_usage_ns"])
-            if oom_seen is not None and (usage.get("oom_kills") or 0) > oom_seen:
-                self.ooms.append(now - start)
-            oom_seen = usage.get("oom_kills") or 0
-            self.samples = (self.samples + [(now - start, usage.get("memory_bytes") or 0, cpu_pct)])[-self.history:]
-            self._draw(usage, cpu_pct)
-            if usage.get("network"):
-                self.net_text.value = self._net_line(now, usage)
-            if not self._alive():
-                reason = "the container ended"
-                break
-            self._stop.wait(self.interval)
+        oom_seen = self._first.get("oom_kills") or 0
+        self.samples = [(0.0, self._first.get("memory_bytes") or 0, 0.0)]  # the reading that opened the monitor
+        self._draw(self._first, 0.0)
+        reason = "the container ended"  # stats stops yielding rows when it no longer runs
+        try:
+            for rows in commands.stats(self.engine, [self.cid], interval=self.interval):
+                if self._stop.is_set():
+                    reason = "stopped"
+                    break
+                if not rows:
+                    break
+                usage, cpu_pct = rows[0].usage, rows[0].cpu_percent or 0.0
+                now = time.monotonic()
+                if (usage.get("oom_kills") or 0) > oom_seen:
+                    self.ooms.append(now - start)
+                oom_seen = usage.get("oom_kills") or 0
+                self.samples = (self.samples + [(now - start, usage.get("memory_bytes") or 0, cpu_pct)]
+                                )[-self.history:]
+                self._draw(usage, cpu_pct)
+                if usage.get("network"):
+                    self.net_text.value = self._net_line(now, usage)
+        except (OSError, ContainerError):  # ended before the first reading, or the engine closed
+            pass
         if reason == "the container ended":
             # An OOM kill that ends the container comes after the last sample: its final
             # counters, read by its shim as it ended, are in its state once settled.
-            missed = self._final_oom_kills() - (oom_seen or 0)
+            missed = self._final_oom_kills() - oom_seen
             self.ooms += [time.monotonic() - start] * max(missed, 0)
         self._finish(reason)
 
@@ -212,16 +204,10 @@ class Monitor(w.VBox):
         rates = ""
         if self._last_net is not None and now > self._last_net[0]:
             dt = now - self._last_net[0]
-            rates = (f"in {_bits(8 * (rx - self._last_net[1]) / dt)}, "
-                     f"out {_bits(8 * (tx - self._last_net[2]) / dt)}; ")
+            rates = (f"in {formats.bitrate(8 * (rx - self._last_net[1]) / dt)}, "
+                     f"out {formats.bitrate(8 * (tx - self._last_net[2]) / dt)}; ")
         self._last_net = (now, rx, tx)
         return f"{rates}{show.net_io(usage)} in all; link: {show.link_shape(usage.get('net_shape'))}"
-
-    def _alive(self) -> bool:
-        try:
-            return self.engine.inspect(self.cid).get("status") == "running"
-        except ContainerError:
-            return False
 
     def _draw(self, usage: dict, cpu_pct: float) -> None:
         limit = usage.get("memory_limit")
@@ -239,8 +225,8 @@ class Monitor(w.VBox):
                                       f"{show.size(memory, '-')} (no memory limit)") + \
                 f", peak {show.size(usage.get('memory_peak_bytes'), '-')}"
             self.cpu.value = min(cpu_pct, self.cpu.max)
-            self.cpu_text.value = (f"{cpu_pct:.0f} % of {self.cpus:g} CPUs ({100 * self.cpus:g} %)" if self.cpus
-                                   else f"{cpu_pct:.0f} % (no CPU limit)")
+            self.cpu_text.value = (f"{formats.percent(cpu_pct)} of {self.cpus:g} CPUs ({100 * self.cpus:g}%)"
+                                   if self.cpus else f"{formats.percent(cpu_pct)} (no CPU limit)")
             _show(self.pids, pids_limit is not None)
             if pids_limit:
                 self.pids.max = pids_limit
@@ -249,7 +235,7 @@ class Monitor(w.VBox):
             self._top = top
             self.plot.value = self._svg(top)
             self.events.value = self._events_html()
-        self.summary = (f"monitor of {self.name}: memory {self.memory_text.value}; CPU {cpu_pct:.0f} %; "
+        self.summary = (f"monitor of {self.name}: memory {self.memory_text.value}; CPU {formats.percent(cpu_pct)}; "
                         f"pids {self.pids_text.value}; OOM kills {len(self.ooms)}")
 
     def _events_html(self) -> str:
