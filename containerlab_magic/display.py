@@ -14,7 +14,7 @@ import html
 import signal
 from dataclasses import dataclass, field
 
-from .formats import Rows, link_shape, memory_kills, net_io, size
+from .formats import Rows, explain_table, explain_total, link_shape, memory_kills, micros, net_io, size, steps_of
 from .runtime.spec import format_size
 
 __all__ = ["CellResult", "ExplainTable", "Report", "Table", "Text", "cgroup_report", "limits_change",
@@ -221,55 +221,36 @@ def _one_line(text: str, width: int = 100) -> str:
 class ExplainTable:
     """`--explain`: the start plan's steps (StepRecord: step, description, duration_us, side).
 
-    Executed steps carry their duration: each gets a bar on a timeline that
-    starts where the previous step ended, so the longest steps stand out and
-    the bars add up to the total at the bottom.  A plan that did not run
-    (`--dry-run`) has no durations, hence no bars and no total.
+    The rows are formats.explain_table's, as the CLI prints them.  Executed
+    steps carry their duration: each gets a bar on a timeline that starts
+    where the previous step ended, so the longest steps stand out and the bars
+    add up to the total at the bottom.  A plan that did not run (`--dry-run`)
+    has no durations, hence no bars and no total.
     """
 
-    headers = ("#", "STEP", "SIDE", "WHAT IT DOES", "µs")
-
     def __init__(self, records, title: str = ""):
-        self.records = list(getattr(records, "steps", records))
+        self.records = steps_of(records)
+        self.table = explain_table(self.records)
+        self.total_us = explain_total(self.records)  # None: not run
         self.title = title
 
-    @property
-    def executed(self) -> bool:
-        return any(getattr(r, "duration_us", None) is not None for r in self.records)
-
-    @property
-    def total_us(self) -> int:
-        return sum(getattr(r, "duration_us", None) or 0 for r in self.records)
-
-    def rows(self) -> list[tuple]:
-        rows = []
-        for i, r in enumerate(self.records, 1):
-            step = str(getattr(r, "step", ""))
-            rows.append((i, "" if step == str(i) else step,  # a step named by its number alone: once is enough
-                         getattr(r, "side", "") or "", getattr(r, "description", ""),
-                         _micros(getattr(r, "duration_us", None))))
-        return rows
-
     def __repr__(self) -> str:
-        table = Table(self.headers, self.rows(), title=self.title, empty="no steps")
-        text = repr(table)
-        if self.executed:
-            text += f"\ntotal {_micros(self.total_us)} µs"
+        text = repr(Table.of(self.table, title=self.title))
+        if self.total_us is not None:
+            text += f"\ntotal {micros(self.total_us)} µs"
         return text
 
     def _repr_html_(self) -> str:
         title = f"<b>{_e(self.title)}</b>" if self.title else ""
         if not self.records:
-            return f"{title}<div><i>no steps</i></div>"
-        total = max(self.total_us, 1)
-        head = "".join(f"<th>{_e(h)}</th>" for h in self.headers)
-        if self.executed:
-            head += "<th>timeline</th>"
-        body, start = [], 0
-        for row, record in zip(self.rows(), self.records):
+            return f"{title}<div><i>{_e(self.table.empty)}</i></div>"
+        timed = self.total_us is not None
+        head = "".join(f"<th>{_e(h)}</th>" for h in self.table.header) + ("<th>timeline</th>" if timed else "")
+        body, start, total = [], 0.0, max(self.total_us or 0, 1)
+        for row, record in zip(self.table.rows, self.records):
             cells = "".join(f"<td>{_e(c)}</td>" for c in row)
             duration = getattr(record, "duration_us", None) or 0
-            if self.executed:
+            if timed:
                 left, width = 100 * start / total, max(100 * duration / total, 0.5)
                 cells += (f"<td style='width:200px'><div style='position:relative;height:10px;background:#eee'>"
                           f"<div style='position:absolute;left:{left:.1f}%;width:{width:.1f}%;height:10px;"
@@ -277,15 +258,11 @@ class ExplainTable:
             start += duration
             body.append(f"<tr>{cells}</tr>")
         foot = ""
-        if self.executed:
+        if timed:
             foot = (f"<tfoot><tr><th colspan='4' style='text-align:right'>total</th>"
-                    f"<th>{_e(_micros(self.total_us))}</th><th></th></tr></tfoot>")
+                    f"<th>{_e(micros(self.total_us))}</th><th></th></tr></tfoot>")
         return (f"{STYLE}{title}<table class='clab-table'><thead><tr>{head}</tr></thead>"
                 f"<tbody>{''.join(body)}</tbody>{foot}</table>")
-
-
-def _micros(us) -> str:
-    return "-" if us is None else f"{round(us):,}".replace(",", " ")
 
 
 @dataclass
