@@ -331,6 +331,7 @@ def test_top_lists_the_containers_processes(engine, no_leaks):
 @needs_root
 def test_cp_both_ways_inside_the_root_only(engine, no_leaks, tmp_path):
     script = ("mkdir -p /tmp/data/sub && echo one > /tmp/data/a && echo two > /tmp/data/sub/b && "
+              "mkfifo /tmp/data/fifo && "
               "ln -s /etc /tmp/etc-link && ln -s ../../../../../.. /tmp/up && echo ready; sleep 60")
     detached(engine, "files", script, hostname="in-the-box")
     try:
@@ -340,6 +341,7 @@ def test_cp_both_ways_inside_the_root_only(engine, no_leaks, tmp_path):
         assert (tmp_path / "a").read_text() == "one\n"
         result = commands.cp(engine, "files:/tmp/data", str(tmp_path))
         assert (tmp_path / "data" / "sub" / "b").read_text() == "two\n" and result.files == 2
+        assert result.skipped == 1 and not (tmp_path / "data" / "fifo").exists()  # the FIFO: skipped, no hang
         commands.cp(engine, "files:/tmp/etc-link/hostname", str(tmp_path / "hostname"))
         assert (tmp_path / "hostname").read_text() == "in-the-box\n"
         # into the container, through its symlink to /etc: the container's /etc, not the host's

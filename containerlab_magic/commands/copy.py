@@ -138,12 +138,18 @@ def _entry(sdir: int, sname: str, tdir: int, tname: str, result: CopyResult) -> 
 
 def _file(sdir: int, sname: str, tdir: int, tname: str, mode: int, st, result: CopyResult) -> None:
     flags = os.O_CLOEXEC | os.O_NOFOLLOW
-    source = os.open(sname, os.O_RDONLY | flags, dir_fd=sdir)
+    # O_NONBLOCK: a FIFO swapped in after the stat must not hang the copy; it is then skipped
+    source = os.open(sname, os.O_RDONLY | os.O_NONBLOCK | flags, dir_fd=sdir)
     try:
+        if not stat.S_ISREG(os.fstat(source).st_mode):
+            result.skipped += 1
+            return
         target = os.open(tname, os.O_WRONLY | os.O_CREAT | os.O_EXCL | flags, 0o600, dir_fd=tdir)
         try:
             while chunk := os.read(source, CHUNK):
-                os.write(target, chunk)
+                view = memoryview(chunk)
+                while view:  # a write may take less than it is given
+                    view = view[os.write(target, view):]
                 result.bytes += len(chunk)
             os.fchmod(target, mode)
             os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
