@@ -280,6 +280,7 @@ def cmd_logs(args) -> int:
 def cmd_stop(args) -> int:
     from . import commands
 
+    commands.check_grace(args.time)  # once, before any container is touched
     engine = _engine()
     return _each(args, lambda ref: commands.stop(engine, ref, grace=args.time))
 

@@ -94,6 +94,8 @@ UNKNOWN_IMAGE = "containerlab-magic: unknown image 'no-such-image'; local images
     (["cp", "/etc/hostname", "no-such-container:/tmp/"], 125, "no such container"),
     (["cp", "/etc/hostname", "/tmp/x"], 125, "between the host and a container"),
     (["kill", "-s", "999", "no-such-container"], 125, "unknown signal 999"),
+    (["stop", "-t", "inf", "no-such-container"], 125, "invalid stop time inf"),
+    (["stop", "-t", "-1", "no-such-container"], 125, "invalid stop time -1"),
     (["top", "no-such-container"], 125, "no such container"),
     (["port", "no-such-container"], 125, "no such container"),
     (["inspect", "no-such-container"], 125, "no such container"),

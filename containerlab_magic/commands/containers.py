@@ -115,9 +115,19 @@ def logs(engine, ref: str, follow: bool = False):
     return engine.logs(ref, follow=follow)
 
 
+def check_grace(grace: float) -> float:
+    """A stop's grace period: from 0 to 30 days (refuses nan and inf)."""
+    from ..runtime.errors import SpecError
+    from ..runtime.spec import MAX_TIMEOUT
+
+    if not 0 <= grace <= MAX_TIMEOUT:
+        raise SpecError(f"invalid stop time {grace:g}: give seconds from 0 to {MAX_TIMEOUT} (30 days), e.g. -t 10")
+    return grace
+
+
 def stop(engine, ref: str, grace: float = 10.0) -> bool:
     """SIGTERM, then SIGKILL after `grace` seconds; True if it needed SIGKILL."""
-    return engine.stop(ref, grace=grace)
+    return engine.stop(ref, grace=check_grace(grace))
 
 
 def kill(engine, ref: str, sig: str | int = "KILL") -> int:
