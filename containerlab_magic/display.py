@@ -14,7 +14,8 @@ import html
 import signal
 from dataclasses import dataclass, field
 
-from .formats import Rows, explain_table, explain_total, link_shape, memory_kills, micros, net_io, size, steps_of
+from .formats import (Rows, explain_table, explain_total, link_shape, memory_kills, micros, net_io, size, steps_of,
+                      text_table)
 from .runtime.spec import format_size
 
 __all__ = ["CellResult", "ExplainTable", "Report", "Table", "Text", "cgroup_report", "limits_change",
@@ -47,10 +48,8 @@ class Table:
         lines = [self.title] if self.title else []
         if not self.rows:
             return "\n".join(lines + [self.empty])
-        table = [tuple(self.headers)] + [tuple("" if c is None else str(c) for c in r) for r in self.rows]
-        widths = [max(len(r[i]) for r in table) for i in range(len(self.headers))]
-        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
-        return "\n".join(lines)
+        cells = [tuple("" if c is None else str(c) for c in row) for row in self.rows]
+        return "\n".join(lines + [text_table(Rows(tuple(self.headers), cells))])  # as the CLI prints it
 
     def _repr_html_(self) -> str:
         title = f"<b>{_e(self.title)}</b>" if self.title else ""
