@@ -20,8 +20,8 @@ from __future__ import annotations
 # Loaded on first use (PEP 562): `run` is on the path of every CLI call and needs
 # only .containers, not cp's or top's or inspect's modules.
 _WHERE = {
-    "containers": ("PsRow", "check_grace", "check_image", "exec_", "kill", "logs", "pause", "port", "ps", "rm", "run", "stop",
-                   "unpause", "update", "wait"),
+    "containers": ("PsRow", "check_grace", "check_image", "exec_", "kill", "logs", "pause", "port", "ps", "rm",
+                   "run", "stop", "unpause", "update", "wait"),
     "copy": ("CopyResult", "cp"),
     "explain": ("Step", "explain_run", "plan"),
     "inspection": ("inspect",),
