@@ -207,7 +207,8 @@ class ContainerMagics(Magics):
                 setattr(args, key, None if value is None else str(value) if key != "timeout" else value)
         folder = None
         if args.python:
-            folder = CellFolder(cell, inputs_json(args.inputs, self.shell.user_ns), args.out)
+            folder = CellFolder(cell, inputs_json(args.inputs, self.shell.user_ns), args.out,
+                                other_user=args.user is not None)
             args.volume = list(args.volume) + [folder.volume]
         command = list(PYTHON_COMMAND) if args.python else ["/bin/sh", "-c", cell]
         try:

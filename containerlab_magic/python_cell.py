@@ -97,13 +97,15 @@ def inputs_json(names: str | None, user_ns: dict) -> dict:
 class CellFolder:
     """The host folder of one --python cell: cell.py, in.json, and out.json once the cell wrote it."""
 
-    def __init__(self, cell: str, inputs: dict, out: str | None):
+    def __init__(self, cell: str, inputs: dict, out: str | None, other_user: bool = False):
         if out is not None and not out.isidentifier():
             raise SpecError(f"--out {out!r}: give a Python variable name")
         self.out = out
         self.path = tempfile.mkdtemp(prefix="containerlab-io-")
         try:
-            os.chmod(self.path, 0o777)  # the cell may run as another user (-u) and writes out.json here
+            # The cell runs as root unless -u says otherwise; another user must be able to write
+            # out.json here, and the sticky bit keeps anyone but root from replacing cell.py
+            os.chmod(self.path, 0o1777 if other_user else 0o755)
             inputs_path = None
             if inputs:
                 self._write("in.json", json.dumps(inputs))

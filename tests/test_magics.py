@@ -266,6 +266,18 @@ def test_python_cell_command_is_short_and_its_folder_goes_when_it_ends(ip, clean
     assert not os.path.exists(folder) and not magics._folders
 
 
+def test_python_cell_as_another_user_brings_its_value_back(ip, clean, capsys):
+    cell(ip, "--python -u 65534 --out who", "import os\nwho = os.getuid()")
+    assert ip.user_ns["who"] == 65534
+    folder_modes = []
+    magics = _magics(ip)
+    cell(ip, "--python --detach --name mode-check", "import time\ntime.sleep(0.3)")
+    folder_modes.append(os.stat(next(iter(magics._folders.values())).path).st_mode & 0o7777)
+    assert folder_modes == [0o755]  # root's cell: nobody else may write into its folder
+    magics.engine.wait("mode-check")
+    ip.run_line_magic("container", "rm mode-check")
+
+
 def test_python_in_takes_large_values_and_out_refuses_detach(ip, clean, capsys):
     ip.user_ns["big"] = "x" * (300 << 10)  # more than one argv string may hold (128 KiB)
     cell(ip, "--python --in big --out n", "n = len(big)")
