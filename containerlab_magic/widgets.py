@@ -7,9 +7,13 @@ run on another thread than a cell (ipykernel 7 subshells): they only assign
 traits and redraw one label.
 
 `Monitor` (`%cgroup NAME --watch`): a background thread reads the container's
-cgroup a few times a second and moves progress bars and a small SVG plot.  It
-never prints: widget state changes and one display update (the text fallback
-a saved notebook keeps) are its only outputs, so the kernel stays free.
+cgroup a few times a second (the commands layer's `stats`, CPU % over each
+interval, see cgroups(7)) and moves progress bars and a small SVG plot.  A
+figure without a limit gets no bar: a bar is a share of something.  When the
+container ends, the monitor reads the OOM kills its shim recorded at the end,
+so a kill that ended it is marked too.  It never prints: widget state changes
+and one display update (the text fallback a saved notebook keeps) are its
+only outputs, so the kernel stays free.
 """
 
 from __future__ import annotations
