@@ -128,6 +128,15 @@ def test_bad_options_are_usage_errors(ip, clean, capsys):
         cell(ip, "--memory 12x", "true")
     with pytest.raises(UsageError, match="--in passes notebook variables to Python"):
         cell(ip, "--in a", "true")
+    import glob
+    import tempfile
+
+    folders = set(glob.glob(os.path.join(tempfile.gettempdir(), "containerlab-io-*")))
+    with pytest.raises(UsageError, match=r"^unknown image 'no-such-image'; local images: host, busybox"):
+        cell(ip, "--image no-such-image --python", "pass")
+    with pytest.raises(UsageError, match=r"^invalid --memory 'lots'"):
+        cell(ip, "--memory lots --python", "pass")
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "containerlab-io-*"))) == folders  # no cell folder left
     result = ip.run_cell("%%container --cpus lots\ntrue")
     assert isinstance(result.error_in_exec, UsageError)
     assert "Traceback" not in capsys.readouterr().err
