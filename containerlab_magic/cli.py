@@ -316,8 +316,16 @@ def cmd_inspect(args) -> int:
     from . import commands
 
     engine = _engine()
-    print(json.dumps([commands.inspect(engine, ref) for ref in args.containers], indent=2))
-    return 0
+    documents, status = [], 0
+    for ref in args.containers:  # as docker: the ones found are printed, the others reported
+        try:
+            documents.append(commands.inspect(engine, ref))
+        except ContainerError as e:
+            print(f"{PROG}: {e}", file=sys.stderr)
+            status = e.exit_code
+    if documents or not status:
+        print(json.dumps(documents, indent=2))
+    return status
 
 
 def cmd_top(args) -> int:

@@ -128,7 +128,9 @@ def test_detached_lifecycle_through_the_daemon(no_leaks):
     cli("run", "-d", "--name", "cli-other", "busybox", "sleep", "60")
     try:
         # the CLI has exited; the containers live on in one daemon shim
-        docs = {doc["Name"]: doc for doc in json.loads(cli("inspect", "cli-web", "cli-other").stdout)}
+        r = cli("inspect", "cli-web", "no-such-container", "cli-other")
+        assert r.returncode == 125 and "no such container: no-such-container" in one_line(r.stderr)
+        docs = {doc["Name"]: doc for doc in json.loads(r.stdout)}
         assert docs["cli-web"]["State"]["Running"] and docs["cli-other"]["State"]["Running"]
         assert shim_of(docs["cli-web"]["State"]["Pid"]) == shim_of(docs["cli-other"]["State"]["Pid"])
         ps = cli("ps").stdout
