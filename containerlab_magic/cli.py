@@ -304,10 +304,15 @@ def cmd_wait(args) -> int:
     from . import commands
 
     engine = _engine()
+    status = 0
     for ref in args.containers:
-        code = commands.wait(engine, ref)
-        print("" if code is None else code)
-    return 0
+        try:
+            code = commands.wait(engine, ref)
+            print("" if code is None else code, flush=True)
+        except ContainerError as e:
+            print(f"{PROG}: {e}", file=sys.stderr)
+            status = e.exit_code
+    return status
 
 
 def cmd_inspect(args) -> int:
