@@ -16,7 +16,7 @@ import re
 
 from . import commands
 from . import display as show
-from .runtime.errors import SpecError
+from .runtime.errors import Conflict, SpecError
 
 SETTING_KEYS = {"memory": "memory", "memory_swap": "memory_swap", "cpus": "cpus", "cpu_shares": "cpu_shares",
                 "cpuset_cpus": "cpuset_cpus", "pids": "pids_limit", "pids_limit": "pids_limit",
@@ -35,8 +35,10 @@ _FLAG_VALUE = re.compile(r"(--[a-z-]+)(?![-\w])(?: ('[^']*'|-1\b|\d[\w.%]*))?")
 def report(engine, ref: str):
     """Usage against limits, and the cgroup files behind the figures."""
     usage = engine.stats(ref)
-    files = engine.cgroups.open(usage["id"]).files()
-    return show.cgroup_report(usage.get("name") or ref, usage, files)
+    group = engine.cgroups.open(usage["id"])
+    if group is None:  # it ended between the two reads
+        raise Conflict(f"container {ref} is not running: %cgroup NAME needs a running container")
+    return show.cgroup_report(usage.get("name") or ref, usage, group.files())
 
 
 def update(engine, ref: str, settings: list[str]):
