@@ -314,3 +314,34 @@ def test_explain_text_shows_each_steps_side_time_and_the_total():
     # a plan that did not run: no times, no total; a step named by its number shows it once
     assert explain_text([Step("1", "pivot_root")]).splitlines() == [
         "#  STEP  SIDE  WHAT IT DOES  µs", "1              pivot_root    -"]
+
+
+def test_tty_gets_a_terminal_of_the_callers_size(no_leaks):
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    main, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "containerlab_magic", "run", "-t", "busybox", "sh", "-c",
+                             "tty; stty size"], stdin=secondary, stdout=secondary, stderr=secondary)
+    os.close(secondary)
+    out = b""
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline and b"30 100" not in out:
+            if select.select([main], [], [], 0.5)[0]:
+                try:
+                    out += os.read(main, 4096)
+                except OSError:  # EIO: every writer has closed
+                    break
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(main)
+    assert b"/dev/pts/" in out or b"/dev/console" in out, out
+    assert b"30 100" in out, out
