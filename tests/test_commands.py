@@ -322,6 +322,15 @@ def test_top_lists_the_containers_processes(engine, no_leaks):
         assert "sleep 61" in commands_seen and "sleep 62" in commands_seen and len(procs) == 3
         assert {p.user for p in procs} == {"root"}
         assert os.getpid() not in {p.pid for p in procs}
+        extra = commands.exec_(engine, "busy", ["sleep", "63"])  # an exec'd process is the container's too
+        try:
+            deadline = time.monotonic() + 10
+            while "sleep 63" not in [p.command for p in commands.top(engine, "busy")]:
+                assert time.monotonic() < deadline, commands.top(engine, "busy")
+                time.sleep(0.01)
+        finally:
+            extra.kill()
+            extra.wait()
     finally:
         commands.rm(engine, "busy", force=True)
     with pytest.raises(NotFound):
