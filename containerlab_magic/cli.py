@@ -130,13 +130,13 @@ def image_and_command(args) -> tuple[str, list[str]]:
 def cmd_run(args) -> int:
     from . import commands
 
+    if args.dry_run and not args.explain:
+        raise SpecError("--dry-run goes with --explain: it prints the plan without running it")
     image, command = image_and_command(args)
     spec = parsers.run_spec(args, image, command)
     engine = _engine()
-    if args.dry_run and not args.explain:
-        raise SpecError("--dry-run goes with --explain: it prints the plan without running it")
-    if args.explain and (args.dry_run or not hasattr(engine, "plan")):
-        print(explain_text(commands.plan(engine, spec)))  # this runtime cannot time a real run yet
+    if args.explain and (args.dry_run or not _runtime_times_its_steps()):
+        print(explain_text(commands.plan(engine, spec)))
         return 0
     if spec.network == "host":
         print(f"{PROG}: warning: --net host shares the host's network with the container", file=sys.stderr)
@@ -151,6 +151,14 @@ def cmd_run(args) -> int:
         return code
     finally:
         engine.close()
+
+
+def _runtime_times_its_steps() -> bool:
+    """Whether a started container reports the steps that ran (Container.explain);
+    if not, --explain shows the plan without running it."""
+    from .runtime.engine import Container
+
+    return hasattr(Container, "explain")
 
 
 def explain_text(steps) -> str:
