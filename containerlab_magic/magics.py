@@ -23,6 +23,7 @@ exit, timeout, OOM kill, interrupt) raises CellFailed, whose
 from __future__ import annotations
 
 import argparse
+import atexit
 import shlex
 import sys
 import threading
@@ -130,6 +131,7 @@ class ContainerMagics(Magics):
         self.last = None  # the last cell's CellResult
         self.monitors: list = []
         self._folders: dict[str, CellFolder] = {}  # detached --python cells' folders, by container id
+        atexit.register(self._remove_folders)  # the kernel exits: its shim ends their containers
 
     @property
     def engine(self):
@@ -149,7 +151,11 @@ class ContainerMagics(Magics):
             engine, self._engine = self._engine, None
         if engine is not None:
             engine.close()
-        for folder in self._folders.values():  # their containers stopped with the engine
+        self._remove_folders()  # their containers stopped with the engine
+        atexit.unregister(self._remove_folders)
+
+    def _remove_folders(self) -> None:
+        for folder in self._folders.values():
             folder.remove()
         self._folders.clear()
 

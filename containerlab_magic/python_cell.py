@@ -20,6 +20,7 @@ kernel.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -28,6 +29,7 @@ import tempfile
 from .runtime.errors import SpecError
 
 IO_DIR = "/run/containerlab-io"
+PREFIX = "containerlab-io-"  # host folders: PREFIX + the kernel's PID + a random part
 COMMAND = ("python3", "-u", f"{IO_DIR}/cell.py")
 MAX_OUT_JSON = 16 << 20
 
@@ -78,6 +80,20 @@ class OutValueError(Exception):
     """The cell ran but its --out value could not be brought back (one line)."""
 
 
+def remove_orphans() -> None:
+    """Folders of kernels that were killed (no atexit ran): their containers ended with their shim."""
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), PREFIX + "*-*")):
+        pid = os.path.basename(path)[len(PREFIX):].partition("-")[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:  # alive, someone else's
+            pass
+
+
 def inputs_json(names: str | None, user_ns: dict) -> dict:
     """`--in a,b` -> {'a': ..., 'b': ...} from the notebook, checked to be JSON-compatible."""
     values = {}
@@ -101,7 +117,8 @@ class CellFolder:
         if out is not None and not out.isidentifier():
             raise SpecError(f"--out {out!r}: give a Python variable name")
         self.out = out
-        self.path = tempfile.mkdtemp(prefix="containerlab-io-")
+        remove_orphans()
+        self.path = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-")  # the kernel's PID: see remove_orphans
         try:
             # The cell runs as root unless -u says otherwise; another user must be able to write
             # out.json here, and the sticky bit keeps anyone but root from replacing cell.py

@@ -183,7 +183,13 @@ def test_kernel_restart_removes_every_container(kernel, now):
     for name in ("bg1", "bg2"):
         reply, _ = execute(kc, f"%%container --detach --name {name}\nsleep 300")
         assert reply["status"] == "ok"
-    assert len(state_dirs()) >= 2
+    reply, _ = execute(kc, "%%container --detach --name bg3 --python\nimport time\ntime.sleep(300)")
+    assert reply["status"] == "ok"
+    _, messages = execute(kc, "from containerlab_magic.magics import _loaded\n"
+                              "print(*(f.path for m in _loaded.values() for f in m._folders.values()))")
+    folder = streams(messages).strip()
+    assert os.path.isfile(os.path.join(folder, "cell.py"))  # the detached cell's folder, in use
+    assert len(state_dirs()) >= 3
     km.restart_kernel(now=now)
     kc.wait_for_ready(timeout=60)
     deadline = time.monotonic() + 10
@@ -192,6 +198,10 @@ def test_kernel_restart_removes_every_container(kernel, now):
     assert not state_dirs()
     reply, _ = execute(kc, "%container ps")  # the new kernel has the extension and no containers
     assert reply["status"] == "ok"
+    # its folder went with the kernel's exit, or (killed: no atexit) with the next --python cell
+    assert now or not os.path.exists(folder)
+    reply, _ = execute(kc, "%%container --python\npass")
+    assert reply["status"] == "ok" and not os.path.exists(folder)
 
 
 def test_tour_notebook_under_nbval(module_no_leaks):
