@@ -135,7 +135,7 @@ class CellFolder:
 
     def _write(self, name: str, text: str) -> None:
         path = os.path.join(self.path, name)
-        with open(path, "w") as f:
+        with open(path, "w", encoding="utf-8") as f:  # python3 reads source as UTF-8, whatever the locale
             f.write(text)
         os.chmod(path, 0o644)
 

@@ -171,9 +171,9 @@ def test_stats_footer(ip, clean, capsys):
 def test_python_cell_in_and_out_are_json(ip, clean, capsys):
     ip.user_ns["numbers"] = [1, 2, 3]
     ip.user_ns["label"] = "sum"
-    cell(ip, "--python --in numbers,label --out answer", "answer = {label: sum(numbers)}\nprint('inside')")
+    cell(ip, "--python --in numbers,label --out answer", "answer = {label: sum(numbers)}\nprint('inside: héllo ✓')")
     assert ip.user_ns["answer"] == {"sum": 6}
-    assert capsys.readouterr().out == "inside\n"
+    assert capsys.readouterr().out == "inside: héllo ✓\n"
 
 
 def test_python_out_refuses_what_json_cannot_carry(ip, clean):
