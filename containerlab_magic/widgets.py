@@ -170,9 +170,9 @@ class Monitor(w.VBox):
                     break
                 usage, cpu_pct = rows[0].usage, rows[0].cpu_percent or 0.0
                 now = time.monotonic()
-                if (usage.get("oom_kills") or 0) > oom_seen:
-                    self.ooms.append(now - start)
-                oom_seen = usage.get("oom_kills") or 0
+                kills = usage.get("oom_kills") or 0
+                self.ooms += [now - start] * max(kills - oom_seen, 0)  # several may fall in one interval
+                oom_seen = max(kills, oom_seen)
                 self.samples = (self.samples + [(now - start, usage.get("memory_bytes") or 0, cpu_pct)]
                                 )[-self.history:]
                 self._draw(usage, cpu_pct)

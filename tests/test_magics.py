@@ -662,6 +662,27 @@ def test_watch_monitor_ends_with_the_oom_kill_that_ended_the_container(ip, clean
         ip.run_line_magic("container", "rm -f oomed")
 
 
+def test_watch_monitor_counts_each_child_killed_for_memory_once(ip, clean, tmp_path):
+    """Three children killed for memory while PID 1 lives on: three marks, none counted twice at the end."""
+    kill_child = "subprocess.run([sys.executable, '-c', 'bytearray(100 << 20)'], stderr=subprocess.DEVNULL)\n"
+    cell(ip, f"--detach --name parent --memory 32M --python -v {tmp_path}:/sync",
+         "import subprocess, sys\n" + WAIT_FOR.format("go") + kill_child * 3 + WAIT_FOR.format("done"))
+    try:
+        ip.run_line_magic("cgroup", "parent --watch")
+        monitor = _magics(ip).monitors[-1]
+        (tmp_path / "go").touch()
+        deadline = time.monotonic() + 15
+        while len(monitor.ooms) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(monitor.ooms) == 3, repr(monitor)
+        (tmp_path / "done").touch()
+        _wait_until_done(monitor)
+        assert len(monitor.ooms) == 3 and repr(monitor).endswith("; OOM kills 3 (the container ended)")
+        assert ip.run_line_magic("container", "wait parent").rows == [("parent", "0")]
+    finally:
+        ip.run_line_magic("container", "rm -f parent")
+
+
 def test_watch_monitor_says_what_has_no_limit(ip, clean):
     """No limit: a figure and 'no ... limit', never a bar against a made-up maximum."""
     cell(ip, "--detach --name free --pids-limit 50", "trap 'exit 0' TERM; sleep 30 & wait")
