@@ -69,14 +69,21 @@ def _parse(parser: argparse.ArgumentParser, line: str) -> argparse.Namespace | N
         return None
 
 
+CELL_HELP = {
+    "--explain": "after the cell, a table of the steps that started its container, with their times",
+    "--detach": "run in the background: the cell returns at once (see %%container logs -f NAME)",
+    "--net": "none, bridge, a network name, container:NAME or host (default: ContainerMagics.default_network)",
+}
+
+
 def cell_parser() -> MagicParser:
     p = MagicParser(prog="%%container", description="Run the cell in a new container: a /bin/sh script, "
                     "or Python with --python. Options are those of `containerlab-magic run`.")
     p.add_argument("--image", help="image to run (default: ContainerMagics.default_image, 'host')")
     parsers.add_run_options(p, tty=False)
     p.set_defaults(net=None, workdir="/")  # net None: take ContainerMagics.default_network
-    p._option_string_actions["--explain"].help = (
-        "after the cell, a table of the steps that started its container, with their times")
+    for flag, text in CELL_HELP.items():  # where a cell differs from `containerlab-magic run`
+        p._option_string_actions[flag].help = text
     if "--dry-run" not in p._option_string_actions:
         p.add_argument("--dry-run", action="store_true", help="with --explain: the plan, without running it")
     p.add_argument("--python", action="store_true", help="the cell is Python, run by the image's python3")
