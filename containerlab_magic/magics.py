@@ -252,8 +252,9 @@ class ContainerMagics(Magics):
     def _run(self, spec, args):
         """Start the container; for a foreground one, stream it to the end. (box, CellResult or None)."""
         printer = StreamPrinter(self.output_limit)
+        timed = {"explain": True} if args.explain else {}  # the runtime times a start only when asked
         with _user_errors():
-            box = commands.run(self.engine, spec, on_output=printer)
+            box = commands.run(self.engine, spec, on_output=printer, **timed)
         if spec.detach:
             print(f"{box.name} started in the background ({box.id[:12]}): "
                   f"follow it with %container logs -f {box.name}")
