@@ -136,7 +136,8 @@ class CellResult:
     @property
     def memory_kills(self) -> int:
         """Processes the kernel's OOM killer ended in the container's cgroup (PID 1 or others)."""
-        return (self.result.usage or {}).get("oom_kills") or (1 if self.result.oom_killed else 0)
+        r = self.result
+        return getattr(r, "oom_kills", 0) or (r.usage or {}).get("oom_kills") or (1 if r.oom_killed else 0)
 
     def describe(self) -> str:
         """One line: 'exit 137: killed, out of memory (limit 64 MiB, peak 64 MiB)', or when PID 1
