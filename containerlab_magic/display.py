@@ -248,7 +248,9 @@ class ExplainTable:
         head = "".join(f"<th>{_e(h)}</th>" for h in self.table.header) + ("<th>timeline</th>" if timed else "")
         body, start, total = [], 0.0, max(self.total_us or 0, 1)
         for row, record in zip(self.table.rows, self.records):
-            cells = "".join(f"<td>{_e(c)}</td>" for c in row)
+            cells = "".join(f"<td>{_e(c)}</td>" if i != 3 else  # long paths (a v1 cgroup per controller) wrap
+                            f"<td style='max-width:48em;overflow-wrap:anywhere'>{_e(c)}</td>"
+                            for i, c in enumerate(row))
             duration = getattr(record, "duration_us", None) or 0
             if timed:
                 left, width = 100 * start / total, max(100 * duration / total, 0.5)
