@@ -14,9 +14,12 @@ from __future__ import annotations
 import json
 import signal
 
+from IPython.display import display
+
 from . import commands, formats, parsers
 from . import display as show
 from .cell_output import CellFailed, StreamPrinter, follow
+from .runtime.errors import ContainerError
 
 
 def verb_ps(magics, args):
@@ -50,17 +53,43 @@ def verb_exec(magics, args) -> None:
         raise CellFailed(result.describe(), result)
 
 
+def _each(refs: list[str], act) -> tuple[list, list]:
+    """Act on every container named, as docker does: one that fails does not stop the others.
+    (What each act returned, the errors.)"""
+    done, failed = [], []
+    for ref in refs:
+        try:
+            done.append(act(ref))
+        except ContainerError as e:
+            failed.append(e)
+    return done, failed
+
+
+def _finish(failed: list, shown=None):
+    """The failures raised together, one line, after showing what did work; else what to show."""
+    if failed:
+        if shown is not None:
+            display(shown)
+        raise type(failed[0])("; ".join(str(e) for e in failed))
+    return shown
+
+
 def verb_stop(magics, args) -> None:
-    for ref in args.containers:
+    def stop(ref):
         killed = commands.stop(magics.engine, ref, grace=args.time)
         print(f"{ref} stopped" + (" (needed SIGKILL)" if killed else ""))
+
+    _finish(_each(args.containers, stop)[1])
 
 
 def verb_kill(magics, args) -> None:
     number = parsers.parse_signal(args.signal)  # refused before any container is touched
-    for ref in args.containers:
+
+    def kill(ref):
         commands.kill(magics.engine, ref, number)
         print(f"{ref} sent {_signal_name(number)}")
+
+    _finish(_each(args.containers, kill)[1])
 
 
 def _signal_name(number: int) -> str:
@@ -71,22 +100,25 @@ def _signal_name(number: int) -> str:
 
 
 def verb_rm(magics, args) -> None:
-    for ref in args.containers:
+    def rm(ref):
         commands.rm(magics.engine, ref, force=args.force)
         print(f"{ref} removed")
 
+    _finish(_each(args.containers, rm)[1])
+
 
 def verb_wait(magics, args):
-    table = show.Table(("CONTAINER", "EXIT CODE"))
-    for ref in args.containers:
+    def wait(ref):
         code = commands.wait(magics.engine, ref)
-        table.rows.append((ref, "removed as it ended" if code is None else str(code)))
-    return table
+        return ref, "removed as it ended" if code is None else str(code)
+
+    rows, failed = _each(args.containers, wait)
+    return _finish(failed, show.Table(("CONTAINER", "EXIT CODE"), rows) if rows else None)
 
 
 def verb_inspect(magics, args):
-    documents = [commands.inspect(magics.engine, ref) for ref in args.containers]
-    return show.Text(json.dumps(documents, indent=2))
+    documents, failed = _each(args.containers, lambda ref: commands.inspect(magics.engine, ref))
+    return _finish(failed, show.Text(json.dumps(documents, indent=2)) if documents else None)
 
 
 def verb_stats(magics, args):
@@ -102,24 +134,30 @@ def verb_top(magics, args):
 
 def verb_update(magics, args):
     limits = parsers.limits_from_args(args)
-    tables = []
-    for ref in args.containers:
+
+    def update(ref):
         before, after = commands.update(magics.engine, ref, limits, net_rate=args.net_rate,
                                         net_delay=args.net_delay, net_loss=args.net_loss)
-        tables.append(show.limits_change(ref, before, after))
-    return tables[0] if len(tables) == 1 else show.Report(tables)
+        return show.limits_change(ref, before, after)
+
+    tables, failed = _each(args.containers, update)
+    return _finish(failed, (tables[0] if len(tables) == 1 else show.Report(tables)) if tables else None)
 
 
 def verb_pause(magics, args) -> None:
-    for ref in args.containers:
+    def pause(ref):
         commands.pause(magics.engine, ref)
         print(f"{ref} paused")
 
+    _finish(_each(args.containers, pause)[1])
+
 
 def verb_unpause(magics, args) -> None:
-    for ref in args.containers:
+    def unpause(ref):
         commands.unpause(magics.engine, ref)
         print(f"{ref} unpaused")
+
+    _finish(_each(args.containers, unpause)[1])
 
 
 def verb_cp(magics, args) -> None:

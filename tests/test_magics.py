@@ -515,6 +515,34 @@ def test_ps_keeps_the_exit_code_and_memory_kills_apart(ip, clean):
         ip.run_line_magic("container", "rm survivor")
 
 
+def test_verbs_act_on_every_container_and_report_the_missing_ones(ip, clean, capsys):
+    """As docker: `rm a nobody b` removes a and b, then says nobody is missing, in one line."""
+    import json
+
+    for name in ("first", "second"):
+        cell(ip, f"--detach --name {name}", "trap 'exit 0' TERM; sleep 30 & wait")
+    capsys.readouterr()
+    try:
+        with pytest.raises(UsageError, match=r"^no such container: nobody\b") as missing:
+            ip.run_line_magic("container", "inspect first nobody")
+        assert "\n" not in str(missing.value)
+        shown = capsys.readouterr().out  # the document found, shown before the error
+        assert [doc["Name"] for doc in json.loads(shown)] == ["first"]
+        with pytest.raises(UsageError, match=r"^no such container: nobody\b.*; no such container: ghost\b"):
+            ip.run_line_magic("container", "stop -t 5 first nobody second ghost")
+        assert capsys.readouterr().out == "first stopped\nsecond stopped\n"
+        with pytest.raises(UsageError, match=r"^no such container: nobody\b"):
+            ip.run_line_magic("container", "rm first nobody second")
+        assert capsys.readouterr().out == "first removed\nsecond removed\n"
+        assert ip.run_line_magic("container", "ps -a").rows == []
+    finally:
+        for name in ("first", "second"):
+            try:
+                ip.run_line_magic("container", f"rm -f {name}")
+            except UsageError:
+                pass  # removed by the test
+
+
 def test_network_verbs(ip, clean):
     assert "labnet" in repr(ip.run_line_magic("container", "network create --subnet 10.219.44.0/24 labnet"))
     assert "10.219.44.0/24" in repr(ip.run_line_magic("container", "network ls"))
