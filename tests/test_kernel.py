@@ -112,8 +112,8 @@ def test_load_ext_in_the_lab_kernel_is_silent(kernel):
     _, kc = kernel
     reply, messages = execute(kc, "%load_ext containerlab_magic")
     assert reply["status"] == "ok" and streams(messages) == ""
-    reply, messages = execute(kc, "print(sum(isinstance(c, type(get_ipython().configurables[-1])) "
-                                  "for c in get_ipython().configurables))")
+    reply, messages = execute(kc, "from containerlab_magic.magics import ContainerMagics\n"
+                                  "print(sum(isinstance(c, ContainerMagics) for c in get_ipython().configurables))")
     assert streams(messages) == "1\n"
 
 
