@@ -3,19 +3,27 @@
 Every object here has `_repr_html_` for JupyterLab and `__repr__` for
 terminals, nbval and saved notebooks read without a browser, so nothing is
 ever shown only as HTML.  Nothing here runs containers: the magics hand in
-the rows, results and usage figures they got from the runtime.
+the rows, results and usage figures they got from the commands layer.  How
+each figure reads (sizes, rates, statuses) and each verb's rows come from
+formats.py, shared with the CLI; this module only lays them out.
 """
 
 from __future__ import annotations
 
 import html
-import time
+import signal
 from dataclasses import dataclass, field
 
+from .formats import (Rows, explain_table, explain_total, link_shape, memory_kills, micros, net_io, size, steps_of,
+                      text_table)
 from .runtime.spec import format_size
 
-STYLE = ("<style>.clab-table td,.clab-table th{padding:2px 8px;text-align:left;font-family:monospace}"
-         ".clab-bad{color:#b00}.clab-ok{color:#070}</style>")
+__all__ = ["CellResult", "ExplainTable", "Report", "Table", "Text", "cgroup_report", "limits_change",
+           "link_shape", "net_io", "size", "stats_footer"]
+
+# JupyterLab right-aligns every rendered table cell (.jp-RenderedHTMLCommon td): ours read left to right
+STYLE = ("<style>table.clab-table td,table.clab-table th{padding:2px 8px;text-align:left !important;"
+         "font-family:monospace}.clab-bad{color:#b00}.clab-ok{color:#070}</style>")
 
 
 def _e(value) -> str:
@@ -31,14 +39,17 @@ class Table:
     title: str = ""
     empty: str = "(none)"
 
+    @classmethod
+    def of(cls, rows: Rows, title: str = "") -> "Table":
+        """A verb's rows (formats.py) as a table."""
+        return cls(tuple(rows.header), list(rows.rows), title=title, empty=rows.empty or "(none)")
+
     def __repr__(self) -> str:
         lines = [self.title] if self.title else []
         if not self.rows:
             return "\n".join(lines + [self.empty])
-        table = [tuple(self.headers)] + [tuple("" if c is None else str(c) for c in r) for r in self.rows]
-        widths = [max(len(r[i]) for r in table) for i in range(len(self.headers))]
-        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
-        return "\n".join(lines)
+        cells = [tuple("" if c is None else str(c) for c in row) for row in self.rows]
+        return "\n".join(lines + [text_table(Rows(tuple(self.headers), cells))])  # as the CLI prints it
 
     def _repr_html_(self) -> str:
         title = f"<b>{_e(self.title)}</b>" if self.title else ""
@@ -65,10 +76,6 @@ class Text:
 # ---------------------------------------------------------------- figures
 
 
-def size(n: int | None, unlimited: str = "unlimited") -> str:
-    return unlimited if n is None else format_size(n)
-
-
 def seconds_ns(ns: int | None) -> str:
     if ns is None:
         return "-"
@@ -89,7 +96,8 @@ def limits_text(limits: dict) -> str:
 
 
 def stats_footer(result) -> str:
-    """--stats: 'exit 0 · 0.31 s · peak memory 3.4 MiB of 64 MiB · CPU 19.7 ms (user 4.0 ms, system 0.0 ms)'."""
+    """--stats: 'exit 0 · 0.31 s · peak memory 3.4 MiB of 64 MiB · CPU 19.7 ms (user 4.0 ms, system 0.0 ms)'
+    (`result`: a CellResult, whose describe() keeps the exit status and OOM kills apart)."""
     usage = result.usage or {}
     parts = [result.describe(), f"{result.duration:.2f} s"]
     if usage.get("memory_peak_bytes") is not None:
@@ -125,13 +133,25 @@ class CellResult:
     def ok(self) -> bool:
         return self.result.ok and not self.interrupted
 
+    @property
+    def memory_kills(self) -> int:
+        """Processes the kernel's OOM killer ended in the container's cgroup (PID 1 or others)."""
+        r = self.result
+        return getattr(r, "oom_kills", 0) or (r.usage or {}).get("oom_kills") or (1 if r.oom_killed else 0)
+
     def describe(self) -> str:
-        """One line: 'exit 137: killed, out of memory (limit 64 MiB, peak 64 MiB)'."""
+        """One line: 'exit 137: killed, out of memory (limit 64 MiB, peak 64 MiB)', or when PID 1
+        lived through another process's OOM kill, 'exit 0; 1 process killed for memory (...)':
+        the exit status is the command's, the kills are said apart (as docker's ExitCode, OOMKilled)."""
+        r = self.result
         if self.interrupted:
-            return f"interrupted: container {self.name} was stopped ({self.result.describe()})"
-        text = self.result.describe()
-        peak = (self.result.usage or {}).get("memory_peak_bytes")
-        if self.result.oom_killed and peak and text.endswith(")"):
+            return f"interrupted: container {self.name} was stopped ({r.describe()})"
+        peak = (r.usage or {}).get("memory_peak_bytes")
+        figures = ", ".join(f"{what} {format_size(n)}" for what, n in (("limit", r.memory_limit), ("peak", peak)) if n)
+        if self.memory_kills and not (r.error or r.timed_out or r.signal == signal.SIGKILL):
+            return f"exit {r.exit_code}; {memory_kills(self.memory_kills)}" + (f" ({figures})" if figures else "")
+        text = r.describe()
+        if r.oom_killed and peak and text.endswith(")"):
             text = text[:-1] + f", peak {format_size(peak)})"
         return text
 
@@ -156,29 +176,6 @@ class CellResult:
 # ---------------------------------------------------------------- tables
 
 
-def ps_table(rows: list[dict], describe_status, human_age) -> Table:
-    now = time.time()
-    table = Table(("ID", "NAME", "IMAGE", "COMMAND", "STATUS", "PORTS", "AGE"), empty="no containers")
-    for row in rows:
-        command = " ".join(row.get("command", []))
-        if len(command) > 40:
-            command = command[:37] + "..."
-        table.rows.append((row["id"][:12], row.get("name", ""), row.get("image", ""), command,
-                           describe_status(row, now), ", ".join(row.get("ports") or []),
-                           human_age(now - row.get("created", now))))
-    return table
-
-
-def images_table(rows: list[dict]) -> Table:
-    table = Table(("IMAGE", "ROOT", "HOST BINDS (read-only)"), empty="no images")
-    for row in rows:
-        if row["ok"]:
-            table.rows.append((row["name"], row["layers"][0] if row["layers"] else "", " ".join(row["binds"])))
-        else:
-            table.rows.append((row["name"], f"unavailable: {row['error']}", ""))
-    return table
-
-
 def usage_rows(usage: dict) -> list[tuple[str, str, str]]:
     """(what, used now, limit) from Engine.stats(): the figures a learner compares."""
     rows = [("memory", f"{size(usage.get('memory_bytes'), '-')} now, {size(usage.get('memory_peak_bytes'), '-')} peak",
@@ -195,30 +192,6 @@ def usage_rows(usage: dict) -> list[tuple[str, str, str]]:
     if usage.get("network"):
         rows.append((f"network ({usage['network']})", net_io(usage), link_shape(usage.get("net_shape"))))
     return rows
-
-
-def net_io(usage: dict) -> str:
-    """Bytes received / sent through eth0, as docker stats' NET I/O column."""
-    if not usage.get("network"):
-        return "-"
-    return f"{size(usage.get('net_rx_bytes'), '-')} / {size(usage.get('net_tx_bytes'), '-')}"
-
-
-def link_shape(shape: dict | None) -> str:
-    """--net-rate, --net-delay, --net-loss as set now: '4 Mbit/s, +100 ms, 1% loss'."""
-    if not shape:
-        return "unshaped"
-    parts = []
-    if shape.get("rate_bps"):
-        rate = shape["rate_bps"]
-        unit = next((u for u, n in (("Gbit/s", 1e9), ("Mbit/s", 1e6), ("kbit/s", 1e3)) if rate >= n), "bit/s")
-        scale = {"Gbit/s": 1e9, "Mbit/s": 1e6, "kbit/s": 1e3, "bit/s": 1}[unit]
-        parts.append(f"{rate / scale:g} {unit}")
-    if shape.get("delay_us"):
-        parts.append(f"+{shape['delay_us'] / 1000:g} ms")
-    if shape.get("loss_pct"):
-        parts.append(f"{shape['loss_pct']:g}% loss")
-    return ", ".join(parts) or "unshaped"
 
 
 def cgroup_report(name: str, usage: dict, files: dict[str, str]) -> Report:
@@ -243,6 +216,55 @@ def limits_change(name: str, before, after) -> Table:
 def _one_line(text: str, width: int = 100) -> str:
     text = " | ".join(line for line in text.strip().splitlines())
     return text if len(text) <= width else text[:width - 3] + "..."
+
+
+class ExplainTable:
+    """`--explain`: the start plan's steps (StepRecord: step, description, duration_us, side).
+
+    The rows are formats.explain_table's, as the CLI prints them.  Executed
+    steps carry their duration: each gets a bar on a timeline that starts
+    where the previous step ended, so the longest steps stand out and the bars
+    add up to the total at the bottom.  A plan that did not run (`--dry-run`)
+    has no durations, hence no bars and no total.
+    """
+
+    def __init__(self, records, title: str = ""):
+        self.records = steps_of(records)
+        self.table = explain_table(self.records)
+        self.total_us = explain_total(self.records)  # None: not run
+        self.title = title
+
+    def __repr__(self) -> str:
+        text = repr(Table.of(self.table, title=self.title))
+        if self.total_us is not None:
+            text += f"\ntotal {micros(self.total_us)} µs"
+        return text
+
+    def _repr_html_(self) -> str:
+        title = f"<b>{_e(self.title)}</b>" if self.title else ""
+        if not self.records:
+            return f"{title}<div><i>{_e(self.table.empty)}</i></div>"
+        timed = self.total_us is not None
+        head = "".join(f"<th>{_e(h)}</th>" for h in self.table.header) + ("<th>timeline</th>" if timed else "")
+        body, start, total = [], 0.0, max(self.total_us or 0, 1)
+        for row, record in zip(self.table.rows, self.records):
+            cells = "".join(f"<td>{_e(c)}</td>" if i != 3 else  # long paths (a v1 cgroup per controller) wrap
+                            f"<td style='max-width:48em;overflow-wrap:anywhere'>{_e(c)}</td>"
+                            for i, c in enumerate(row))
+            duration = getattr(record, "duration_us", None) or 0
+            if timed:
+                left, width = 100 * start / total, max(100 * duration / total, 0.5)
+                cells += (f"<td style='width:200px'><div style='position:relative;height:10px;background:#eee'>"
+                          f"<div style='position:absolute;left:{left:.1f}%;width:{width:.1f}%;height:10px;"
+                          f"background:#1976d2'></div></div></td>")
+            start += duration
+            body.append(f"<tr>{cells}</tr>")
+        foot = ""
+        if timed:
+            foot = (f"<tfoot><tr><th colspan='4' style='text-align:right'>total</th>"
+                    f"<th>{_e(micros(self.total_us))}</th><th></th></tr></tfoot>")
+        return (f"{STYLE}{title}<table class='clab-table'><thead><tr>{head}</tr></thead>"
+                f"<tbody>{''.join(body)}</tbody>{foot}</table>")
 
 
 @dataclass

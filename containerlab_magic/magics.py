@@ -5,60 +5,46 @@
     %%container --image busybox --memory 64M --cpus 0.5
     hostname; echo "I am PID $$"
 
-A thin layer in jupysql's shape: argparse (the CLI's own run options) turns
-the line into a ContainerSpec, the runtime's Engine runs it, display.py and
-widgets.py render what comes back.  One private Engine per kernel: its shim
-stops every container when the kernel exits, restarts, or the extension is
+A thin layer in jupysql's shape: the shared parsers (parsers.py, the same
+run flags and verbs as `containerlab-magic`, without the terminal-only -t and
+-i) turn the line into arguments, the commands layer (commands/) runs the
+verb over the runtime's Engine and returns data, and display.py and
+widgets.py render it as HTML.  One private Engine per kernel: its shim stops
+every container when the kernel exits, restarts, or the extension is
 unloaded.
 
-Output streams into the cell as the container writes it: the cell runs on
-the kernel's main thread, blocked in the engine's select() on the container's
-pipes, so the kernel's interrupt (SIGINT -> KeyboardInterrupt) lands right
-there and stops the container (SIGTERM, SIGKILL after `stop_grace`).
-
-Failures are one line: bad options raise IPython's UsageError; a container
-that failed (non-zero exit, timeout, OOM kill, interrupt) raises CellFailed,
-whose `_render_traceback_` is that line, so no Python traceback is shown.
+Output streams into the cell as the container writes it (cell_output.py);
+the kernel's interrupt stops the cell's container.  Failures are one line:
+bad options raise IPython's UsageError; a container that failed (non-zero
+exit, timeout, OOM kill, interrupt) raises CellFailed, whose
+`_render_traceback_` is that line, so no Python traceback is shown.
 """
 
 from __future__ import annotations
 
 import argparse
-import codecs
-import json
-import os
+import atexit
 import shlex
-import shutil
-import signal
 import sys
-import tempfile
 import threading
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.display import display
 from traitlets import Float, Int, Unicode
 
-from . import cli
+from . import commands, magic_cgroup, parsers
 from . import display as show
+from .cell_output import CellFailed, StreamPrinter, follow
+from .magic_verbs import VERBS
+from .python_cell import COMMAND as PYTHON_COMMAND
+from .python_cell import CellFolder, OutValueError, inputs_json
 from .runtime.errors import Conflict, ContainerError, NotFound, SpecError
 
-IO_DIR = "/run/containerlab-io"  # where a --python cell's --out value is written, bind-mounted from the host
-MAX_PROGRAM = 120 * 1024  # one argv string may be at most 128 KiB (MAX_ARG_STRLEN)
-MAX_OUT_JSON = 16 << 20
+__all__ = ["CellFailed", "ContainerMagics", "load_ipython_extension", "unload_ipython_extension"]
 
 
-class CellFailed(Exception):
-    """A container that ended badly: shown as its one line, never as a traceback."""
-
-    def __init__(self, line: str, result=None):
-        super().__init__(line)
-        self.result = result
-
-    def _render_traceback_(self) -> list[str]:
-        return [f"\x1b[0;31m{self}\x1b[0m"]
-
-
-class MagicParser(cli.Parser):
+class MagicParser(parsers.Parser):
     """argparse whose errors become UsageError and whose --help just prints."""
 
     def error(self, message: str):  # type: ignore[override]
@@ -83,11 +69,23 @@ def _parse(parser: argparse.ArgumentParser, line: str) -> argparse.Namespace | N
         return None
 
 
+CELL_HELP = {
+    "--explain": "after the cell, a table of the steps that started its container, with their times",
+    "--detach": "run in the background: the cell returns at once (see %%container logs -f NAME)",
+    "--net": "none, bridge, a network name, container:NAME or host (default: ContainerMagics.default_network)",
+}
+
+
 def cell_parser() -> MagicParser:
     p = MagicParser(prog="%%container", description="Run the cell in a new container: a /bin/sh script, "
-                    "or Python with --python. Options mirror `containerlab run`.")
-    cli._add_run_options(p)
-    p.set_defaults(net=None)  # None: take ContainerMagics.default_network
+                    "or Python with --python. Options are those of `containerlab-magic run`.")
+    p.add_argument("--image", help="image to run (default: ContainerMagics.default_image, 'host')")
+    parsers.add_run_options(p, tty=False)
+    p.set_defaults(net=None, workdir="/")  # net None: take ContainerMagics.default_network
+    for flag, text in CELL_HELP.items():  # where a cell differs from `containerlab-magic run`
+        p._option_string_actions[flag].help = text
+    if "--dry-run" not in p._option_string_actions:
+        p.add_argument("--dry-run", action="store_true", help="with --explain: the plan, without running it")
     p.add_argument("--python", action="store_true", help="the cell is Python, run by the image's python3")
     p.add_argument("--in", dest="inputs", metavar="NAMES",
                    help="comma-separated notebook variables passed into a --python cell (JSON values)")
@@ -98,38 +96,12 @@ def cell_parser() -> MagicParser:
 
 
 def line_parser() -> MagicParser:
-    p = MagicParser(prog="%container", description="Manage this kernel's containers.")
+    p = MagicParser(prog="%container", description="Manage this kernel's containers: the verbs of "
+                    "`containerlab-magic`, as tables.")
     sub = p.add_subparsers(dest="verb", metavar="VERB", parser_class=MagicParser)
     sub.required = True
-    sp = sub.add_parser("ps", help="list containers (an HTML table)")
-    sp.add_argument("-a", "--all", action="store_true", help="also show exited containers")
-    sp = sub.add_parser("logs", help="output of a detached container")
-    sp.add_argument("-f", "--follow", action="store_true", help="follow until it ends or the cell is interrupted")
-    sp.add_argument("container")
-    sp = sub.add_parser("exec", help="run a command in a running container")
-    sp.add_argument("-e", "--env", action="append", default=[])
-    sp.add_argument("-w", "--workdir")
-    sp.add_argument("-u", "--user")
-    sp.add_argument("container")
-    sp.add_argument("command", nargs=argparse.REMAINDER)
-    sp = sub.add_parser("stop", help="SIGTERM, then SIGKILL after a grace period")
-    sp.add_argument("-t", "--time", type=float, default=10.0, help="grace period in seconds (default 10)")
-    sp.add_argument("containers", nargs="+")
-    sp = sub.add_parser("kill", help="send a signal (default KILL)")
-    sp.add_argument("-s", "--signal", default="KILL")
-    sp.add_argument("containers", nargs="+")
-    sp = sub.add_parser("rm", help="remove containers")
-    sp.add_argument("-f", "--force", action="store_true", help="kill running ones first")
-    sp.add_argument("containers", nargs="+")
-    sp = sub.add_parser("inspect", help="a container's state")
-    sp.add_argument("container")
-    sp = sub.add_parser("stats", help="usage of running containers")
-    sp.add_argument("container", nargs="?")
-    cli.add_network_parser(sub, MagicParser)
-    for verb, text in (("images", "list images"), ("doctor", "what this host supports, and fixes"),
-                       ("gc", "remove what crashes left behind"),
-                       ("panel", "sliders whose values become the defaults of later cells")):
-        sub.add_parser(verb, help=text)
+    parsers.add_verbs(sub, MagicParser, tty=False)
+    sub.add_parser("panel", help="sliders whose values become the defaults of later cells")
     return p
 
 
@@ -137,65 +109,9 @@ def cgroup_parser() -> MagicParser:
     p = MagicParser(prog="%cgroup", description="A container's cgroup: usage against limits and the files "
                     "behind them; KEY=VALUE changes limits live; no NAME: the kernel's own cgroup.")
     p.add_argument("container", nargs="?")
-    p.add_argument("settings", nargs="*", metavar="KEY=VALUE",
-                   help="memory=128M memory_swap=256M cpus=1 cpu_shares=512 cpuset_cpus=0 pids=64 blkio_weight=100; "
-                        "and the link of a container on a network: net_rate=1mbit net_delay=50ms net_loss=1%%")
+    p.add_argument("settings", nargs="*", metavar="KEY=VALUE", help=magic_cgroup.SETTINGS_HELP)
     p.add_argument("--watch", action="store_true", help="a live monitor until the container ends")
     return p
-
-
-SETTING_KEYS = {"memory": "memory", "memory_swap": "memory_swap", "cpus": "cpus", "cpu_shares": "cpu_shares",
-                "cpuset_cpus": "cpuset_cpus", "pids": "pids_limit", "pids_limit": "pids_limit",
-                "blkio_weight": "blkio_weight"}
-LINK_KEYS = ("net_rate", "net_delay", "net_loss")  # tc on the container's veth, not cgroups: the same verb
-
-
-class StreamPrinter:
-    """Container output -> the cell's stdout/stderr, decoded as it arrives, up to a byte cap.
-
-    `\\r` is passed through untouched: JupyterLab and terminals both redraw the
-    line.  Past the cap, output is counted but dropped, and close() says so in
-    one line, so a flood cannot freeze the browser.
-    """
-
-    def __init__(self, cap: int):
-        self.cap = cap
-        self.written = 0
-        self.dropped = 0
-        self.decoders = {s: codecs.getincrementaldecoder("utf-8")("replace") for s in ("stdout", "stderr")}
-        self.last: str | None = None
-        self.lock = threading.Lock()
-
-    @staticmethod
-    def _target(stream: str):
-        return sys.stdout if stream == "stdout" else sys.stderr
-
-    def __call__(self, stream: str, data: bytes) -> None:
-        with self.lock:
-            room = self.cap - self.written
-            if len(data) > room:
-                self.dropped += len(data) - max(room, 0)
-                data = data[:max(room, 0)]
-            if not data:
-                return
-            self.written += len(data)
-            if self.last not in (None, stream):
-                self._target(self.last).flush()  # keep stdout and stderr in the order they were written
-            self.last = stream
-            self._target(stream).write(self.decoders[stream].decode(data))
-
-    def close(self) -> None:
-        with self.lock:
-            for stream, decoder in self.decoders.items():
-                tail = decoder.decode(b"", final=True)
-                if tail:
-                    self._target(stream).write(tail)
-            if self.dropped:
-                sys.stderr.write(f"\n[containerlab: output cut at {show.format_size(self.cap)}; "
-                                 f"{show.format_size(self.dropped)} more not shown. "
-                                 "Raise %config ContainerMagics.output_limit]\n")
-            sys.stdout.flush()
-            sys.stderr.flush()
 
 
 @magics_class
@@ -221,8 +137,8 @@ class ContainerMagics(Magics):
         self._engine_lock = threading.Lock()
         self.last = None  # the last cell's CellResult
         self.monitors: list = []
-
-    # ------------------------------------------------------------ engine
+        self._folders: dict[str, CellFolder] = {}  # detached --python cells' folders, by container id
+        atexit.register(self._remove_folders)  # the kernel exits: its shim ends their containers
 
     @property
     def engine(self):
@@ -242,6 +158,13 @@ class ContainerMagics(Magics):
             engine, self._engine = self._engine, None
         if engine is not None:
             engine.close()
+        self._remove_folders()  # their containers stopped with the engine
+        atexit.unregister(self._remove_folders)
+
+    def _remove_folders(self) -> None:
+        for folder in self._folders.values():
+            folder.remove()
+        self._folders.clear()
 
     # ------------------------------------------------------------ %%container
 
@@ -251,19 +174,28 @@ class ContainerMagics(Magics):
         args = _parse(cell_parser(), line)
         if args is None:
             return None
+        self._sweep_folders()
         with _user_errors():
-            spec, io_dir = self._spec(args, cell)
+            spec, folder = self._spec(args, cell)
         try:
+            if args.explain and (args.dry_run or not _runtime_times_its_steps()):
+                return self._plan(spec, args.dry_run)
+            box, result = self._run(spec, args)
+            if folder is not None and spec.detach:  # the container still reads its cell: keep it till it ends
+                self._folders[box.id], folder = folder, None
             if args.explain:
-                return self._explain(spec)
-            result = self._run(spec, args)
-            if io_dir and args.out and result.ok:
-                self.shell.user_ns[args.out] = _read_out(io_dir, args.out)
+                display(show.ExplainTable(commands.explain_run(box) or [],
+                                          title=f"{box.name}: the steps that started it"))
+            if result is None:  # detached
+                return None
+            if folder is not None and args.out and result.ok:
+                try:
+                    self.shell.user_ns[args.out] = folder.read_out()
+                except OutValueError as e:
+                    raise CellFailed(str(e), result) from None
         finally:
-            if io_dir:
-                shutil.rmtree(io_dir, ignore_errors=True)
-        if result is None:  # detached
-            return None
+            if folder is not None:
+                folder.remove()
         if args.out and not args.python:
             self.shell.user_ns[args.out] = result
         if not result.ok:
@@ -277,216 +209,79 @@ class ContainerMagics(Magics):
                 "net": self.default_network, "timeout": self.default_timeout}
 
     def _spec(self, args: argparse.Namespace, cell: str):
-        if args.interactive:
-            raise SpecError("a cell has no stdin to keep open: drop -i (use --tty for a terminal)")
         if args.inputs and not args.python:
             raise SpecError("--in passes notebook variables to Python: add --python")
+        if args.out and args.python and args.detach:
+            raise SpecError("--out is set when the cell ends, and a --detach cell returns at once: drop one of them")
+        if args.dry_run and not args.explain:
+            raise SpecError("--dry-run shows the plan without running it: add --explain")
         for key, value in self.defaults().items():
             if getattr(args, key) is None:
                 setattr(args, key, None if value is None else str(value) if key != "timeout" else value)
-        io_dir = None
+        folder = None
         if args.python:
-            command = ["python3", "-c", self._python_program(cell, args.inputs, args.out)]
-            if args.out:
-                io_dir = tempfile.mkdtemp(prefix="containerlab-io-")
-                os.chmod(io_dir, 0o777)  # the cell may run as another user (-u)
-                args.volume = list(args.volume) + [f"{io_dir}:{IO_DIR}"]
-        else:
-            command = ["/bin/sh", "-c", cell]
-        args.args = ["--", *command]
+            folder = CellFolder(cell, inputs_json(args.inputs, self.shell.user_ns), args.out,
+                                other_user=args.user is not None)
+            args.volume = list(args.volume) + [folder.volume]
+        command = list(PYTHON_COMMAND) if args.python else ["/bin/sh", "-c", cell]
         try:
-            return cli.spec_from_args(args), io_dir
+            return parsers.run_spec(args, args.image, command), folder
         except BaseException:
-            if io_dir:
-                shutil.rmtree(io_dir, ignore_errors=True)
+            if folder is not None:
+                folder.remove()
             raise
 
-    def _python_program(self, cell: str, inputs: str | None, out: str | None) -> str:
-        """The cell as a python3 -c program: inputs as JSON in, the --out value as JSON out.
+    def _sweep_folders(self) -> None:
+        """Remove the cell folders of detached --python cells whose container has ended."""
+        for cid, folder in list(self._folders.items()):
+            try:
+                ended = self.engine.inspect(cid).get("status") not in ("running", "exiting", "created")
+            except ContainerError:
+                ended = True
+            if ended:
+                folder.remove()
+                del self._folders[cid]
 
-        Only JSON crosses the boundary, both ways: unpickling anything the
-        container made would let the sandbox run code in the kernel.
-        """
-        values = {}
-        for name in filter(None, (n.strip() for n in (inputs or "").split(","))):
-            if not name.isidentifier():
-                raise SpecError(f"--in {name!r}: give Python variable names separated by commas")
-            if name not in self.shell.user_ns:
-                raise SpecError(f"--in {name}: no such variable in the notebook")
-            values[name] = self.shell.user_ns[name]
-        try:
-            values_json = json.dumps(values)
-        except (TypeError, ValueError) as e:
-            raise SpecError(f"--in: {e}: pass JSON-compatible values (dict, list, str, numbers, bool, None)") from None
-        if out is not None and not out.isidentifier():
-            raise SpecError(f"--out {out!r}: give a Python variable name")
-        lines = [
-            "import json, sys",
-            "ns = {'__name__': '__main__'}",
-            f"ns.update(json.loads({values_json!r}))",
-            f"exec(compile({cell!r}, '<cell>', 'exec'), ns)",
-        ]
-        if out:
-            lines += [
-                f"if {out!r} not in ns: sys.exit('--out {out}: the cell did not set {out}')",
-                "try:",
-                f"    text = json.dumps(ns[{out!r}])",
-                "except (TypeError, ValueError) as e:",
-                f"    sys.exit(f'--out {out}: {{e}}: only JSON-compatible values come back')",
-                f"with open({IO_DIR + '/out.json'!r}, 'w') as f: f.write(text)",
-            ]
-        program = "\n".join(lines)
-        if len(program.encode()) > MAX_PROGRAM:
-            raise SpecError(f"the cell and its --in values are {len(program.encode()) // 1024} KiB, more than "
-                            f"{MAX_PROGRAM // 1024} KiB: put large data in a file and mount it with -v")
-        return program
-
-    def _explain(self, spec) -> None:
-        from .runtime import rootfs
-        from .runtime.images import ImageStore
-
+    def _plan(self, spec, asked: bool):
+        """The steps that would start the container, without running it."""
         with _user_errors():
-            image = ImageStore(self.engine.data_root).resolve(spec.image)
-        for i, step in enumerate(rootfs.explain(image, spec), 1):
-            print(f"{i:3}. {step}")
+            steps = commands.plan(self.engine, spec)
+        why = "--dry-run" if asked else "this runtime does not time its steps yet"
+        return show.ExplainTable(steps, title=f"the plan (not run: {why})")
 
     def _run(self, spec, args):
+        """Start the container; for a foreground one, stream it to the end. (box, CellResult or None)."""
         printer = StreamPrinter(self.output_limit)
+        timed = {"explain": True} if args.explain else {}  # the runtime times a start only when asked
         with _user_errors():
-            box = self.engine.run(spec, on_output=printer)
+            box = commands.run(self.engine, spec, on_output=printer, **timed)
         if spec.detach:
             print(f"{box.name} started in the background ({box.id[:12]}): "
                   f"follow it with %container logs -f {box.name}")
-            return None
-        result, interrupted = self._follow(box, printer)
+            return box, None
+        result, interrupted = follow(box, printer, self.stop_grace)
         cell = show.CellResult(result, box.name, box.id, spec.image,
                                {k: v for k, v in vars(spec.limits).items() if v is not None}, interrupted)
         self.last = cell
         self.shell.user_ns["_container"] = cell
         if args.stats:
-            print(show.stats_footer(result) + (" · interrupted" if interrupted else ""))
-        return cell
+            print(show.stats_footer(cell) + (" · interrupted" if interrupted else ""))
+        elif cell.ok and cell.memory_kills:  # the command succeeded, but not everything in it did
+            print(f"[{cell.describe()}]", file=sys.stderr)
+        return box, cell
 
-    def _follow(self, box, printer: StreamPrinter):
-        """Stream until the process ends; an interrupt stops it (SIGTERM, SIGKILL after stop_grace)."""
-        interrupted = False
-        try:
-            while True:
-                try:
-                    result = box.wait()
-                    break
-                except KeyboardInterrupt:
-                    interrupted = True
-                    self._stop_quietly(box)
-        finally:
-            printer.close()
-        return result, interrupted
-
-    def _stop_quietly(self, box) -> None:
-        try:
-            box.stop(grace=self.stop_grace)
-        except KeyboardInterrupt:  # a second press: no more grace
-            box.kill()
-        except ContainerError:  # it ended on its own meanwhile
-            pass
-
-    # ------------------------------------------------------------ %container
+    # ------------------------------------------------------------ %container, %cgroup
 
     @line_magic("container")
     def container_line(self, line: str):
-        """%container ps | logs NAME [-f] | exec NAME CMD | stop | kill | rm | inspect | images | doctor | gc
-        | stats [NAME] | panel. See %container --help."""
+        """%container ps | logs | exec | stop | kill | rm | wait | inspect | stats | top | update | pause |
+        unpause | cp | port | network | images | doctor | gc | panel. See %container --help."""
         args = _parse(line_parser(), line)
         if args is None:
             return None
+        self._sweep_folders()
         with _user_errors():
-            return getattr(self, "verb_" + args.verb)(args)
-
-    def verb_ps(self, args):
-        return show.ps_table(sorted((r for r in self.engine.ps(all=True) if args.all or r["status"] == "running"),
-                                    key=lambda r: r.get("created", 0), reverse=True), cli.describe_status, cli.human_age)
-
-    def verb_logs(self, args) -> None:
-        printer = StreamPrinter(self.output_limit)
-        try:
-            for stream, data in self.engine.logs(args.container, follow=args.follow):
-                printer(stream, data)
-        except KeyboardInterrupt:
-            printer.close()
-            print(f"[stopped following {args.container}; it keeps running]")
-            return
-        printer.close()
-
-    def verb_exec(self, args) -> None:
-        command = args.command[1:] if args.command[:1] == ["--"] else args.command
-        if not command:
-            raise SpecError("%container exec NAME CMD...: say what to run, e.g. %container exec web ps")
-        printer = StreamPrinter(self.output_limit)
-        box = self.engine.exec(args.container, command, env=dict(cli.parse_env(args.env)),
-                               workdir=args.workdir, user=args.user, on_output=printer)
-        result, interrupted = self._follow(box, printer)
-        if interrupted:
-            raise CellFailed(f"interrupted: {' '.join(command)} was stopped ({result.describe()})", result)
-        if not result.ok:
-            raise CellFailed(result.describe(), result)
-
-    def verb_stop(self, args) -> None:
-        for ref in args.containers:
-            killed = self.engine.stop(ref, grace=args.time)
-            print(f"{ref} stopped" + (" (needed SIGKILL)" if killed else ""))
-
-    def verb_kill(self, args) -> None:
-        name = args.signal.upper()
-        try:
-            sig = int(name) if name.isdigit() else signal.Signals(name if name.startswith("SIG") else "SIG" + name)
-        except (KeyError, ValueError):
-            raise SpecError(f"unknown signal {args.signal!r}: use a name like TERM, INT, KILL or a number") from None
-        for ref in args.containers:
-            self.engine.kill(ref, int(sig))
-            print(f"{ref} sent {signal.Signals(int(sig)).name if int(sig) in signal.Signals._value2member_map_ else sig}")
-
-    def verb_rm(self, args) -> None:
-        for ref in args.containers:
-            self.engine.rm(ref, force=args.force)
-            print(f"{ref} removed")
-
-    def verb_inspect(self, args):
-        return show.Text(json.dumps(self.engine.inspect(args.container), indent=2))
-
-    def verb_network(self, args):
-        return show.Text(cli.network_verb(self.engine, args))
-
-    def verb_images(self, args):
-        return show.images_table(self.engine.images())
-
-    def verb_doctor(self, args):
-        from .runtime import doctor
-
-        return show.Text(doctor.report())
-
-    def verb_gc(self, args):
-        removed = self.engine.gc()
-        return show.Text("\n".join(f"removed {item}" for item in removed) or "nothing to clean up")
-
-    def verb_stats(self, args):
-        refs = [args.container] if args.container else [r["id"] for r in self.engine.ps()]
-        table = show.Table(("NAME", "MEMORY", "PEAK", "LIMIT", "CPU TIME", "PIDS", "OOM KILLS", "NET I/O", "LINK"),
-                           empty="no running containers")
-        for ref in refs:
-            u = self.engine.stats(ref)
-            table.rows.append((u.get("name"), show.size(u.get("memory_bytes"), "-"),
-                               show.size(u.get("memory_peak_bytes"), "-"), show.size(u.get("memory_limit")),
-                               show.seconds_ns(u.get("cpu_usage_ns")),
-                               f"{u.get('pids_current')} / {u.get('pids_limit') or 'unlimited'}", u.get("oom_kills"),
-                               show.net_io(u), show.link_shape(u.get("net_shape")) if u.get("network") else "-"))
-        return table
-
-    def verb_panel(self, args):
-        from .widgets import LimitsPanel
-
-        return LimitsPanel(self)
-
-    # ------------------------------------------------------------ %cgroup
+            return VERBS[args.verb](self, args)
 
     @line_magic("cgroup")
     def cgroup_line(self, line: str):
@@ -494,11 +289,12 @@ class ContainerMagics(Magics):
         args = _parse(cgroup_parser(), line)
         if args is None:
             return None
+        self._sweep_folders()
         with _user_errors():
             if args.container is None:
                 if args.settings or args.watch:
                     raise SpecError("%cgroup: name the container, e.g. %cgroup web memory=128M")
-                return kernel_cgroup_report(self.engine)
+                return magic_cgroup.kernel_report(self.engine)
             if args.watch:
                 from .widgets import Monitor
 
@@ -507,66 +303,15 @@ class ContainerMagics(Magics):
                 monitor.show()
                 return None
             if args.settings:
-                return self._update(args.container, args.settings)
-            usage = self.engine.stats(args.container)
-            files = self.engine._group(args.container, "%cgroup")[2].files()
-            return show.cgroup_report(usage.get("name") or args.container, usage, files)
-
-    def _update(self, ref: str, settings: list[str]):
-        from .runtime.spec import Limits
-
-        values, link = {}, {}
-        for item in settings:
-            key, sep, value = item.partition("=")
-            key = key.replace("-", "_")
-            if sep and key in LINK_KEYS:
-                link[key] = value
-                continue
-            if not sep or key not in SETTING_KEYS:
-                keys = sorted(set(SETTING_KEYS) - {"pids_limit"}) + list(LINK_KEYS)
-                raise SpecError(f"%cgroup: {item!r} is not KEY=VALUE with KEY one of {', '.join(keys)}")
-            values[SETTING_KEYS[key]] = value
-        link_before = self.engine.network_usage(ref).get("net_shape") if link else None
-        before, after = self.engine.update(ref, Limits.parse(**values) if values else None, **link)
-        table = show.limits_change(ref, before, after)
-        if link:
-            table.rows.append(("link", show.link_shape(link_before),
-                               show.link_shape(self.engine.network_usage(ref).get("net_shape"))))
-        return table
+                return magic_cgroup.update(self.engine, args.container, args.settings)
+            return magic_cgroup.report(self.engine, args.container)
 
 
-def kernel_cgroup_report(engine):
-    """The kernel's own cgroups (from /proc/self/cgroup) and the lab's subtree."""
-    with open("/proc/self/cgroup") as f:
-        mine = [line.strip().split(":", 2) for line in f if line.strip()]
-    own = show.Table(("HIERARCHY", "CONTROLLERS", "PATH"), [tuple(m) for m in mine],
-                     title="this kernel's own cgroup (/proc/self/cgroup)")
-    mgr = engine.cgroups
-    if mgr is None:
-        from .runtime.cgroups import describe_host
+def _runtime_times_its_steps() -> bool:
+    """Whether the runtime reports the steps it ran (Container.explain); else --explain shows the plan."""
+    from .runtime.engine import Container
 
-        return show.Report([own, show.Text(f"no lab subtree: {describe_host().get('why_not')}")])
-    info = mgr.describe()
-    roots = info.get("root") or info.get("roots")
-    lab = show.Table(("", ""), [("version", f"cgroup v{mgr.version} ({info.get('mode')})"), ("root", roots),
-                                ("controllers", " ".join(sorted(info.get("controllers") or []))),
-                                ("containers", len(mgr.list()))], title="the lab's subtree")
-    return show.Report([own, lab])
-
-
-def _read_out(io_dir: str, name: str):
-    path = os.path.join(io_dir, "out.json")
-    try:
-        with open(path, "rb") as f:
-            text = f.read(MAX_OUT_JSON + 1)
-    except FileNotFoundError:
-        raise CellFailed(f"--out {name}: the cell wrote no value") from None
-    if len(text) > MAX_OUT_JSON:
-        raise CellFailed(f"--out {name}: the value is larger than {MAX_OUT_JSON >> 20} MiB of JSON")
-    try:
-        return json.loads(text)
-    except ValueError as e:
-        raise CellFailed(f"--out {name}: not JSON ({e})") from None
+    return hasattr(Container, "explain")
 
 
 class _user_errors:
@@ -594,9 +339,14 @@ _loaded: dict[int, ContainerMagics] = {}
 
 
 def load_ipython_extension(ipython) -> None:
+    """Register the magics once per shell: loading again (the lab's kernel already did, or
+    %load_ext twice under different names) changes nothing and says nothing."""
+    if id(ipython) in _loaded:
+        return
     magics = ContainerMagics(shell=ipython)
     ipython.register_magics(magics)
-    ipython.configurables.append(magics)  # so %config ContainerMagics.x = ... reaches it
+    if magics not in ipython.configurables:
+        ipython.configurables.append(magics)  # so %config ContainerMagics.x = ... reaches it
     _loaded[id(ipython)] = magics
 
 
@@ -604,8 +354,8 @@ def unload_ipython_extension(ipython) -> None:
     magics = _loaded.pop(id(ipython), None)
     if magics is not None:
         magics.close()
-        if magics in ipython.configurables:
-            ipython.configurables.remove(magics)
+        ipython.configurables[:] = [c for c in ipython.configurables if c is not magics]
         for kind in ("line", "cell"):
             for name in ("container", "cgroup"):
                 ipython.magics_manager.magics[kind].pop(name, None)
+        ipython.magics_manager.registry.pop(type(magics).__name__, None)

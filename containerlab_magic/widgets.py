@@ -7,21 +7,27 @@ run on another thread than a cell (ipykernel 7 subshells): they only assign
 traits and redraw one label.
 
 `Monitor` (`%cgroup NAME --watch`): a background thread reads the container's
-cgroup a few times a second and moves progress bars and a small SVG plot.  It
-never prints: widget state changes and one display update (the text fallback
-a saved notebook keeps) are its only outputs, so the kernel stays free.
+cgroup a few times a second (the commands layer's `stats`, CPU % over each
+interval, see cgroups(7)) and moves progress bars and a small SVG plot.  A
+figure without a limit gets no bar: a bar is a share of something.  When the
+container ends, the monitor reads the OOM kills its shim recorded at the end,
+so a kill that ended it is marked too.  It never prints: widget state changes
+and one display update (the text fallback a saved notebook keeps) are its
+only outputs, so the kernel stays free.
 """
 
 from __future__ import annotations
 
 import contextvars
 import os
+import re
 import threading
 import time
 
 import ipywidgets as w
 from IPython.display import display
 
+from . import commands, formats
 from . import display as show
 from .runtime.errors import ContainerError
 
@@ -47,7 +53,7 @@ class LimitsPanel(w.VBox):
 
     def __init__(self, magics):
         self.magics = magics
-        images = [r["name"] for r in magics.engine.images() if r["ok"]] or ["host", "busybox"]
+        images = [r["name"] for r in commands.images(magics.engine) if r["ok"]] or ["host", "busybox"]
         style = {"description_width": "80px"}
         layout = w.Layout(width="420px")
         self.memory = w.SelectionSlider(options=MEMORY_CHOICES, value=_closest(MEMORY_CHOICES, magics.default_memory),
@@ -94,11 +100,8 @@ class LimitsPanel(w.VBox):
         return f"containerlab panel ({self.options_text()})"
 
 
-def _bits(per_second: float) -> str:
-    for unit, scale in (("Gbit/s", 1e9), ("Mbit/s", 1e6), ("kbit/s", 1e3)):
-        if per_second >= scale:
-            return f"{per_second / scale:.1f} {unit}"
-    return f"{per_second:.0f} bit/s"
+def _show(widget, visible: bool) -> None:
+    widget.layout.display = None if visible else "none"
 
 
 class Monitor(w.VBox):
@@ -110,6 +113,7 @@ class Monitor(w.VBox):
     def __init__(self, engine, ref: str):
         self.engine = engine
         first = engine.stats(ref)  # fails now, in the cell, if there is nothing to watch
+        self._first = first
         self.cid, self.name, self.cpus = first["id"], first.get("name") or ref, first.get("cpus_limit")
         self.title = w.HTML(f"<b>{show._e(self.name)}</b>: live cgroup usage")
         self.memory = w.FloatProgress(min=0, max=1, description="memory", bar_style="info")
@@ -130,6 +134,7 @@ class Monitor(w.VBox):
         self._last_net: tuple[float, int, int] | None = None
         self.samples: list[tuple[float, int, float]] = []  # (t, memory bytes, cpu %)
         self.ooms: list[float] = []
+        self._top = 1.0  # the plot's memory scale
         self.summary = f"monitor of {self.name}: starting"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -150,80 +155,103 @@ class Monitor(w.VBox):
         self._stop.set()
 
     def _loop(self) -> None:
+        """Sample with the commands layer's `stats` (CPU % over each interval) until the end."""
         start = time.monotonic()
-        last_cpu: tuple[float, int] | None = None
-        oom_seen = None
-        reason = "stopped"
-        while not self._stop.is_set():
-            try:
-                usage = self.engine.stats(self.cid)
-            except (OSError, ContainerError):
-                reason = "the container ended"
-                break
-            now = time.monotonic()
-            cpu_pct = 0.0
-            if usage.get("cpu_usage_ns") is not None:
-                if last_cpu:
-                    cpu_pct = max(0.0, (usage["cpu_usage_ns"] - last_cpu[1]) / ((now - last_cpu[0]) * 1e9) * 100)
-                last_cpu = (now, usage["cpu_usage_ns"])
-            if oom_seen is not None and (usage.get("oom_kills") or 0) > oom_seen:
-                self.ooms.append(now - start)
-            oom_seen = usage.get("oom_kills") or 0
-            self.samples = (self.samples + [(now - start, usage.get("memory_bytes") or 0, cpu_pct)])[-self.history:]
-            self._draw(usage, cpu_pct)
-            if usage.get("network"):
-                self.net_text.value = self._net_line(now, usage)
-            if not self._alive():
-                reason = "the container ended"
-                break
-            self._stop.wait(self.interval)
+        oom_seen = self._first.get("oom_kills") or 0
+        self.samples = [(0.0, self._first.get("memory_bytes") or 0, 0.0)]  # the reading that opened the monitor
+        self._draw(self._first, 0.0)
+        reason = "the container ended"  # stats stops yielding rows when it no longer runs
+        try:
+            for rows in commands.stats(self.engine, [self.cid], interval=self.interval):
+                if self._stop.is_set():
+                    reason = "stopped"
+                    break
+                if not rows:
+                    break
+                usage, cpu_pct = rows[0].usage, rows[0].cpu_percent or 0.0
+                now = time.monotonic()
+                kills = usage.get("oom_kills") or 0
+                self.ooms += [now - start] * max(kills - oom_seen, 0)  # several may fall in one interval
+                oom_seen = max(kills, oom_seen)
+                self.samples = (self.samples + [(now - start, usage.get("memory_bytes") or 0, cpu_pct)]
+                                )[-self.history:]
+                self._draw(usage, cpu_pct)
+                if usage.get("network"):
+                    self.net_text.value = self._net_line(now, usage)
+        except (OSError, ContainerError):  # ended before the first reading, or the engine closed
+            pass
+        if reason == "the container ended":
+            # An OOM kill that ends the container comes after the last sample: its final
+            # counters, read by its shim as it ended, are in its state once settled.
+            missed = self._final_oom_kills() - oom_seen
+            self.ooms += [time.monotonic() - start] * max(missed, 0)
         self._finish(reason)
+
+    def _final_oom_kills(self, timeout: float = 3.0) -> int:
+        """OOM kills in the container's whole life, from its state once its shim recorded the end."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                state = self.engine.inspect(self.cid)
+            except ContainerError:  # removed meanwhile: nothing more to learn
+                return 0
+            if state.get("status") not in ("running", "exiting") or time.monotonic() > deadline:
+                break
+            self._stop.wait(0.02)
+        count = state.get("oom_kills", (state.get("usage") or {}).get("oom_kills"))
+        if count is None:  # a runtime that keeps only whether there was one
+            count = 1 if state.get("oom_killed") else 0
+        return count
 
     def _net_line(self, now: float, usage: dict) -> str:
         rx, tx = usage.get("net_rx_bytes") or 0, usage.get("net_tx_bytes") or 0
         rates = ""
         if self._last_net is not None and now > self._last_net[0]:
             dt = now - self._last_net[0]
-            rates = (f"in {_bits(8 * (rx - self._last_net[1]) / dt)}, "
-                     f"out {_bits(8 * (tx - self._last_net[2]) / dt)}; ")
+            rates = (f"in {formats.bitrate(8 * (rx - self._last_net[1]) / dt)}, "
+                     f"out {formats.bitrate(8 * (tx - self._last_net[2]) / dt)}; ")
         self._last_net = (now, rx, tx)
         return f"{rates}{show.net_io(usage)} in all; link: {show.link_shape(usage.get('net_shape'))}"
-
-    def _alive(self) -> bool:
-        try:
-            return self.engine.inspect(self.cid).get("status") == "running"
-        except ContainerError:
-            return False
 
     def _draw(self, usage: dict, cpu_pct: float) -> None:
         limit = usage.get("memory_limit")
         memory = usage.get("memory_bytes") or 0
-        top = limit or max(memory * 2, 1)
+        top = limit or max(max(m for _, m, _ in self.samples) * 1.25, 1)  # the plot's scale
+        pids, pids_limit = usage.get("pids_current") or 0, usage.get("pids_limit")
         with self.hold_sync():
-            self.memory.max = top
-            self.memory.value = min(memory, top)
-            self.memory.bar_style = "danger" if limit and memory > 0.9 * limit else "info"
-            self.memory_text.value = (f"{show.size(memory, '-')} of {show.size(limit)}"
-                                      f" (peak {show.size(usage.get('memory_peak_bytes'), '-')})")
+            # A bar is a figure against its limit: without a limit there is no bar, only the figure
+            _show(self.memory, limit is not None)
+            if limit:
+                self.memory.max = limit
+                self.memory.value = min(memory, limit)
+                self.memory.bar_style = "danger" if memory > 0.9 * limit else "info"
+            self.memory_text.value = (f"{show.size(memory, '-')} of {show.size(limit)}" if limit else
+                                      f"{show.size(memory, '-')} (no memory limit)") + \
+                f", peak {show.size(usage.get('memory_peak_bytes'), '-')}"
             self.cpu.value = min(cpu_pct, self.cpu.max)
-            self.cpu_text.value = f"{cpu_pct:.0f} % (limit {self.cpus or 'none'} CPUs)"
-            pids, pids_limit = usage.get("pids_current") or 0, usage.get("pids_limit")
-            pids_max = pids_limit or max(pids * 2, 1)
-            self.pids.max = pids_max
-            self.pids.value = min(pids, pids_max)
-            self.pids_text.value = f"{pids} of {pids_limit or 'unlimited'}"
+            self.cpu_text.value = (f"{formats.percent(cpu_pct)} of {self.cpus:g} CPUs ({100 * self.cpus:g}%)"
+                                   if self.cpus else f"{formats.percent(cpu_pct)} (no CPU limit)")
+            _show(self.pids, pids_limit is not None)
+            if pids_limit:
+                self.pids.max = pids_limit
+                self.pids.value = min(pids, pids_limit)
+            self.pids_text.value = f"{pids} of {pids_limit}" if pids_limit else f"{pids} (no pids limit)"
+            self._top = top
             self.plot.value = self._svg(top)
-            self.events.value = ("".join(f"<span style='color:#b00'>OOM kill at {t:.1f} s</span> "
-                                         for t in self.ooms))
-        self.summary = (f"monitor of {self.name}: memory {self.memory_text.value}; CPU {cpu_pct:.0f} %; "
+            self.events.value = self._events_html()
+        self.summary = (f"monitor of {self.name}: memory {self.memory_text.value}; CPU {formats.percent(cpu_pct)}; "
                         f"pids {self.pids_text.value}; OOM kills {len(self.ooms)}")
+
+    def _events_html(self) -> str:
+        return "".join(f"<span style='color:#b00'>OOM kill at {t:.1f} s</span> " for t in self.ooms)
 
     def _svg(self, top: float) -> str:
         width, height = 360, 60
-        if len(self.samples) < 2:
+        if len(self.samples) + len(self.ooms) < 2:  # nothing to draw a line or a mark with
             return ""
-        t0, t1 = self.samples[0][0], self.samples[-1][0]
-        span = max(t1 - t0, 1e-6)
+        t0 = self.samples[0][0] if self.samples else 0.0
+        t1 = max([t for t, _, _ in self.samples] + self.ooms)  # an OOM kill read at the end comes last
+        span = max(t1 - t0, self.interval)
 
         def x(t):
             return (t - t0) / span * width
@@ -231,8 +259,8 @@ class Monitor(w.VBox):
         mem = " ".join(f"{x(t):.1f},{height - m / top * height:.1f}" for t, m, _ in self.samples)
         cpu_top = max(self.cpu.max, 1)
         cpu = " ".join(f"{x(t):.1f},{height - min(c, cpu_top) / cpu_top * height:.1f}" for t, _, c in self.samples)
-        marks = "".join(f"<line x1='{x(t):.1f}' x2='{x(t):.1f}' y1='0' y2='{height}' stroke='#b00'/>"
-                        for t in self.ooms if t >= t0)
+        marks = "".join(f"<line x1='{min(x(t), width - 1):.1f}' x2='{min(x(t), width - 1):.1f}' y1='0' "
+                        f"y2='{height}' stroke='#b00'/>" for t in self.ooms if t >= t0)
         return (f"<svg width='{width}' height='{height}' style='border:1px solid #ccc'>"
                 f"<polyline fill='none' stroke='#1976d2' points='{mem}'/>"
                 f"<polyline fill='none' stroke='#888' points='{cpu}'/>{marks}</svg>"
@@ -240,7 +268,12 @@ class Monitor(w.VBox):
 
     def _finish(self, reason: str) -> None:
         self.title.value = f"<b>{show._e(self.name)}</b>: {show._e(reason)}"
-        self.summary = self.summary.replace(": starting", "") + f" ({reason})"
+        self.events.value = self._events_html()
+        self.plot.value = self._svg(self._top)  # with the OOM kills read at the end
+        self.summary = re.sub(r"OOM kills \d+", f"OOM kills {len(self.ooms)}", self.summary.replace(": starting", ""))
+        if "OOM kills" not in self.summary:
+            self.summary += f"; OOM kills {len(self.ooms)}"
+        self.summary += f" ({reason})"
         if self._handle is not None:
             bundle = self._repr_mimebundle_()
             bundle["text/plain"] = self.summary

@@ -1,8 +1,9 @@
-"""`containerlab` from a shell: exit codes, one-line errors, the daemon and its verbs."""
+"""`containerlab-magic` from a shell: exit codes, one-line errors, the daemon and its verbs."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ pytestmark = needs_root
 
 
 def cli(*args, timeout=60, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "containerlab_magic.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "containerlab_magic", *args], capture_output=True,
                           text=True, timeout=timeout, **kw)
 
 
@@ -26,29 +27,78 @@ def one_line(text: str) -> str:
     return lines[0]
 
 
+def until(predicate, timeout: float = 10.0) -> bool:
+    """Poll predicate until it holds or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def shim_of(pid: int) -> int:
+    """The parent of a container's PID 1: the shim that forked it."""
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
 def test_run_streams_stdout_and_stderr_separately(no_leaks):
     r = cli("run", "busybox", "sh", "-c", "echo out; echo err >&2; exit 4")
     assert (r.returncode, r.stdout, r.stderr) == (4, "out\n", "err\n")
 
 
-def test_image_defaults_to_host_and_double_dash_ends_options(no_leaks):
-    r = cli("run", "--", "python3", "-c", "print('from host image')")
+def test_the_first_word_is_always_the_image(no_leaks):
+    r = cli("run", "host", "python3", "-c", "print('from host image')")
     assert (r.returncode, r.stdout) == (0, "from host image\n")
-    assert cli("run", "cat", "/etc/hostname", "--name", "literal").stdout.strip() != "literal" or True
+    # after IMAGE every word is the command's, even one that looks like an option of run
+    r = cli("run", "busybox", "echo", "--name", "literal", "-d")
+    assert (r.returncode, r.stdout) == (0, "--name literal -d\n")
     r = cli("run", "--name", "dd", "busybox", "--", "echo", "--name")
     assert r.stdout == "--name\n"
+    # a command where the image belongs is an unknown image, not a command to guess at
+    r = cli("run", "echo", "hi")
+    assert r.returncode == 125
+    assert one_line(r.stderr) == "containerlab-magic: unknown image 'echo'; local images: host, busybox"
+
+
+UNKNOWN_IMAGE = "containerlab-magic: unknown image 'no-such-image'; local images: host, busybox"
 
 
 @pytest.mark.parametrize("args,code,words", [
-    (["run", "nosuchimage-or-command"], 127, "command not found"),
-    (["run", "/etc/passwd"], 126, "cannot run"),
-    (["run", "--image", "nosuch", "true"], 125, "unknown image"),
+    (["run", "no-such-image", "true"], 125, UNKNOWN_IMAGE),
+    (["run", "busybox", "nosuch-command"], 127, "command not found"),
+    (["run", "host", "/etc/passwd"], 126, "cannot run"),
     (["run", "--memory", "12x", "busybox", "true"], 125, "invalid --memory"),
-    (["run"], 125, "no command"),
+    (["run"], 125, "no image given"),
     (["run", "busybox"], 125, "no command"),
     (["run", "-v", "/nonexistent/path:/x", "busybox", "true"], 125, "does not exist"),
     (["run", "--cpus", "lots", "busybox", "true"], 125, "invalid --cpus"),
     (["run", "--bogus-flag", "busybox", "true"], 125, "unrecognized arguments"),
+    # ranges, checked before anything is made
+    (["run", "--pids-limit", "4194305", "busybox", "true"], 125, "give from 1 to 4194304"),
+    (["run", "--memory", "99999999T", "busybox", "true"], 125, "at most 1024T"),
+    (["run", "--timeout", "1e10", "busybox", "true"], 125, "30 days"),
+    (["run", "--timeout", "1e308", "busybox", "true"], 125, "30 days"),
+    (["run", "--timeout", "inf", "busybox", "true"], 125, "30 days"),
+    (["run", "--cpus", "4096", "busybox", "true"], 125, "this host has"),
+    # the new flags' bad input
+    (["run", "--label", "=v", "busybox", "true"], 125, "invalid label"),
+    (["run", "--env-file", "/nonexistent/env", "busybox", "true"], 125, "--env-file /nonexistent/env"),
+    (["run", "--security-opt", "apparmor=x", "busybox", "true"], 125, "unsupported --security-opt"),
+    (["run", "--security-opt", "seccomp=/nonexistent.json", "busybox", "true"], 125, "seccomp=/nonexistent.json"),
+    (["run", "--dry-run", "busybox", "true"], 125, "--dry-run goes with --explain"),
+    (["ps", "--filter", "colour=red"], 125, "invalid filter"),
+    (["ps", "--filter", "status=sleeping"], 125, "status is one of"),
+    (["cp", "no-such-container:/etc/hosts", "/tmp/x"], 125, "no such container"),
+    (["cp", "/etc/hostname", "no-such-container:/tmp/"], 125, "no such container"),
+    (["cp", "/etc/hostname", "/tmp/x"], 125, "between the host and a container"),
+    (["kill", "-s", "999", "no-such-container"], 125, "unknown signal 999"),
+    (["stop", "-t", "inf", "no-such-container"], 125, "invalid stop time inf"),
+    (["stop", "-t", "-1", "no-such-container"], 125, "invalid stop time -1"),
+    (["top", "no-such-container"], 125, "no such container"),
+    (["port", "no-such-container"], 125, "no such container"),
+    (["inspect", "no-such-container"], 125, "no such container"),
     (["exec", "no-such-container", "true"], 125, "no such container"),
     (["logs", "no-such-container"], 125, "no such container"),
     (["frobnicate"], 125, "invalid choice"),
@@ -57,6 +107,7 @@ def test_errors_are_one_line_with_docker_exit_codes(no_leaks, args, code, words)
     r = cli(*args)
     assert r.returncode == code, r
     assert words in one_line(r.stderr)
+    assert "Traceback" not in r.stderr
 
 
 def test_timeout_is_reported(no_leaks):
@@ -77,16 +128,17 @@ def test_detached_lifecycle_through_the_daemon(no_leaks):
     cli("run", "-d", "--name", "cli-other", "busybox", "sleep", "60")
     try:
         # the CLI has exited; the containers live on in one daemon shim
-        states = {row["name"]: row for row in (json.loads(cli("inspect", n).stdout) for n in ("cli-web", "cli-other"))}
-        assert states["cli-web"]["status"] == "running"
-        assert states["cli-web"]["shim_pid"] == states["cli-other"]["shim_pid"]
+        r = cli("inspect", "cli-web", "no-such-container", "cli-other")
+        assert r.returncode == 125 and "no such container: no-such-container" in one_line(r.stderr)
+        docs = {doc["Name"]: doc for doc in json.loads(r.stdout)}
+        assert docs["cli-web"]["State"]["Running"] and docs["cli-other"]["State"]["Running"]
+        assert shim_of(docs["cli-web"]["State"]["Pid"]) == shim_of(docs["cli-other"]["State"]["Pid"])
         ps = cli("ps").stdout
         assert "cli-web" in ps and "running" in ps
         assert cli("run", "-d", "--name", "cli-web", "busybox", "true").returncode == 125
         r = cli("exec", "cli-web", "sh", "-c", "hostname; exit 3")
         assert (r.returncode, r.stdout) == (3, "cli-web\n")
-        time.sleep(0.2)
-        assert cli("logs", "cli-web").stdout == "started\n"
+        assert until(lambda: cli("logs", "cli-web").stdout == "started\n")
         assert cli("rm", "cli-web").returncode == 125  # running: needs -f
         t = time.monotonic()
         assert cli("stop", "-t", "1", "cli-web").returncode == 0
@@ -101,7 +153,7 @@ def test_detached_lifecycle_through_the_daemon(no_leaks):
 
 
 def test_ctrl_c_stops_the_foreground_container(no_leaks):
-    proc = subprocess.Popen([sys.executable, "-m", "containerlab_magic.cli", "run", "--name", "interrupt-me",
+    proc = subprocess.Popen([sys.executable, "-m", "containerlab_magic", "run", "--name", "interrupt-me",
                              "busybox", "sh", "-c", "echo ready; sleep 60"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -138,7 +190,7 @@ def test_stats_update_pause(no_leaks):
 
 
 def test_explain_prints_the_plan_without_running(no_leaks):
-    r = cli("run", "--explain", "--read-only", "busybox", "true")
+    r = cli("run", "--explain", "--dry-run", "--read-only", "busybox", "true")
     assert r.returncode == 0
     assert "pivot_root" in r.stdout and "mount proc on /proc" in r.stdout and "remount / read-only" in r.stdout
 
@@ -149,3 +201,147 @@ def test_doctor_and_images_and_gc(no_leaks):
     r = cli("images")
     assert "busybox" in r.stdout and "host" in r.stdout
     assert cli("gc").stdout.strip() == "nothing to clean up"
+
+
+@pytest.mark.parametrize("flags", [[], ["-s", "KILL"], ["-s", "SIGKILL"], ["-s", "9"], ["-s", "kill"]])
+def test_kill_sends_sigkill_in_every_spelling(no_leaks, flags):
+    assert cli("run", "-d", "--name", "cli-kill", "busybox", "sleep", "60").returncode == 0
+    try:
+        r = cli("kill", *flags, "cli-kill")
+        assert (r.returncode, r.stdout) == (0, "cli-kill\n"), r
+        assert cli("wait", "cli-kill").stdout.strip() == "137"
+        assert "exited (137)" in cli("ps", "-a", "--filter", "name=cli-kill").stdout
+    finally:
+        cli("rm", "-f", "cli-kill")
+
+
+def test_kill_with_a_bad_signal_is_one_line_and_touches_nothing(no_leaks):
+    assert cli("run", "-d", "--name", "cli-stays", "busybox", "sleep", "60").returncode == 0
+    try:
+        for bad in ("999", "BOGUS", "0"):
+            r = cli("kill", "-s", bad, "cli-stays")
+            assert r.returncode == 125 and "unknown signal" in one_line(r.stderr), r
+        assert "running" in cli("ps", "--filter", "name=cli-stays").stdout
+    finally:
+        cli("rm", "-f", "cli-stays")
+
+
+def test_env_file_labels_filters_and_entrypoint(no_leaks, tmp_path):
+    env = tmp_path / "lab.env"
+    env.write_text("# course settings\nCOURSE=net101\n\nFROM_SHELL\nSPACED=a b\n")
+    r = cli("run", "--env-file", str(env), "-e", "EXTRA=1", "--entrypoint", "sh", "busybox", "-c",
+            "echo $COURSE/$FROM_SHELL/$SPACED/$EXTRA", env={**os.environ, "FROM_SHELL": "kept"})
+    assert (r.returncode, r.stdout) == (0, "net101/kept/a b/1\n"), r
+    cli("run", "-d", "--name", "cli-lab-a", "--label", "course=net101", "-l", "team=red", "busybox", "sleep", "60")
+    cli("run", "-d", "--name", "cli-lab-b", "--label", "course=net102", "busybox", "sleep", "60")
+    try:
+        def names(*filters):
+            r = cli("ps", "-q", *[x for f in filters for x in ("--filter", f)])
+            assert r.returncode == 0, r
+            ids = r.stdout.split()
+            return sorted(doc["Name"] for doc in json.loads(cli("inspect", *ids).stdout)) if ids else []
+
+        assert names("label=course=net101") == ["cli-lab-a"]
+        assert names("label=course") == ["cli-lab-a", "cli-lab-b"]
+        assert names("label=course", "name=lab-b") == ["cli-lab-b"]
+        assert names("label=course", "label=team=red") == ["cli-lab-a"]
+        assert names("label=nosuch") == []
+    finally:
+        cli("rm", "-f", "cli-lab-a", "cli-lab-b")
+
+
+def test_new_run_flags_reach_the_spec(no_leaks, tmp_path):
+    profile = tmp_path / "seccomp.json"
+    profile.write_text('{"defaultAction": "SCMP_ACT_ALLOW"}')
+    r = cli("run", "-d", "--rm", "--init", "--name", "cli-flags", "--cap-add", "NET_ADMIN", "--cap-drop", "MKNOD",
+            "--security-opt", "no-new-privileges=false", "--memory", "64M", "--cpus", "0.5", "--pids-limit", "30",
+            "-l", "k=v", "busybox", "sleep", "60")
+    assert r.returncode == 0, r
+    try:
+        doc = json.loads(cli("inspect", "cli-flags").stdout)[0]
+        host = doc["HostConfig"]
+        assert (host["AutoRemove"], host["Init"], host["CapAdd"], host["CapDrop"]) == \
+            (True, True, ["NET_ADMIN"], ["MKNOD"])
+        assert "no-new-privileges=false" in host["SecurityOpt"]
+        assert (host["Memory"], host["NanoCpus"], host["PidsLimit"]) == (64 << 20, 500_000_000, 30)
+        assert doc["Config"]["Labels"] == {"k": "v"} and doc["State"]["Status"] == "running"
+    finally:
+        cli("rm", "-f", "cli-flags")
+
+
+def test_top_cp_and_port(no_leaks, tmp_path):
+    r = cli("run", "-d", "--name", "cli-box", "--net", "bridge", "-p", "18789:80", "busybox", "sh", "-c",
+            "echo inside > /tmp/file; ln -s ../../../.. /tmp/up; sleep 60")
+    assert r.returncode == 0, r
+    try:
+        assert until(lambda: "sleep 60" in cli("top", "cli-box").stdout)
+        lines = cli("top", "cli-box").stdout.splitlines()
+        assert lines[0].split() == ["PID", "USER", "TIME", "CMD"] and lines[1].split()[1] == "root"
+        assert until(lambda: cli("cp", "cli-box:/tmp/file", str(tmp_path / "out")).returncode == 0)
+        assert (tmp_path / "out").read_text() == "inside\n"
+        (tmp_path / "in").write_text("from the host\n")
+        assert cli("cp", str(tmp_path / "in"), "cli-box:/tmp/").returncode == 0
+        assert cli("exec", "cli-box", "cat", "/tmp/in").stdout == "from the host\n"
+        r = cli("cp", "cli-box:/tmp/up/etc/shadow", str(tmp_path / "shadow"))
+        assert r.returncode == 125 and "leads out of container cli-box's root" in one_line(r.stderr)
+        assert not (tmp_path / "shadow").exists()
+        assert cli("port", "cli-box").stdout == "80/tcp -> 127.0.0.1:18789\n"
+    finally:
+        cli("rm", "-f", "cli-box")
+
+
+def test_module_and_console_script_names():
+    r = cli("--help")
+    assert r.returncode == 0 and r.stdout.startswith("usage: containerlab-magic")
+    with open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "pyproject.toml")) as f:
+        scripts = f.read().split("[project.scripts]")[1].split("[")[0]
+    assert 'containerlab-magic = "containerlab_magic.cli:main"' in scripts
+    assert "\ncontainerlab =" not in scripts  # that name belongs to another tool
+
+
+def test_explain_text_shows_each_steps_side_time_and_the_total():
+    from containerlab_magic.cli import explain_text
+    from containerlab_magic.commands import Step
+
+    steps = [Step("cgroup", "mkdir /sys/fs/cgroup/memory/containerlab/abc", 1200, "shim"),
+             Step("exec", "execve sh -c true", 35, "container")]
+    assert explain_text(steps).splitlines() == [
+        "#  STEP    SIDE       WHAT IT DOES                                  µs",
+        "1  cgroup  shim       mkdir /sys/fs/cgroup/memory/containerlab/abc  1 200",
+        "2  exec    container  execve sh -c true                             35",
+        "total 1 235 µs",
+    ]
+    # a plan that did not run: no times, no total; a step named by its number shows it once
+    assert explain_text([Step("1", "pivot_root")]).splitlines() == [
+        "#  STEP  SIDE  WHAT IT DOES  µs", "1              pivot_root    -"]
+
+
+def test_tty_gets_a_terminal_of_the_callers_size(no_leaks):
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    main, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "containerlab_magic", "run", "-t", "busybox", "sh", "-c",
+                             "tty; stty size"], stdin=secondary, stdout=secondary, stderr=secondary)
+    os.close(secondary)
+    out = b""
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline and b"30 100" not in out:
+            if select.select([main], [], [], 0.5)[0]:
+                try:
+                    out += os.read(main, 4096)
+                except OSError:  # EIO: every writer has closed
+                    break
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(main)
+    assert b"/dev/pts/" in out or b"/dev/console" in out, out
+    assert b"30 100" in out, out

@@ -37,6 +37,8 @@ CELLS = [
     "%%container\nfor i in 1 2 3 4 5; do echo tick $i; sleep 1; done",
     "%container panel",
     "%%container --stats\necho limit check",
+    "%%container --python\nimport time\nfor i in range(4):\n    print('py tick', i)\n    time.sleep(1)",
+    "%%container --explain --dry-run --image busybox\ntrue",
 ]
 
 
@@ -56,6 +58,9 @@ def lab(tmp_path_factory, module_no_leaks):
     nbformat.write(nb, str(root / "lab.ipynb"))
     port, token = _free_port(), os.urandom(16).hex()
     home = tmp_path_factory.mktemp("lab-home")
+    news = home / "settings" / "@jupyterlab" / "apputils-extension"
+    news.mkdir(parents=True)  # no "get notified about Jupyter news?" toast over the notebook
+    (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false", "checkForUpdates": false}')
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
                JUPYTERLAB_SETTINGS_DIR=str(home / "settings"), JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"))
     log = open(home / "server.log", "w")  # noqa: SIM115 - open for the server's whole life, closed below
@@ -159,3 +164,19 @@ def test_panel_slider_sets_the_next_cells_memory_limit(page):
     run(page, 3)
     text = wait_for_output(page, 3, r"exit 0 · ")
     assert "limit check" in text and "of 128 MiB" in text  # the cgroup's own figure, read as the container ended
+
+
+def test_python_output_appears_while_the_cell_runs(page):
+    """--python runs unbuffered: one print a second shows up a second at a time."""
+    run(page, 4)
+    text = wait_for_output(page, 4, r"py tick 1")
+    assert "py tick 3" not in text
+    assert "[*]" in cell(page, 4).locator(".jp-InputPrompt").inner_text()
+    wait_for_output(page, 4, r"py tick 3")
+
+
+def test_explain_is_a_table(page):
+    run(page, 5)
+    wait_for_output(page, 5, r"WHAT IT DOES")
+    table = cell(page, 5).locator(".jp-OutputArea table.clab-table")
+    assert table.count() == 1 and "not run: --dry-run" in output_text(page, 5)

@@ -1,6 +1,6 @@
 """The magics in a real Jupyter kernel, driven through jupyter_client.
 
-The kernel is the one `containerlab install-kernel` installs (into a
+The kernel is the one `containerlab-magic install-kernel` installs (into a
 temporary prefix), so these tests also check that kernelspec: it starts with
 the extension loaded.  It inherits this session's CONTAINERLAB_STATE, so the
 leak checks of conftest see its containers.  The tour notebook runs under
@@ -44,6 +44,21 @@ def kernel(kernel_dirs, no_leaks):
     yield km, kc
     kc.stop_channels()
     km.shutdown_kernel(now=False)
+
+
+def wait_for_container_process(command: str, timeout: float = 10) -> int:
+    """The PID of a process named `command` in one of our containers, once it runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid, _ in foreign_pid_ns_processes():
+            try:
+                with open(f"/proc/{pid}/comm") as f:
+                    if f.read().strip() == command:
+                        return pid
+            except OSError:
+                pass  # ended meanwhile
+        time.sleep(0.02)
+    raise AssertionError(f"no {command} process in a container after {timeout} s")
 
 
 def execute(kc, code: str, timeout: float = 60, on_message=None):
@@ -91,6 +106,34 @@ def test_output_streams_before_the_container_ends(kernel):
     assert first_at - start < 1.5 and second_at - first_at > 1.5
 
 
+def test_load_ext_in_the_lab_kernel_is_silent(kernel):
+    """The kernel loaded the magics at start; a notebook's own %load_ext (written for any kernel)
+    says nothing.  (Run a second time, IPython says it is loaded, as for any extension.)"""
+    _, kc = kernel
+    reply, messages = execute(kc, "%load_ext containerlab_magic")
+    assert reply["status"] == "ok" and streams(messages) == ""
+    reply, messages = execute(kc, "from containerlab_magic.magics import ContainerMagics\n"
+                                  "print(sum(isinstance(c, ContainerMagics) for c in get_ipython().configurables))")
+    assert streams(messages) == "1\n"
+
+
+def test_python_output_streams_in_order(kernel):
+    """--python runs unbuffered: each print arrives as it is made, and a print before a
+    traceback arrives before it."""
+    _, kc = kernel
+    reply, messages = execute(kc, "%%container --python\nimport time\nfor i in range(3):\n"
+                                  "    print('tick', i)\n    time.sleep(0.5)")
+    assert reply["status"] == "ok"
+    ticks = [t for t, m in messages if m["msg_type"] == "stream" and "tick" in m["content"]["text"]]
+    assert len(ticks) == 3 and ticks[-1] - ticks[0] > 0.8, ticks  # one message per print, as printed
+    reply, messages = execute(kc, "%%container --python\nprint('before')\n1 / 0")
+    assert reply["status"] == "error" and reply["traceback"] == ["\x1b[0;31mexit 1\x1b[0m"]
+    shown = [(m["content"]["name"], m["content"]["text"]) for _, m in messages if m["msg_type"] == "stream"]
+    text = "".join(t for _, t in shown)
+    assert text.index("before") < text.index("Traceback"), shown
+    assert 'File "<cell>", line 2, in <module>' in text and "<string>" not in text
+
+
 def test_interrupt_ends_the_container_within_a_second(kernel):
     km, kc = kernel
     before = snapshot()
@@ -98,7 +141,7 @@ def test_interrupt_ends_the_container_within_a_second(kernel):
 
     def on_message(msg):
         if msg["msg_type"] == "stream" and "started" in msg["content"]["text"] and "interrupt" not in timing:
-            time.sleep(0.3)
+            wait_for_container_process("sleep")  # interrupt the cell while its container sleeps
             timing["interrupt"] = time.monotonic()
             km.interrupt_kernel()
 
@@ -140,7 +183,13 @@ def test_kernel_restart_removes_every_container(kernel, now):
     for name in ("bg1", "bg2"):
         reply, _ = execute(kc, f"%%container --detach --name {name}\nsleep 300")
         assert reply["status"] == "ok"
-    assert len(state_dirs()) >= 2
+    reply, _ = execute(kc, "%%container --detach --name bg3 --python\nimport time\ntime.sleep(300)")
+    assert reply["status"] == "ok"
+    _, messages = execute(kc, "from containerlab_magic.magics import _loaded\n"
+                              "print(*(f.path for m in _loaded.values() for f in m._folders.values()))")
+    folder = streams(messages).strip()
+    assert os.path.isfile(os.path.join(folder, "cell.py"))  # the detached cell's folder, in use
+    assert len(state_dirs()) >= 3
     km.restart_kernel(now=now)
     kc.wait_for_ready(timeout=60)
     deadline = time.monotonic() + 10
@@ -149,6 +198,10 @@ def test_kernel_restart_removes_every_container(kernel, now):
     assert not state_dirs()
     reply, _ = execute(kc, "%container ps")  # the new kernel has the extension and no containers
     assert reply["status"] == "ok"
+    # its folder went with the kernel's exit, or (killed: no atexit) with the next --python cell
+    assert now or not os.path.exists(folder)
+    reply, _ = execute(kc, "%%container --python\npass")
+    assert reply["status"] == "ok" and not os.path.exists(folder)
 
 
 def test_tour_notebook_under_nbval(module_no_leaks):

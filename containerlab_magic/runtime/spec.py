@@ -23,10 +23,13 @@ ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
+# Upper bounds checked up front, so a typo gets a sentence instead of a kernel errno (or,
+# worse, a value the kernel silently reads as "unlimited").
+MAX_SIZE = 1 << 50  # 1024T: beyond any host's memory; larger values overflow the kernel's page counters
+PID_MAX_LIMIT = 4 << 20  # the kernel's ceiling for pid_max and pids.max on 64-bit (see proc(5))
+MAX_TIMEOUT = 30 * 86400  # 30 days: longer is a typo, and huge values overflow the shim's timers
+
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-MAX_TIMEOUT = 30 * 24 * 3600  # seconds: 30 days
-MAX_PIDS = 4194304  # the kernel's PID_MAX_LIMIT
-MAX_BYTES = 1 << 60  # 1 EiB: above it a size is a typo, not a limit
 
 
 def parse_size(text: str | int, what: str = "size") -> int:
@@ -80,15 +83,15 @@ class Limits:
     storage_size: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("memory", "memory_swap", "storage_size"):
-            value = getattr(self, name)
-            if value is not None and value > MAX_BYTES:
-                raise SpecError(f"invalid --{name.replace('_', '-')} {value}: give at most 1024P "
-                                "(for no limit, leave it out)")
         if self.memory is not None and self.memory < 4 << 20:
             raise SpecError(
                 f"memory limit {format_size(self.memory)} is too small: give at least 4M"
             )
+        for flag, value in (("--memory", self.memory), ("--memory-swap", self.memory_swap),
+                            ("--storage-size", self.storage_size)):
+            if value is not None and value > MAX_SIZE:
+                raise SpecError(f"invalid {flag} {format_size(value)}: too large; give at most 1024T "
+                                "(leave the flag out for no limit)")
         if self.memory_swap not in (None, -1):
             if self.memory is None:
                 raise SpecError("--memory-swap needs --memory: set both, e.g. --memory 64M --memory-swap 128M")
@@ -96,14 +99,16 @@ class Limits:
                 raise SpecError(
                     "--memory-swap must be at least --memory (it counts memory plus swap), or -1 for unlimited swap"
                 )
-        if self.cpus is not None and not (0.01 <= self.cpus <= 1024):
-            raise SpecError(f"invalid --cpus {self.cpus}: give a number of CPUs such as 0.5 or 2")
+        if self.cpus is not None and not (0.01 <= self.cpus <= host_cpus()):
+            raise SpecError(f"invalid --cpus {self.cpus:g}: give from 0.01 to {host_cpus()} "
+                            f"(this host has {host_cpus()} CPUs), such as 0.5")
         if self.cpu_shares is not None and not (2 <= self.cpu_shares <= 262144):
             raise SpecError(f"invalid --cpu-shares {self.cpu_shares}: give a weight from 2 to 262144 (default 1024)")
         if self.cpuset_cpus is not None and not re.match(r"^\d+(-\d+)?(,\d+(-\d+)?)*$", self.cpuset_cpus):
             raise SpecError(f"invalid --cpuset-cpus {self.cpuset_cpus!r}: write CPU numbers like 0, 0-1 or 0,2")
-        if self.pids_limit is not None and not 1 <= self.pids_limit <= MAX_PIDS:
-            raise SpecError(f"invalid --pids-limit {self.pids_limit}: give a number from 1 to {MAX_PIDS}")
+        if self.pids_limit is not None and not 1 <= self.pids_limit <= PID_MAX_LIMIT:
+            raise SpecError(f"invalid --pids-limit {self.pids_limit}: give from 1 to {PID_MAX_LIMIT} "
+                            "(leave the flag out for no limit)")
         if self.blkio_weight is not None and not (10 <= self.blkio_weight <= 1000):
             raise SpecError(f"invalid --blkio-weight {self.blkio_weight}: give a weight from 10 to 1000")
         if self.storage_size is not None and self.storage_size < 1 << 20:
@@ -124,9 +129,9 @@ class Limits:
             if raw is None:
                 continue
             if key in ("memory", "storage_size"):
-                values[key] = parse_size(raw, "--" + key.replace("_", "-"))
+                values[key] = _bounded_size(raw, "--" + key.replace("_", "-"))
             elif key == "memory_swap":
-                values[key] = -1 if str(raw) == "-1" else parse_size(raw, "--memory-swap")
+                values[key] = -1 if str(raw) == "-1" else _bounded_size(raw, "--memory-swap")
             elif key == "cpus":
                 values[key] = _number(raw, float, "--cpus", "0.5")
             elif key in ("cpu_shares", "pids_limit", "blkio_weight"):
@@ -136,6 +141,19 @@ class Limits:
             else:
                 raise SpecError(f"unknown limit {key!r}")
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _bounded_size(raw: object, flag: str) -> int:
+    """A size as typed, refused in the user's own words when beyond MAX_SIZE."""
+    value = parse_size(raw, flag)  # type: ignore[arg-type]
+    if value > MAX_SIZE:
+        raise SpecError(f"invalid {flag} {raw}: too large; give at most 1024T (leave the flag out for no limit)")
+    return value
+
+
+def host_cpus() -> int:
+    """CPUs this host has online: the most --cpus can use."""
+    return os.cpu_count() or 1
 
 
 def _number(raw: object, kind: type, flag: str, example: str):
@@ -252,8 +270,11 @@ class ContainerSpec:
         object.__setattr__(self, "labels", tuple((str(k), str(v)) for k, v in labels))
         object.__setattr__(self, "cap_add", tuple(self.cap_add))
         object.__setattr__(self, "cap_drop", tuple(self.cap_drop))
+        for key, _ in self.labels:
+            if not key or any(c.isspace() or not c.isprintable() for c in key):
+                raise SpecError(f"invalid label key {key!r}: use letters, digits, '.', '-' or '_', e.g. course=net101")
         if not self.command or not self.command[0]:
-            raise SpecError("no command given: say what to run, e.g. `containerlab run busybox echo hi`")
+            raise SpecError("no command given: say what to run, e.g. `containerlab-magic run busybox echo hi`")
         if not self.image:
             raise SpecError("no image given: use host, busybox or an image you pulled")
         if self.name is not None:
@@ -270,8 +291,8 @@ class ContainerSpec:
             raise SpecError(f"working directory {self.workdir!r} must be absolute, like /work")
         if self.user is not None:
             parse_user(self.user)
-        if self.timeout is not None and not 0 < self.timeout <= MAX_TIMEOUT:  # (nan fails too)
-            raise SpecError(f"invalid timeout {self.timeout}: give seconds above 0 and at most "
+        if self.timeout is not None and not 0 < self.timeout <= MAX_TIMEOUT:  # also refuses nan and inf
+            raise SpecError(f"invalid --timeout {self.timeout:g}: give a number of seconds above 0 and at most "
                             f"{MAX_TIMEOUT} (30 days)")
         if self.tty and self.detach:
             raise SpecError("--tty needs a terminal to attach to: drop --detach or --tty")
