@@ -1,0 +1,98 @@
+"""Pull: registry -> verified blobs -> unpacked layers -> a name in the store.
+
+The order makes every failure safe: blobs land in tmp/ as `.part` files and
+are renamed in only when their size and sha256 match; a layer is unpacked in
+tmp/ and renamed in only when its diff_id matches; the name is written last,
+so a failed pull leaves nothing a later `images` would show, and an
+interrupted download resumes from its `.part` (Range request) next time.
+Layers download and unpack in parallel threads (httpx and zlib release the
+GIL while they wait or inflate).  The whole pull holds the store lock shared,
+so `prune` (exclusive) cannot free what it has written but not yet named.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+from .blobs import StoreFull, full_disk, hex_of
+from .config import BadImage, parse_config
+from .manifest import INDEXES, Descriptor, media_type_of, parse_manifest, pick_platform
+from .oci import OciStore
+from .reference import Reference, parse
+from .registry import Registry
+
+WORKERS = 3
+
+
+def pull(store: OciStore, name: str, progress=None, registry: Registry | None = None,
+         platform: tuple[str, str, str] | None = None) -> tuple[Reference, str]:
+    """Pull `name` into the store; returns (normalised reference, manifest digest).
+
+    `progress(layer_digest, done_bytes, total_bytes, status)` is called from worker
+    threads; status is one of "waiting", "downloading", "unpacking", "exists", "done".
+    """
+    ref = parse(name)
+    own = registry is None
+    reg = registry or Registry(ref.api_host)
+    try:
+        with store.blobs.lock(shared=True):
+            data, ctype, digest = reg.manifest(ref.repository, ref.digest or ref.tag)
+            if media_type_of(data, ctype) in INDEXES:
+                chosen = pick_platform(data, platform)
+                data, ctype, digest = reg.manifest(ref.repository, chosen.digest)
+            manifest = parse_manifest(data, ctype)
+            config_data = reg.blob_bytes(ref.repository, manifest.config)
+            config = parse_config(config_data)
+            if len(config.diff_ids) != len(manifest.layers):
+                raise BadImage(f"{ref} has {len(manifest.layers)} layers but its config lists "
+                               f"{len(config.diff_ids)}: refused")
+            _layers(store, reg, ref.repository, manifest.layers, config.diff_ids, progress)
+            store.blobs.put(config_data, manifest.config.digest)
+            store.blobs.put(data, digest)
+            store.set_ref(str(ref), digest)
+    finally:
+        if own:
+            reg.close()
+    return ref, digest
+
+
+def _layers(store, reg, repo, layers, diff_ids, progress) -> None:
+    for desc in layers:
+        if progress:
+            progress(desc.digest, 0, desc.size, "waiting")
+    with ThreadPoolExecutor(WORKERS, thread_name_prefix="pull") as pool:
+        futures = [pool.submit(_layer, store, reg, repo, desc, diff_id, progress)
+                   for desc, diff_id in zip(layers, diff_ids)]
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in pending:
+            future.cancel()
+        for future in futures:
+            if future.done() and not future.cancelled() and future.exception():
+                raise future.exception()
+
+
+def _layer(store: OciStore, reg: Registry, repo: str, desc: Descriptor, diff_id: str, progress) -> None:
+    if store.has_layer(diff_id) and store.blobs.has(desc.digest):
+        if progress:
+            progress(desc.digest, desc.size, desc.size, "exists")
+        return
+    report = (lambda digest, done, total: progress(digest, done, total, "downloading")) if progress else None
+    with store.blobs.lock("blob-" + hex_of(desc.digest)):
+        if not store.blobs.has(desc.digest):
+            part = store.blobs.part(desc.digest)
+            try:
+                reg.download(repo, desc, part, report)
+                store.blobs.commit(part, desc.digest, desc.size)
+            except OSError as e:
+                error = full_disk(e, store.root)
+                if isinstance(error, StoreFull):
+                    with contextlib.suppress(OSError):
+                        os.unlink(part)  # a full disk: nothing half-written stays
+                raise error from None
+    if progress:
+        progress(desc.digest, desc.size, desc.size, "unpacking")
+    store.unpack_layer(desc.digest, diff_id)
+    if progress:
+        progress(desc.digest, desc.size, desc.size, "done")
