@@ -38,11 +38,13 @@ The uncompressed stream's sha256 is its diff_id, checked by the caller.
 from __future__ import annotations
 
 import errno
+import gzip
 import hashlib
 import os
 import shutil
 import stat
 import tarfile
+import zlib
 from dataclasses import dataclass, field
 
 from ..errors import ContainerError
@@ -99,7 +101,6 @@ def decompressed(fileobj):
     head = fileobj.read(4)
     rest = _Prefixed(head, fileobj)
     if head[:2] == b"\x1f\x8b":
-        import gzip
         return gzip.GzipFile(fileobj=rest, mode="rb")
     if head == b"\x28\xb5\x2f\xfd":
         try:
@@ -108,6 +109,35 @@ def decompressed(fileobj):
             raise LayerError("this layer is zstd-compressed: install the `zstandard` package") from None
         return zstandard.ZstdDecompressor().stream_reader(rest, read_across_frames=True)
     return rest
+
+
+class _Footed:
+    """After the real stream ends, the padding and end-of-archive blocks it lacked.
+
+    Old umoci wrote layers without them (umoci#436); Go's reader accepts
+    that, Python's tarfile does not.  The diff_id covers only the real bytes.
+    """
+
+    def __init__(self, raw):
+        self.raw, self.pos, self.tail = raw, 0, None
+
+    def read(self, n: int = -1) -> bytes:
+        if self.tail is None:
+            data = self.raw.read(n)
+            self.pos += len(data)
+            if data or n == 0:
+                return data
+            self.tail = b"\0" * (-self.pos % 512 + 1024)
+        data, self.tail = self.tail[:n], self.tail[n:]
+        return data
+
+
+def _zstd_errors() -> tuple:
+    try:
+        import zstandard
+        return (zstandard.ZstdError,)
+    except ImportError:
+        return ()
 
 
 class _Prefixed:
@@ -150,10 +180,10 @@ class Unpacker:
         self.root_fd = os.open(self.dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             try:
-                with tarfile.open(fileobj=stream, mode="r|") as tar:
+                with tarfile.open(fileobj=_Footed(stream), mode="r|") as tar:
                     for member in tar:
                         self._entry(tar, member)
-            except (tarfile.TarError, EOFError) as e:
+            except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) + _zstd_errors() as e:
                 raise LayerError(f"the layer is not a valid tar archive: {e}") from None
             stream.drain()  # the footer and padding count in the diff_id
             self._finish_dirs()
@@ -178,7 +208,7 @@ class Unpacker:
         if member.ischr() and member.devmajor == 0 and member.devminor == 0:
             self._whiteout(parts[:-1] + [WHITEOUT + base])  # already in overlay's format
             return
-        if member.isdev():
+        if member.ischr() or member.isblk():
             self.report.skipped_devices.append("/".join(parts))
             return
         parent = self._open_dir(parts[:-1], create=True, what=member.name)
@@ -226,8 +256,13 @@ class Unpacker:
         target = clean_parts(member.linkname)
         if not target:
             raise LayerError(f"hard link {member.name!r} points at the layer's root: refused")
-        tparent = self._open_dir(target[:-1], create=False, what=member.linkname)
         try:
+            tparent = self._open_dir(target[:-1], create=False, what=member.linkname)
+        except FileNotFoundError:
+            tparent = -1
+        try:
+            if tparent < 0:
+                raise FileNotFoundError
             st = os.stat(target[-1], dir_fd=tparent, follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
                 raise LayerError(f"hard link {member.name!r} points at a directory: refused")
@@ -236,7 +271,8 @@ class Unpacker:
             raise LayerError(f"hard link {member.name!r} -> {member.linkname!r}: the target is not in this "
                              "layer: refused") from None
         finally:
-            os.close(tparent)
+            if tparent >= 0:
+                os.close(tparent)
 
     def _whiteout(self, parts: list[str]) -> None:
         try:
