@@ -19,6 +19,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import tempfile
 
 from ..errors import ContainerError
 from .reference import DIGEST
@@ -86,9 +87,9 @@ class Blobs:
             raise DigestMismatch(f"content for {digest} hashes to {actual}: refused")
         if self.has(actual):
             return actual
-        part = self.part(actual)
-        try:
-            with open(part, "wb") as f:
+        fd, part = tempfile.mkstemp(prefix=hex_of(actual)[:16] + "-", suffix=".put", dir=self.tmp)
+        try:  # a name of its own: two writers of one small blob must not share a temp file
+            with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())

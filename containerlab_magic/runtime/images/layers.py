@@ -222,7 +222,7 @@ class Unpacker:
             elif member.issym():
                 os.symlink(member.linkname, base, dir_fd=parent)
                 self._owner(parent, base, member)
-                os.utime(base, ns=(member.mtime * 10**9,) * 2, dir_fd=parent, follow_symlinks=False)
+                os.utime(base, ns=(int(member.mtime * 10**9),) * 2, dir_fd=parent, follow_symlinks=False)
             elif member.islnk():
                 self._hardlink(member, parent, base)
             elif member.isfifo():
