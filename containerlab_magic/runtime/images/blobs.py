@@ -99,20 +99,27 @@ class Blobs:
         self.commit(part, actual)
         return actual
 
-    def commit(self, part: str, digest: str, size: int | None = None) -> None:
-        """Verify a finished `.part` and rename it into place; a bad one is deleted."""
-        sha = hashlib.sha256()
-        length = 0
-        with open(part, "rb") as f:
-            while chunk := f.read(1 << 20):
-                sha.update(chunk)
-                length += len(chunk)
-            os.fsync(f.fileno())
-        actual = "sha256:" + sha.hexdigest()
+    def commit(self, part: str, digest: str, size: int | None = None, hashed: tuple[str, int] | None = None) -> None:
+        """Verify a finished `.part` and rename it into place; a bad one is deleted.
+
+        `hashed` is (digest, length) when the writer hashed the bytes as it wrote them.
+        """
+        if hashed:
+            actual, length = hashed
+        else:
+            sha = hashlib.sha256()
+            length = 0
+            with open(part, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    sha.update(chunk)
+                    length += len(chunk)
+            actual = "sha256:" + sha.hexdigest()
         if actual != digest or (size is not None and length != size):
             _unlink(part)
             raise DigestMismatch(f"blob {digest} arrived as {length} bytes hashing to {actual}"
                                  f"{'' if size is None else f' (expected {size} bytes)'}: refused, nothing kept")
+        with open(part, "rb") as f:
+            os.fsync(f.fileno())
         os.rename(part, self.path(digest))
         fsync_dir(self.dir)
 

@@ -183,9 +183,9 @@ class Unpacker:
                 with tarfile.open(fileobj=_Footed(stream), mode="r|") as tar:
                     for member in tar:
                         self._entry(tar, member)
+                stream.drain()  # the footer and padding count in the diff_id
             except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) + _zstd_errors() as e:
                 raise LayerError(f"the layer is not a valid tar archive: {e}") from None
-            stream.drain()  # the footer and padding count in the diff_id
             self._finish_dirs()
         finally:
             os.close(self.root_fd)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from .blobs import Blobs, DigestMismatch, full_disk, hex_of
 from .config import BadImage, ImageConfig, parse_config
-from .layers import LayerLimits, unpack
+from .layers import LayerError, LayerLimits, unpack
 from .manifest import Manifest, parse_manifest
 
 
@@ -101,8 +101,13 @@ class OciStore:
     def has_layer(self, diff_id: str) -> bool:
         return os.path.isfile(os.path.join(self.layer_dir(diff_id), "layer.json"))
 
-    def unpack_layer(self, blob_digest: str, diff_id: str) -> str:
-        """Unpack a stored blob once; a second caller waits, then finds it done."""
+    def unpack_layer(self, blob_digest: str, diff_id: str, source=None, verify=None) -> str:
+        """Unpack a blob once; a second caller waits, then finds it done.
+
+        By default the stored blob is read.  A pull passes `source`, the blob as it
+        streams in, and `verify`, which checks and stores the blob once it has all
+        arrived: the layer is renamed into place only after both digests match.
+        """
         with self.blobs.lock("layer-" + hex_of(diff_id)):
             if self.has_layer(diff_id):
                 return self.lowerdir(diff_id)
@@ -110,8 +115,16 @@ class OciStore:
             try:
                 os.chmod(work, 0o755)
                 os.mkdir(os.path.join(work, "root"), 0o755)
-                with open(self.blobs.path(blob_digest), "rb") as blob:
-                    report = unpack(blob, os.path.join(work, "root"), self.limits, self.as_root)
+                if source is None:
+                    with open(self.blobs.path(blob_digest), "rb") as blob:
+                        report = unpack(blob, os.path.join(work, "root"), self.limits, self.as_root)
+                else:
+                    try:
+                        report = unpack(source, os.path.join(work, "root"), self.limits, self.as_root)
+                    except LayerError:
+                        verify()  # a blob that is not the one asked for explains it better
+                        raise
+                    verify()
                 if report.diff_id != diff_id:
                     raise DigestMismatch(f"layer {blob_digest} unpacks to {report.diff_id}, but the image config "
                                          f"says {diff_id}: refused")

@@ -6,22 +6,26 @@ tmp/ and renamed in only when its diff_id matches; the name is written last,
 so a failed pull leaves nothing a later `images` would show, and an
 interrupted download resumes from its `.part` (Range request) next time.
 Layers download and unpack in parallel threads (httpx and zlib release the
-GIL while they wait or inflate).  The whole pull holds the store lock shared,
+GIL while they wait or inflate), and each layer is unpacked as it streams in
+(a tee to its `.part`), so a cold pull costs about one pass over the bytes;
+it is kept only if the blob's digest and the layer's diff_id both match.  The whole pull holds the store lock shared,
 so `prune` (exclusive) cannot free what it has written but not yet named.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
-from .blobs import StoreFull, full_disk, hex_of
+from .blobs import DigestMismatch, StoreFull, full_disk, hex_of
 from .config import BadImage, parse_config
+from .layers import LayerError
 from .manifest import INDEXES, Descriptor, media_type_of, parse_manifest, pick_platform
 from .oci import OciStore
 from .reference import Reference, parse
-from .registry import Registry
+from .registry import CHUNK, Registry
 
 WORKERS = 3
 
@@ -83,16 +87,88 @@ def _layer(store: OciStore, reg: Registry, repo: str, desc: Descriptor, diff_id:
         if not store.blobs.has(desc.digest):
             part = store.blobs.part(desc.digest)
             try:
-                reg.download(repo, desc, part, report)
-                store.blobs.commit(part, desc.digest, desc.size)
+                if os.path.exists(part) or store.has_layer(diff_id):
+                    reg.download(repo, desc, part, report)  # resume what a past pull began
+                    store.blobs.commit(part, desc.digest, desc.size)
+                else:
+                    _stream(store, reg, repo, desc, diff_id, part, report)
+            except (DigestMismatch, StoreFull, LayerError):
+                _unlink(part)
+                store.blobs.remove(desc.digest)  # verified, but of a layer we refuse
+                raise
             except OSError as e:
                 error = full_disk(e, store.root)
                 if isinstance(error, StoreFull):
-                    with contextlib.suppress(OSError):
-                        os.unlink(part)  # a full disk: nothing half-written stays
+                    _unlink(part)  # a full disk: nothing half-written stays
                 raise error from None
     if progress:
         progress(desc.digest, desc.size, desc.size, "unpacking")
     store.unpack_layer(desc.digest, diff_id)
     if progress:
         progress(desc.digest, desc.size, desc.size, "done")
+
+
+def _stream(store: OciStore, reg: Registry, repo: str, desc: Descriptor, diff_id: str, part: str, report) -> None:
+    """Download and unpack at once: the bytes go to the `.part` and the unpacker together."""
+    response = reg.open_blob(repo, desc)
+    try:
+        with open(part, "wb") as f:
+            tee = Tee(response.iter_raw(CHUNK), f, desc, report)
+
+            def verify():
+                tee.drain()
+                f.flush()
+                store.blobs.commit(part, desc.digest, desc.size, hashed=(tee.digest(), tee.done))
+
+            store.unpack_layer(desc.digest, diff_id, source=tee, verify=verify)
+    finally:
+        response.close()
+
+
+class Tee:
+    """A blob as it streams in, readable as a file: written to its `.part`, hashed, counted."""
+
+    def __init__(self, chunks, part_file, desc: Descriptor, report=None):
+        self.chunks, self.file, self.desc, self.report = chunks, part_file, desc, report
+        self.sha = hashlib.sha256()
+        self.done = 0
+        self.buf, self.pos = b"", 0
+
+    def _more(self) -> bool:
+        chunk = next(self.chunks, None)
+        if chunk is None:
+            return False
+        self.done += len(chunk)
+        if self.done > self.desc.size:
+            raise DigestMismatch(f"blob {self.desc.digest} is longer than its {self.desc.size} bytes: refused")
+        self.file.write(chunk)
+        self.sha.update(chunk)
+        self.buf = self.buf[self.pos:] + chunk if self.pos < len(self.buf) else chunk
+        self.pos = 0
+        if self.report:
+            self.report(self.desc.digest, self.done, self.desc.size)
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            while self._more():
+                pass
+            n = len(self.buf) - self.pos
+        while len(self.buf) - self.pos < n and self._more():
+            pass
+        data = self.buf[self.pos:self.pos + n]
+        self.pos += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self._more():
+            pass
+        self.pos = len(self.buf)
+
+    def digest(self) -> str:
+        return "sha256:" + self.sha.hexdigest()
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)

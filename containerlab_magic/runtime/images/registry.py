@@ -214,6 +214,17 @@ class Registry:
             raise DigestMismatch(f"blob {desc.digest} of {repo} arrived with other content: refused")
         return r.content
 
+    def open_blob(self, repo: str, desc: Descriptor) -> httpx.Response:
+        """A streaming response of the whole blob (the caller closes it)."""
+        scope = f"repository:{repo}:pull"
+        r = self.send("GET", f"/v2/{repo}/blobs/{desc.digest}", scope, stream=True)
+        try:
+            self.check(r, f"blob {desc.digest} of {repo}", scope)
+        except BaseException:
+            r.close()
+            raise
+        return r
+
     def download(self, repo: str, desc: Descriptor, part: str, progress=None) -> None:
         """Stream a blob into `part`, resuming from what it holds; the caller verifies it."""
         have = os.path.getsize(part) if os.path.exists(part) else 0
