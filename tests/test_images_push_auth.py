@@ -206,3 +206,27 @@ def test_a_redirect_to_another_host_gets_no_credentials(store, pushed):
         front.stop()
     assert front.seen_by_storage and front.seen_by_storage == [None] * len(front.seen_by_storage)
     assert store.resolve(f"{front.host}/busybox:1.35").layers
+
+
+def test_403_says_which_access_is_forbidden(store):
+    class Deny(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({"errors": [{"code": "DENIED", "message": "requested access is denied"}]}).encode()
+            self.send_response(200 if self.path == "/v2/" else 403)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Deny)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host = f"127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(RegistryError, match=rf"registry {host} forbids anonymous access to pull manifest "
+                                                r"private:1 \(403\)"):
+            pull(store.oci, f"{host}/private:1")
+    finally:
+        server.shutdown()
+        server.server_close()

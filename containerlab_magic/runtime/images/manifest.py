@@ -16,6 +16,7 @@ import platform
 from dataclasses import dataclass
 
 from .config import BadImage
+from .reference import DIGEST
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -25,6 +26,7 @@ MANIFESTS = (OCI_MANIFEST, DOCKER_MANIFEST)
 INDEXES = (OCI_INDEX, DOCKER_LIST)
 ACCEPT = ", ".join(MANIFESTS + INDEXES)
 MAX_MANIFEST = 4 << 20  # distribution's own limit
+MAX_LAYERS = 127  # docker refuses more than 125 + a little; overlay's mount options must fit a page
 
 ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "armv6l": "arm", "i686": "386",
         "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
@@ -45,8 +47,9 @@ class Descriptor:
 
     @classmethod
     def of(cls, doc: dict) -> "Descriptor":
-        if not isinstance(doc, dict) or "digest" not in doc or not isinstance(doc.get("size"), int):
-            raise BadImage(f"a descriptor in the manifest lacks a digest or a size: {doc!r:.120}")
+        if not isinstance(doc, dict) or not DIGEST.match(str(doc.get("digest"))) \
+                or not isinstance(doc.get("size"), int) or doc["size"] < 0:
+            raise BadImage(f"a descriptor in the manifest lacks a sha256 digest or a size: {str(doc)[:120]}")
         plat = doc.get("platform") or {}
         return cls(doc.get("mediaType", ""), doc["digest"], doc["size"],
                    (plat.get("os", ""), plat.get("architecture", ""), plat.get("variant", "")))
@@ -87,6 +90,8 @@ def parse_manifest(data: bytes, content_type: str = "") -> Manifest:
     layers = doc.get("layers")
     if not isinstance(layers, list):
         raise BadImage("the manifest has no layers list")
+    if len(layers) > MAX_LAYERS:
+        raise BadImage(f"the image has {len(layers)} layers, more than {MAX_LAYERS}: squash it")
     return Manifest(kind, Descriptor.of(doc.get("config")), tuple(Descriptor.of(layer) for layer in layers))
 
 
