@@ -145,6 +145,17 @@ def test_a_tampered_layer_is_refused_and_nothing_kept(store, pushed):
     assert store.oci.refs() == {} and layer not in store.oci.blobs.all() and layer_dirs(store) == []
 
 
+def test_a_layer_longer_than_its_descriptor_is_refused(store, pushed):
+    with Registry(pushed.host) as reg:
+        data, _, _ = reg.manifest("victim-size", "1")
+    layer = json.loads(data)["layers"][0]
+    with open(_registry_blob(pushed, layer["digest"]), "ab") as f:
+        f.write(b"\0" * 4096)
+    with pytest.raises(DigestMismatch, match=f"blob {layer['digest']} is longer than its {layer['size']} bytes"):
+        pull(store.oci, pushed.ref("victim-size:1"))
+    assert store.oci.refs() == {} and store.oci.blobs.all() == set() and layer_dirs(store) == []
+
+
 def test_a_tampered_manifest_is_refused(store, pushed):
     with Registry(pushed.host) as reg:
         _, _, digest = reg.manifest("victim-manifest", "1")

@@ -48,7 +48,7 @@ def _hand_made(path: str) -> None:
     s390x = layout.image([(base, build.OCI_LAYER_GZIP)], "s390x", {"Cmd": ["/bin/sh"]})
     layout.tag("multi", layout.multi({"arm64": arm64, "amd64": amd64}))
     layout.tag("foreign", layout.multi({"arm64": arm64, "s390x": s390x}))
-    for name in ("victim-layer", "victim-manifest"):
+    for name in ("victim-layer", "victim-manifest", "victim-size"):
         layout.tag(name, layout.image([(tar_bytes([entry(f"{name}.txt", data=os.urandom(4096))]),
                                         build.OCI_LAYER_GZIP)]))
 
@@ -72,7 +72,7 @@ def pushed():
         build.copy(f"oci:{hand}:multi", f"{dest}/multi:latest", "--all")
         build.copy(f"oci:{hand}:multi", f"{dest}/multi-docker:latest", "--all", "--format", "v2s2")
         build.copy(f"oci:{hand}:foreign", f"{dest}/foreign:latest", "--all")
-        for name in ("victim-layer", "victim-manifest"):
+        for name in ("victim-layer", "victim-manifest", "victim-size"):
             build.copy(f"oci:{hand}:{name}", f"{dest}/{name}:1")
         yield Pushed(registry, layouts)
     finally:
