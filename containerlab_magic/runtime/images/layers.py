@@ -24,10 +24,13 @@ follows hard links out of the tree), so this is our own unpacker:
 - Devices are skipped (the runtime gives each container its own /dev);
   fifos are made; an existing entry is replaced by a new one of another
   kind (a file over a directory and the reverse), as docker does.
-- setuid/setgid bits: kept when unpacking as root (docker keeps them: su,
-  passwd and ping need them; containers run with no_new_privs and nosuid
-  binds on top).  Without root they are stripped: the file would belong to
-  the user on the host, where any other user could run it as them.
+- Owners and setuid/setgid bits: kept when unpacking as root, or as root of
+  a user namespace that maps a range of ids (docker and podman keep them:
+  su, passwd and ping need them; containers run with no_new_privs on top).
+  Otherwise (no root, or a user namespace of one id) files belong to the
+  user and setid bits are stripped: on the host any other user could run
+  the file as them.  Overlay's xattrs are trusted.* only for root of the
+  initial user namespace (host_mode() reads /proc/self/uid_map).
 - Only `security.capability` and `user.*` xattrs are applied (as root); a
   layer's own `trusted.overlay.*` would rewrite how overlayfs reads it.
 - Limits on entry count, total size and one file's size stop tar bombs.
@@ -77,6 +80,26 @@ class UnpackReport:
     skipped_devices: list[str] = field(default_factory=list)
     stripped_setid: list[str] = field(default_factory=list)
     diff_id: str = ""
+    userxattr: bool = False  # whiteouts as user.* xattrs: mount the overlay with `userxattr`
+
+
+def host_mode() -> tuple[bool, bool]:
+    """(keep owners, use trusted.* xattrs) for this process, from /proc/self/uid_map.
+
+    Root of the initial user namespace: both.  Root of a user namespace mapping a
+    range of ids (rootless multi-id): owners, but overlay's xattrs must be user.*.
+    One mapped id, or no root at all: neither (files belong to the user).
+    """
+    if os.geteuid() != 0:
+        return False, False
+    try:
+        with open("/proc/self/uid_map") as f:
+            rows = [line.split() for line in f if line.strip()]
+    except OSError:
+        return True, True
+    mapped = sum(int(row[2]) for row in rows)
+    initial = rows == [["0", "0", "4294967295"]]
+    return mapped > 1, initial
 
 
 class HashingReader:
@@ -168,9 +191,11 @@ class Unpacker:
     def __init__(self, dest: str, limits: LayerLimits = LayerLimits(), as_root: bool | None = None):
         self.dest = dest
         self.limits = limits
-        self.as_root = os.geteuid() == 0 if as_root is None else as_root
-        self.opaque_xattr = "trusted.overlay.opaque" if self.as_root else "user.overlay.opaque"
-        self.report = UnpackReport()
+        # owners: chown to the layer's ids (and keep setid bits); trusted: overlay's
+        # trusted.* xattrs (root of the initial user namespace only).
+        self.owners, self.trusted = host_mode() if as_root is None else (as_root, as_root)
+        self.opaque_xattr = "trusted.overlay.opaque" if self.trusted else "user.overlay.opaque"
+        self.report = UnpackReport(userxattr=not self.trusted)
         self._dirs: dict[tuple[str, ...], tarfile.TarInfo] = {}
         self.root_fd = -1
 
@@ -344,17 +369,24 @@ class Unpacker:
     # -- metadata ----------------------------------------------------------
 
     def _owner(self, parent: int, name: str, member) -> None:
-        if self.as_root:
+        if not self.owners:
+            return
+        try:
             os.chown(name, member.uid, member.gid, dir_fd=parent, follow_symlinks=False)
+        except OSError as e:
+            if e.errno != errno.EINVAL:
+                raise
+            raise LayerError(f"layer entry {member.name!r} belongs to {member.uid}:{member.gid}, which this user "
+                             "namespace does not map: give the user more ids in /etc/subuid and /etc/subgid") from None
 
     def _meta(self, parent: int, name: str, member, parts: list[str]) -> None:
         self._owner(parent, name, member)
         mode = member.mode & 0o7777
-        if mode & (stat.S_ISUID | stat.S_ISGID) and not self.as_root and not member.isdir():
+        if mode & (stat.S_ISUID | stat.S_ISGID) and not self.owners and not member.isdir():
             mode &= ~(stat.S_ISUID | stat.S_ISGID)
             self.report.stripped_setid.append("/".join(parts))
         os.chmod(name, mode, dir_fd=parent)  # after chown, which clears setuid
-        if self.as_root:
+        if self.owners:
             self._xattrs(parent, name, member)
         os.utime(name, ns=(int(member.mtime * 10**9),) * 2, dir_fd=parent, follow_symlinks=False)
 
@@ -367,6 +399,8 @@ class Unpacker:
                 fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
                 try:
                     os.setxattr(fd, attr, value.encode("utf-8", "surrogateescape"))
+                except PermissionError:
+                    pass  # file capabilities need CAP_SETFCAP: the file still runs, without them
                 finally:
                     os.close(fd)
 

@@ -45,7 +45,7 @@ class OciStore:
         self.root = root
         self.blobs = Blobs(root)
         self.limits = limits
-        self.as_root = os.geteuid() == 0 if as_root is None else as_root
+        self.as_root = as_root  # None: decided per process by layers.host_mode()
         self.layers = os.path.join(root, "layers")
         os.makedirs(self.layers, 0o700, exist_ok=True)
         os.chmod(root, 0o711)  # the layers must be reachable by a container's users, not listable
@@ -130,7 +130,7 @@ class OciStore:
                                          f"says {diff_id}: refused")
                 meta = {"diff_id": diff_id, "blob": blob_digest, "size": report.bytes, "entries": report.entries,
                         "whiteouts": report.whiteouts, "opaque_dirs": report.opaque_dirs,
-                        "userxattr": not self.as_root, "skipped_devices": report.skipped_devices[:100],
+                        "userxattr": report.userxattr, "skipped_devices": report.skipped_devices[:100],
                         "stripped_setid": report.stripped_setid[:100]}
                 with open(os.path.join(work, "layer.json"), "w") as f:
                     json.dump(meta, f)
