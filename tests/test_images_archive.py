@@ -136,3 +136,20 @@ def test_load_refuses_a_layer_that_is_not_its_diff_id(store, pushed, tmp_path):
     with pytest.raises(Exception, match="unpacks to sha256:.*but the image config says"):
         archive.load(fresh, str(evil))
     assert fresh.refs() == {} and os.listdir(fresh.layers) == []
+
+
+def test_load_an_oci_layout_directory_and_too_many_layers_to_mount(tmp_path):
+    from containerlab_magic.runtime.images.config import BadImage
+    from images import build
+    from images.tarballs import entry, tar_bytes
+
+    layout = build.Layout(str(tmp_path / "layout"))
+    layout.tag("few", layout.image([(tar_bytes([entry("f0", data=b"0")]), build.OCI_LAYER_GZIP)]))
+    layout.tag("many", layout.image([(tar_bytes([entry(f"f{i}", data=b"%d" % i)]), build.OCI_LAYER_GZIP)
+                                     for i in range(60)]))
+    images = ImageStore(str(tmp_path / "data"))
+    names = archive.load(images.oci, layout.path, repository="localhost/lab")
+    assert names == ["localhost/lab:few", "localhost/lab:many"]
+    assert len(images.resolve("localhost/lab:few").layers) == 1
+    with pytest.raises(BadImage, match="has 60 layers, but a mount\\(2\\) option page holds only about"):
+        images.resolve("localhost/lab:many")

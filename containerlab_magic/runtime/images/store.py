@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from ..errors import NotFound, RuntimeFailure
 from . import builtin
-from .config import ImageConfig
+from .config import BadImage, ImageConfig
 from .layers import LayerLimits
 from .reference import parse
 
@@ -37,6 +37,10 @@ class Image:
     digest: str = ""
     id: str = ""
     userxattr: bool = False
+
+
+# mount(2) copies its options in one 4096-byte page; leave room for upperdir and workdir.
+MAX_LOWERDIR = 3600
 
 
 class ImageStore:
@@ -122,6 +126,11 @@ class ImageStore:
         with self.oci.blobs.lock(shared=True):  # unpack what a load or a prune left packed
             for desc, diff_id in zip(record.manifest.layers, record.config.diff_ids):
                 lowers.append(self.oci.unpack_layer(desc.digest, diff_id))
+        if len(":".join(lowers)) > MAX_LOWERDIR:
+            fit = MAX_LOWERDIR // (len(lowers[0]) + 1)
+            raise BadImage(f"image {name} has {len(lowers)} layers, but a mount(2) option page holds only about "
+                           f"{fit} lowerdirs of this length: squash the image, or move the store to a shorter "
+                           "path with CONTAINERLAB_DATA")
         userxattr = any(self.oci.layer_meta(d).get("userxattr") for d in record.config.diff_ids)
         if not lowers:  # overlay needs a lowerdir: an image of no layers is an empty directory
             empty = os.path.join(self.oci.layers, "empty")
