@@ -138,6 +138,8 @@ class _Source:
             real = os.path.realpath(os.path.join(self.dir, name))
             if not real.startswith(os.path.realpath(self.dir) + os.sep):
                 raise BadImage(f"the archive's {name!r} points outside it")
+            if not os.path.isfile(real):
+                raise BadImage(f"the archive has no {name!r}")
             return open(real, "rb")
         try:
             member = self.tar.getmember(name)
