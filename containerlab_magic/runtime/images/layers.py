@@ -205,7 +205,7 @@ class Unpacker:
         self.root_fd = os.open(self.dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             try:
-                with tarfile.open(fileobj=_Footed(stream), mode="r|") as tar:
+                with tarfile.open(fileobj=_Footed(stream), mode="r|", bufsize=CHUNK) as tar:
                     for member in tar:
                         self._entry(tar, member)
                 stream.drain()  # the footer and padding count in the diff_id
