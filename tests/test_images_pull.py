@@ -279,3 +279,59 @@ def test_plain_http_only_for_loopback(host, plain, monkeypatch):
     monkeypatch.setenv("CONTAINERLAB_INSECURE_REGISTRIES", f"other:1,{host}")
     with Registry(host) as reg:
         assert reg.plain_ok
+
+
+class _Flaky:
+    """A front of the test registry that breaks off every big blob's first download half-way
+    (Content-Length says all, half is sent, the connection closes), and honours Range."""
+
+    def __init__(self, upstream: str):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        import httpx
+
+        self.ranges: list[str] = []
+        flaky = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                headers = {k: v for k, v in self.headers.items() if k.lower() in ("accept", "range")}
+                r = httpx.get(f"http://{upstream}{self.path}", headers=headers)
+                broken = ("/blobs/" in self.path and "range" not in {k.lower() for k in headers}
+                          and len(r.content) > 100_000)  # the busybox layer, not configs
+                if "range" in {k.lower() for k in headers}:
+                    flaky.ranges.append(self.headers["Range"])
+                self.send_response(r.status_code)
+                for key in ("Content-Type", "Docker-Content-Digest", "Content-Range"):
+                    if key in r.headers:
+                        self.send_header(key, r.headers[key])
+                self.send_header("Content-Length", str(len(r.content)))
+                self.end_headers()
+                self.wfile.write(r.content[: len(r.content) // 2] if broken else r.content)
+                if broken:
+                    self.close_connection = True
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_download_that_breaks_off_resumes_within_the_pull(store, pushed):
+    flaky = _Flaky(pushed.host)
+    try:
+        events = []
+        pull(store.oci, f"{flaky.host}/layered:3", progress=lambda *e: events.append(e))
+    finally:
+        flaky.stop()
+    assert len(flaky.ranges) == 1 and flaky.ranges[0].startswith("bytes=") and flaky.ranges[0] != "bytes=0-"
+    assert len(store.resolve(f"{flaky.host}/layered:3").layers) == 3
+    assert {e[3] for e in events} >= {"downloading", "unpacking", "done"}

@@ -3,8 +3,9 @@
 The order makes every failure safe: blobs land in tmp/ as `.part` files and
 are renamed in only when their size and sha256 match; a layer is unpacked in
 tmp/ and renamed in only when its diff_id matches; the name is written last,
-so a failed pull leaves nothing a later `images` would show, and an
-interrupted download resumes from its `.part` (Range request) next time.
+so a failed pull leaves nothing a later `images` would show.  A download
+that breaks off keeps what arrived in its `.part` and resumes from there
+(a Range request), up to ATTEMPTS times in the same pull, or in the next.
 Layers download and unpack in parallel threads (httpx and zlib release the
 GIL while they wait or inflate), and each layer is unpacked as it streams in
 (a tee to its `.part`), so a cold pull costs about one pass over the bytes;
@@ -25,9 +26,10 @@ from .layers import LayerError
 from .manifest import INDEXES, Descriptor, media_type_of, parse_manifest, pick_platform
 from .oci import OciStore
 from .reference import Reference, parse
-from .registry import CHUNK, Registry
+from .registry import Interrupted, Registry, chunks
 
 WORKERS = 3
+ATTEMPTS = 3  # a download that breaks off is resumed (Range) this many times in one pull
 
 
 def pull(store: OciStore, name: str, progress=None, registry: Registry | None = None,
@@ -82,25 +84,14 @@ def _layer(store: OciStore, reg: Registry, repo: str, desc: Descriptor, diff_id:
         if progress:
             progress(desc.digest, desc.size, desc.size, "exists")
         return
-    report = (lambda digest, done, total: progress(digest, done, total, "downloading")) if progress else None
     with store.blobs.lock("blob-" + hex_of(desc.digest)):
-        if not store.blobs.has(desc.digest):
-            part = store.blobs.part(desc.digest)
+        for attempt in range(1, ATTEMPTS + 1):
             try:
-                if os.path.exists(part) or store.has_layer(diff_id):
-                    reg.download(repo, desc, part, report)  # resume what a past pull began
-                    store.blobs.commit(part, desc.digest, desc.size)
-                else:
-                    _stream(store, reg, repo, desc, diff_id, part, report)
-            except (DigestMismatch, StoreFull, LayerError):
-                _unlink(part)
-                store.blobs.remove(desc.digest)  # verified, but of a layer we refuse
-                raise
-            except OSError as e:
-                error = full_disk(e, store.root)
-                if isinstance(error, StoreFull):
-                    _unlink(part)  # a full disk: nothing half-written stays
-                raise error from None
+                _fetch(store, reg, repo, desc, diff_id, progress)
+                break
+            except Interrupted:
+                if attempt == ATTEMPTS:
+                    raise  # the .part stays: the next pull resumes it
     if progress:
         progress(desc.digest, desc.size, desc.size, "unpacking")
     store.unpack_layer(desc.digest, diff_id)
@@ -108,12 +99,35 @@ def _layer(store: OciStore, reg: Registry, repo: str, desc: Descriptor, diff_id:
         progress(desc.digest, desc.size, desc.size, "done")
 
 
+def _fetch(store: OciStore, reg: Registry, repo: str, desc: Descriptor, diff_id: str, progress) -> None:
+    """Get the blob into the store (and, on a first full download, unpack it on the way)."""
+    report = (lambda digest, done, total: progress(digest, done, total, "downloading")) if progress else None
+    if store.blobs.has(desc.digest):
+        return
+    part = store.blobs.part(desc.digest)
+    try:
+        if os.path.exists(part) or store.has_layer(diff_id):
+            reg.download(repo, desc, part, report)  # resume what an interrupted download began
+            store.blobs.commit(part, desc.digest, desc.size)
+        else:
+            _stream(store, reg, repo, desc, diff_id, part, report)
+    except (DigestMismatch, StoreFull, LayerError):
+        _unlink(part)
+        store.blobs.remove(desc.digest)  # verified, but of a layer we refuse
+        raise
+    except OSError as e:
+        error = full_disk(e, store.root)
+        if isinstance(error, StoreFull):
+            _unlink(part)  # a full disk: nothing half-written stays
+        raise error from None
+
+
 def _stream(store: OciStore, reg: Registry, repo: str, desc: Descriptor, diff_id: str, part: str, report) -> None:
     """Download and unpack at once: the bytes go to the `.part` and the unpacker together."""
     response = reg.open_blob(repo, desc)
     try:
         with open(part, "wb") as f:
-            tee = Tee(response.iter_raw(CHUNK), f, desc, report)
+            tee = Tee(chunks(response, desc, reg.host), f, desc, report)
 
             def verify():
                 tee.drain()

@@ -36,6 +36,22 @@ class RegistryError(ContainerError):
     """The registry could not be reached, refused us, or has no such image."""
 
 
+class Interrupted(RegistryError):
+    """A blob's download broke off; what arrived is kept in its `.part` to resume from."""
+
+
+def chunks(response: httpx.Response, desc: Descriptor, host: str, start: int = 0):
+    """The body of a blob response in pieces; a broken connection becomes Interrupted."""
+    done = start
+    try:
+        for chunk in response.iter_raw():  # as it arrives: a break keeps all that came
+            done += len(chunk)
+            yield chunk
+    except httpx.HTTPError as e:
+        raise Interrupted(f"the download of {desc.digest} from {host} broke off after {done} of {desc.size} bytes "
+                          f"({e or type(e).__name__}): pull again to resume") from None
+
+
 def insecure_hosts() -> set[str]:
     return {h.strip() for h in os.environ.get("CONTAINERLAB_INSECURE_REGISTRIES", "").split(",") if h.strip()}
 
@@ -111,7 +127,10 @@ class Registry:
                 raise self._unreachable(e) from None
             if response.status_code not in REDIRECTS:
                 if not stream:
-                    response.read()
+                    try:
+                        response.read()
+                    except httpx.HTTPError as e:
+                        raise self._unreachable(e) from None
                 return response
             response.close()
             target = httpx.URL(urljoin(str(url), response.headers.get("location", "")))
@@ -241,7 +260,7 @@ class Registry:
                 have = 0
             done = have
             with open(part, "ab" if have else "wb") as f:
-                for chunk in r.iter_raw(CHUNK):
+                for chunk in chunks(r, desc, self.host, have):
                     done += len(chunk)
                     if done > desc.size:
                         raise DigestMismatch(f"blob {desc.digest} of {repo} is longer than its {desc.size} "
