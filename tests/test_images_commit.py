@@ -101,3 +101,18 @@ def test_the_same_changes_give_the_same_layer(images, tmp_path):
     assert os.readlink(os.path.join(top, "motd")) == "/etc/motd"
     assert os.stat(os.path.join(top, "gone")).st_rdev == 0 and not os.path.isfile(os.path.join(top, "gone"))
     shutil.rmtree(src)
+
+
+def test_import_a_filesystem_tarball(images, tmp_path):
+    from containerlab_magic.runtime.images.commit import import_tarball
+    from images.build import busybox_tar
+    from images.tarballs import gz
+
+    path = tmp_path / "rootfs.tar.gz"
+    path.write_bytes(gz(busybox_tar()))
+    ref, _ = import_tarball(images.oci, str(path), "localhost/imported:1", changes={"Cmd": ["/bin/sh"]})
+    image = images.resolve(str(ref))
+    assert os.path.isfile(os.path.join(image.layers[0], "bin/busybox")) and image.config.cmd == ("/bin/sh",)
+    assert catalog.history(images.oci, str(ref))[0]["created_by"] == "import rootfs.tar.gz"
+    with pytest.raises(Exception, match="no tarball at"):
+        import_tarball(images.oci, str(tmp_path / "missing.tar"), "localhost/x:1")

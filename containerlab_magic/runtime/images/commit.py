@@ -175,3 +175,48 @@ def commit(store: OciStore, source: str, name: str, parent: str | None = None, c
 def _arch() -> str:
     from .manifest import this_platform
     return this_platform()[1]
+
+
+def import_tarball(store: OciStore, path: str, name: str, changes: dict | None = None) -> tuple[Reference, str]:
+    """docker import: a filesystem tarball (plain, gzip or zstd) as a one-layer image."""
+    from .layers import HashingReader, decompressed
+
+    if not os.path.isfile(path):
+        from ..errors import SpecError
+        raise SpecError(f"no tarball at {path}: give a tar of a root filesystem (plain, .gz or .zst)")
+    with open(path, "rb") as f:  # the diff_id, before the unpacker checks it
+        plain = HashingReader(decompressed(f))
+        plain.drain()
+    diff_id = "sha256:" + plain.sha.hexdigest()
+    ref = parse(name)
+    with store.blobs.lock(shared=True):
+        fd, tmp = tempfile.mkstemp(suffix=".import", dir=store.blobs.tmp)
+        try:
+            with os.fdopen(fd, "wb") as out, open(path, "rb") as f:
+                hashed = _Hashing(out)
+                while chunk := f.read(1 << 20):
+                    hashed.write(chunk)
+            digest = "sha256:" + hashed.sha.hexdigest()
+            store.blobs.commit(tmp, digest, hashed.size, hashed=(digest, hashed.size))
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise full_disk(e, store.root) from None
+        store.unpack_layer(digest, diff_id)
+        with open(store.blobs.path(digest), "rb") as f:
+            head = f.read(4)
+        media = LAYER_GZIP if head[:2] == b"\x1f\x8b" else (
+            "application/vnd.oci.image.layer.v1.tar+zstd" if head == b"\x28\xb5\x2f\xfd"
+            else "application/vnd.oci.image.layer.v1.tar")
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        doc = {"architecture": _arch(), "os": "linux", "created": now, "config": dict(changes or {}),
+               "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+               "history": [{"created": now, "created_by": f"import {os.path.basename(path)}"}]}
+        config = json.dumps(doc, sort_keys=True).encode()
+        config_digest = store.blobs.put(config)
+        manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                               "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config)},
+                               "layers": [{"mediaType": media, "digest": digest, "size": hashed.size}]}).encode()
+        manifest_digest = store.blobs.put(manifest)
+        store.set_ref(str(ref), manifest_digest)
+    return ref, manifest_digest
