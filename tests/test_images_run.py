@@ -63,3 +63,10 @@ def test_an_image_not_pulled_is_one_line(engine, pushed, no_leaks):
 
     with pytest.raises(NotFound, match="pull it first"):
         sh(engine, "true", pushed.ref("never:1"))
+
+
+def test_pulled_images_are_listed_by_the_engine(engine, pulled, pushed):
+    rows = {row["name"]: row for row in engine.images()}
+    assert {"host", "busybox"} <= set(rows)
+    row = rows[pushed.ref("layered:3")]
+    assert row["ok"] and len(row["layers"]) == 3

@@ -61,7 +61,11 @@ class ImageStore:
         return self._oci
 
     def names(self) -> list[str]:
-        return sorted(self.BUILTIN)
+        """The built-in images, then every name in the OCI store (as people type them)."""
+        pulled = []
+        if os.path.isdir(os.path.join(self.root, "oci")):
+            pulled = sorted(parse(ref).familiar() for ref in self.oci.refs())
+        return sorted(self.BUILTIN) + pulled
 
     def resolve(self, name: str) -> Image:
         kind = self.BUILTIN.get(name)
@@ -111,7 +115,7 @@ class ImageStore:
         ref = parse(name)
         digest = self.oci.refs().get(str(ref)) if os.path.isdir(os.path.join(self.root, "oci")) else None
         if digest is None:
-            raise NotFound(f"unknown image {name!r}: it is not one of {', '.join(self.names())} and not in the "
+            raise NotFound(f"unknown image {name!r}: it is not one of {', '.join(sorted(self.BUILTIN))} and not in the "
                            f"store: pull it first (`containerlab pull {name}`)")
         cached = self._cache.get(str(ref))
         if cached and cached[0] == digest and all(os.path.isdir(d) for d in cached[1].layers):
