@@ -220,10 +220,11 @@ def test_without_root_setid_bits_are_stripped_and_opaque_is_a_user_xattr(dest):
 def _mount_and_list(layers: list, extra: str = "") -> str:
     """Overlay the layers (top first) in a private mount namespace; `find` the merged view."""
     work = os.path.dirname(str(layers[0]))
+    options = f"{extra}lowerdir={':'.join(map(str, layers))},upperdir={work}/u,workdir={work}/w"
     script = textwrap.dedent(f"""
         set -e
         mkdir -p {work}/u {work}/w {work}/m
-        mount -t overlay overlay -o {extra}lowerdir={':'.join(map(str, layers))},upperdir={work}/u,workdir={work}/w {work}/m
+        mount -t overlay overlay -o {options} {work}/m
         cd {work}/m && find . | sort
     """)
     return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],

@@ -335,3 +335,24 @@ def test_a_download_that_breaks_off_resumes_within_the_pull(store, pushed):
     assert len(flaky.ranges) == 1 and flaky.ranges[0].startswith("bytes=") and flaky.ranges[0] != "bytes=0-"
     assert len(store.resolve(f"{flaky.host}/layered:3").layers) == 3
     assert {e[3] for e in events} >= {"downloading", "unpacking", "done"}
+
+
+def test_prune_waits_for_a_pull_in_progress(store, pushed):
+    started, order = threading.Event(), []
+
+    def progress(digest, done, total, status):
+        if status == "downloading":
+            started.set()
+
+    def pulling():
+        pull(store.oci, pushed.ref("busybox:1.35"), progress=progress)
+        order.append("pull done")
+
+    thread = threading.Thread(target=pulling)
+    thread.start()
+    assert started.wait(30)
+    freed = store.oci.prune()  # blocks on the store lock until the pull has named its image
+    order.append("prune done")
+    thread.join(30)
+    assert order == ["pull done", "prune done"] and freed["layers"] == 0 and freed["blobs"] == 0
+    assert store.resolve(pushed.ref("busybox:1.35")).layers

@@ -16,6 +16,7 @@ verifies every digest, as a pull does, and unpacks with the same unpacker.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -187,8 +188,6 @@ def load(store: OciStore, path: str, repository: str = "localhost/loaded") -> li
 
 def _copy_blob(store: OciStore, source: _Source, name: str, digest: str | None) -> tuple[str, int]:
     """Stream an archive member into the store, verified; returns (digest, size)."""
-    import hashlib
-
     fd, part = tempfile.mkstemp(suffix=".load", dir=store.blobs.tmp)
     sha, size = hashlib.sha256(), 0
     try:

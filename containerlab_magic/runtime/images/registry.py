@@ -17,6 +17,7 @@ http.
 
 from __future__ import annotations
 
+import base64
 import os
 from urllib.parse import urljoin
 
@@ -328,7 +329,6 @@ class Registry:
 
 
 def _b64(creds: tuple[str, str]) -> str:
-    import base64
     return base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
 
 
