@@ -35,7 +35,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from images import build  # noqa: E402  (the tests' image builders and registry)
-from images.registry import Registry  # noqa: E402
+from images.registry import Registry, no_proxy_env  # noqa: E402
 from images.tarballs import entry, tar_bytes  # noqa: E402
 
 
@@ -99,7 +99,7 @@ def measure(rounds: int, mib: int) -> dict:
             dest = os.path.join(work, f"skopeo{i}")
             skopeo.append(timed(lambda: subprocess.run(
                 ["skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{ref}", f"oci:{dest}:big"],
-                check=True, capture_output=True)))
+                check=True, capture_output=True, env=no_proxy_env())))
             untar.append(skopeo[-1] + timed(lambda: _untar_all(dest, os.path.join(work, f"untar{i}"))))
             warm.append(timed(lambda: pull(store.oci, ref)))
             shutil.rmtree(os.path.join(work, f"store{i}"))

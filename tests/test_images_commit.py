@@ -20,6 +20,7 @@ from containerlab_magic.runtime.images.commit import commit
 from containerlab_magic.runtime.images.pull import pull
 from containerlab_magic.runtime.images.push import push
 from images.fixtures import pushed, registry_processes  # noqa: F401
+from images.registry import no_proxy_env
 
 pytestmark = needs_root
 
@@ -76,7 +77,7 @@ def test_commit_round_trips_through_a_registry(images, pushed, tmp_path):
 
     push(images.oci, str(ref))
     info = json.loads(subprocess.run(["skopeo", "inspect", "--tls-verify=false", f"docker://{ref}"],
-                                     check=True, capture_output=True, text=True).stdout)
+                                     check=True, capture_output=True, text=True, env=no_proxy_env()).stdout)
     assert info["Digest"] == digest and len(info["Layers"]) == 4
     catalog.rmi(images.oci, str(ref))
     catalog.rmi(images.oci, pushed.ref("layered:3"))

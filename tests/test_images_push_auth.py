@@ -22,7 +22,7 @@ from containerlab_magic.runtime.images.pull import pull
 from containerlab_magic.runtime.images.push import login, logout, push
 from containerlab_magic.runtime.images.registry import Registry, RegistryError
 from images.fixtures import basic_registry, pushed, registry_processes, token_registry  # noqa: F401
-from images.registry import PASSWORD, USER
+from images.registry import PASSWORD, USER, no_proxy_env
 
 pytestmark = needs_root
 
@@ -103,7 +103,8 @@ def test_bearer_push_needs_credentials(store, token_registry, pushed):
 
 
 def _skopeo(*argv: str) -> dict:
-    out = subprocess.run(["skopeo", *argv, "--tls-verify=false"], check=True, capture_output=True, text=True)
+    out = subprocess.run(["skopeo", *argv, "--tls-verify=false"], check=True, capture_output=True, text=True,
+                         env=no_proxy_env())
     return json.loads(out.stdout)
 
 
@@ -119,7 +120,8 @@ def test_push_chunked_to_another_registry_reads_back_with_skopeo(store, pushed, 
     info = _skopeo("inspect", f"docker://{dest}", "--creds", f"{USER}:{PASSWORD}")
     assert info["Digest"] == digest and len(info["Layers"]) == 3
     subprocess.run(["skopeo", "copy", "--quiet", "--src-tls-verify=false", "--src-creds", f"{USER}:{PASSWORD}",
-                    f"docker://{dest}", f"oci:{tmp_path}/layout:v1"], check=True, capture_output=True)
+                    f"docker://{dest}", f"oci:{tmp_path}/layout:v1"], check=True, capture_output=True,
+                   env=no_proxy_env())
     index = json.loads((tmp_path / "layout" / "index.json").read_text())
     assert index["manifests"][0]["digest"] == digest
     # pushing again sends nothing: every blob is there
@@ -150,7 +152,7 @@ class _Front:
         class Storage(BaseHTTPRequestHandler):
             def do_GET(self):
                 storage.seen_by_storage.append(self.headers.get("Authorization"))
-                _relay(self, httpx.get(f"http://{upstream}{self.path}"))
+                _relay(self, httpx.get(f"http://{upstream}{self.path}", trust_env=False))
 
             def log_message(self, *a):
                 pass
@@ -169,7 +171,7 @@ class _Front:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                 else:
-                    _relay(self, httpx.get(f"http://{upstream}{self.path}",
+                    _relay(self, httpx.get(f"http://{upstream}{self.path}", trust_env=False,
                                            headers={"Accept": self.headers.get("Accept", "")}))
 
             def log_message(self, *a):

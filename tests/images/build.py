@@ -23,7 +23,8 @@ OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 
 
 def sh(*argv: str) -> str:
-    return subprocess.run(argv, check=True, capture_output=True, text=True, cwd="/").stdout
+    from .registry import no_proxy_env
+    return subprocess.run(argv, check=True, capture_output=True, text=True, cwd="/", env=no_proxy_env()).stdout
 
 
 def busybox_rootfs(root: str) -> None:

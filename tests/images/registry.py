@@ -29,6 +29,11 @@ USER, PASSWORD = "tester", "s3cret"
 SERVICE, ISSUER = "clab-registry", "clab-issuer"
 
 
+def no_proxy_env() -> dict:
+    """The environment without proxies: test traffic stays on 127.0.0.1."""
+    return {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -64,12 +69,14 @@ class Registry:
         deadline = time.monotonic() + 20
         while True:
             try:
-                httpx.get(f"http://{self.host}/v2/", timeout=1)
+                httpx.get(f"http://{self.host}/v2/", timeout=1, trust_env=False)
                 break
             except httpx.HTTPError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
+                    with open(self.log.name) as f:
+                        log = f.read()[-500:]
                     self.stop()
-                    raise RuntimeError(f"docker-registry did not start: {open(self.log.name).read()[-500:]}")
+                    raise RuntimeError(f"docker-registry did not start: {log}")
                 time.sleep(0.05)
 
     def stop(self) -> None:

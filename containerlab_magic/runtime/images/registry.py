@@ -64,8 +64,10 @@ class Registry:
         self.host = host
         self.creds = credentials if credentials is not None else auth.credentials(host)
         self.plain_ok = is_loopback(host) or host in insecure_hosts()
+        # A loopback registry is never reached through a proxy from the environment.
         self.http = httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0), follow_redirects=False,
-                                 verify=not self.plain_ok, limits=httpx.Limits(max_connections=8))
+                                 verify=not self.plain_ok, limits=httpx.Limits(max_connections=8),
+                                 trust_env=not is_loopback(host))
         self._base: str | None = None
         self._basic = False  # the registry asked for Basic: send it pre-emptively
         self._tokens: dict[str, str] = {}
