@@ -187,6 +187,7 @@ def test_layer_xattrs_cannot_steer_overlay(dest):
     (LayerLimits(max_total=1 << 20), [entry(f"f{i}", data=b"x" * (400 << 10)) for i in range(3)],
      "more than 1048576 bytes"),
     (LayerLimits(max_file=1000), [entry("big", data=b"x" * 1001)], "over the limit of 1000"),
+    (LayerLimits(), [entry("d/" * 3000 + "f", data=b"")], "over 4096: refused"),
 ])
 def test_tar_bombs_are_refused(dest, limits, entries, match):
     layer, _ = dest

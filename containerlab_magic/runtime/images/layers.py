@@ -56,6 +56,7 @@ WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 ALLOWED_XATTRS = ("security.capability",)
 CHUNK = 1 << 20
+PATH_MAX = 4096  # limits.h: no syscall takes a longer path; a deeper tar is a bomb
 
 
 class LayerError(ContainerError):
@@ -178,7 +179,9 @@ class _Prefixed:
 
 
 def clean_parts(name: str) -> list[str]:
-    """Path components of a member name inside the layer; refuses `..`."""
+    """Path components of a member name inside the layer; refuses `..` and paths past PATH_MAX."""
+    if len(name) > PATH_MAX:
+        raise LayerError(f"layer entry {name[:60]!r}... is a path of {len(name)} bytes, over {PATH_MAX}: refused")
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise LayerError(f"layer entry {name!r} climbs out of the layer with '..': the layer is refused")
