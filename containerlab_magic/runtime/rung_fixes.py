@@ -45,12 +45,13 @@ def _userns(err, host) -> str:
 def _map_multi(err, host, detail) -> str:
     if "not installed" in detail:
         return "as root: `apt-get install uidmap` (newuidmap/newgidmap); meanwhile image files have one owner"
+    if host.no_new_privs:
+        return ("no_new_privs is set (Kubernetes allowPrivilegeEscalation: false), so the setuid newuidmap gains "
+                "nothing: image files have one owner (single-id); multi-id needs allowPrivilegeEscalation: true"
+                + (" and /etc/subuid, /etc/subgid entries" if err == errno.ENOENT else ""))
     if err == errno.ENOENT:
         return (f"as root: `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {host.user}`; "
                 "meanwhile image files have one owner (single-id)")
-    if host.no_new_privs:
-        return ("no_new_privs is set (Kubernetes allowPrivilegeEscalation: false), so the setuid newuidmap gains "
-                "nothing: image files have one owner (single-id); multi-id needs allowPrivilegeEscalation: true")
     return f"newuidmap refused the range: check the {host.user} lines of /etc/subuid and /etc/subgid"
 
 
@@ -80,8 +81,6 @@ SIMPLE = {
     "pidns": ("the pod's /proc has masked paths, so the kernel refuses a fresh /proc: containers share the "
               "pod's PID namespace. On Kubernetes set securityContext.procMount: Unmasked with hostUsers: false "
               f"({DOCS})"),
-    "uts": ("sethostname is refused (CRI-O's seccomp profile needs CAP_SYS_ADMIN for it): containers keep the "
-            "pod's hostname and --hostname is refused"),
     "netns": "a network namespace cannot be made: containers share the host's network and --net is refused",
     "seccomp": "no seccomp filter can be installed (kernel without CONFIG_SECCOMP_FILTER?): containers run "
                "without a syscall filter",
@@ -96,6 +95,9 @@ def fix_for(name: str, err: int | None, host, detail: str = "", access=None) -> 
         return _map_multi(err, host, detail)
     if name == "cgroup":
         return _cgroup(err, host, detail, access)
+    if name == "uts":
+        why = " (CRI-O's seccomp profile allows it only with CAP_SYS_ADMIN)" if host.seccomp == 2 else ""
+        return f"sethostname is refused{why}: containers keep the host's hostname and --hostname is refused"
     if name == "overlay":
         if err == errno.ENODEV:
             return "as root: `modprobe overlay`"
