@@ -235,7 +235,12 @@ def p_map_multi(tool_uid: str, tool_gid: str, uid_range: tuple[int, int], gid_ra
 def run_child(fn, *args) -> Outcome:
     """fork; the child runs fn(*args) and reports; the parent waits with a deadline."""
     r, w = os.pipe()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError as e:  # EAGAIN: RLIMIT_NPROC or the pids controller says no more processes
+        os.close(r)
+        os.close(w)
+        return Outcome(False, e.errno, f"fork: {e.strerror}")
     if pid == 0:  # pragma: no cover - runs in the child
         os.close(r)
         try:

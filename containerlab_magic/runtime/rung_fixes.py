@@ -104,4 +104,7 @@ def fix_for(name: str, err: int | None, host, detail: str = "", access=None) -> 
         if err == errno.EINVAL and os.getuid() != 0:
             return "overlay in a user namespace needs Linux >= 5.11 (userxattr): upgrade the kernel"
         return "overlay mounts are refused: the rootless rungs need them"
+    if err == errno.EAGAIN and "fork" in detail:
+        return ("no process can be started: this user is at its process limit (RLIMIT_NPROC, or the pod's "
+                "pids limit); end some processes or raise the limit")
     return SIMPLE.get(name, "")

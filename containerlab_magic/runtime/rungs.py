@@ -234,9 +234,10 @@ def _cgroup_probe(host: Host) -> tuple[delegation.Access, Probe]:
 def _probe_here(how: str = "fork") -> Result:
     started = time.perf_counter()
     found, rung = _ladder()
-    access, cgroup = _cgroup_probe(read_host())
+    host = read_host()
+    access, cgroup = _cgroup_probe(host)
     elapsed = (time.perf_counter() - started) * 1000
-    return Result(rung, read_host(), tuple(found) + (cgroup,), access, round(elapsed, 1), how)
+    return Result(rung, host, tuple(found) + (cgroup,), access, round(elapsed, 1), how)
 
 
 def _probe_fresh() -> Result:
@@ -246,8 +247,14 @@ def _probe_fresh() -> Result:
     code = (f"import sys; sys.path.insert(0, {package_parent!r}); "
             "from containerlab_magic.runtime.rungs import main; main(['--json'])")
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
-    run = subprocess.run([sys.executable, "-I", "-c", code], cwd="/", env=env, capture_output=True, text=True,
-                         timeout=60)
+    try:
+        run = subprocess.run([sys.executable, "-I", "-c", code], cwd="/", env=env, capture_output=True, text=True,
+                             timeout=60)
+    except OSError as e:  # EAGAIN at the process limit: then nothing else could start either
+        host = read_host()
+        failed = Probe("sandbox", "start a process", False, e.errno, f"fork: {e.strerror}",
+                       fix_for("sandbox", e.errno, host, "fork"))
+        return Result("none", host, (failed,), delegation.Access(False, None), 0.0, "fresh process")
     if run.returncode not in (0, 1):
         raise RuntimeError(f"the rung probe failed (exit {run.returncode}): {run.stderr.strip()[-300:]}")
     data = json.loads(run.stdout)

@@ -34,6 +34,7 @@ class Pod:
     binds: tuple[tuple[str, str], ...] = ()  # (host path, pod path), read-only
     env: tuple[str, ...] = ()
     cwd: str = HOME
+    rlimits: tuple[tuple[str, int], ...] = ()  # ("RLIMIT_NPROC", 1): soft = hard
     pod_id: str = "clabpod"  # names the pod's cgroup under /clabpod/
 
     def describe(self) -> str:
@@ -97,6 +98,7 @@ def write(pod: Pod, bundle: str, argv: list[str]) -> str:
             "cwd": pod.cwd,
             "capabilities": {s: [] for s in ("bounding", "effective", "inheritable", "permitted", "ambient")},
             "noNewPrivileges": True,
+            "rlimits": [{"type": kind, "soft": value, "hard": value} for kind, value in pod.rlimits],
         },
         "root": {"path": "rootfs", "readonly": True},
         "hostname": "jupyter-student",
