@@ -19,17 +19,17 @@ from pod import bundle, run as pod_run, users
 needs_pod = pytest.mark.skipif(pod_run.why_not() is not None, reason=str(pod_run.why_not()))
 needs_users = pytest.mark.skipif(users.why_not() is not None, reason=str(users.why_not()))
 PROBES = ("userns", "map-single", "map-multi", "mount", "overlay", "pidns", "uts", "netns", "seccomp", "sandbox",
-          "cgroup")
+          "cgroups")
 
 
 def cgroup_line(report: str) -> str:
-    return next(line for line in report.splitlines() if re.match(r"^\S+( E[A-Z]+)?\s+cgroup\s", line))
+    return next(line for line in report.splitlines() if re.match(r"^\S+( E[A-Z]+)?\s+cgroups\s", line))
 
 
 def test_checks_keep_their_shape_and_start_with_the_rung():
     found = doctor.checks()
     assert found[0].name == "rung" and found[0].ok == doctor.diagnose().can_start
-    assert {"cgroup", "seccomp", "sandbox", "busybox image"} <= {c.name for c in found}
+    assert {"cgroups", "seccomp", "sandbox", "busybox image"} <= {c.name for c in found}
     for check in found:
         assert check.status in ("ok", "failed", "skipped")
         assert check.ok == (check.status == "ok")

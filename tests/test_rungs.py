@@ -170,7 +170,7 @@ def test_user_without_a_delegated_cgroup_gets_rlimits_and_a_fix(user_source):
     if any(os.path.isdir(f"/sys/fs/cgroup/{c}/{user.pw_name}") for c in ("memory", "pids", "cpu")):
         pytest.skip(f"{user.pw_name} has v1 cgroup dirs delegated on this host")
     result = probe_as(user.pw_uid, user.pw_gid, user_source, home=user.pw_dir)
-    cgroup = result.probe("cgroup")
+    cgroup = result.probe("cgroups")
     assert cgroup.ok is False and cgroup.errno in (errno.EACCES, errno.EROFS), rungs.describe(result)
     assert "Delegate=yes" in cgroup.fix
     assert result.limits.startswith("rlimits")
@@ -234,7 +234,7 @@ def test_rung_in_a_locked_down_pod(seccomp, unmasked, rung, work, fail):
     for name, err in fail.items():
         probe = result.probe(name)
         assert probe.ok is False and probe.errno == err and probe.fix, text
-    cgroup = result.probe("cgroup")
+    cgroup = result.probe("cgroups")
     assert cgroup.ok is False and cgroup.errno == errno.EROFS  # /sys/fs/cgroup is read-only in a pod
     assert result.probe("map-multi").ok is False  # no_new_privs: never multi-id in a pod
     assert result.elapsed_ms < 5000  # recorded for the report; the budget is tens of ms

@@ -55,9 +55,9 @@ def _probe_checks(result: rungs.Result) -> list[Check]:
     out = []
     for p in result.probes:
         detail = p.what + (f": {p.detail}" if p.detail else "")
-        if p.name == "cgroup" and p.ok and not result.cgroup.controllers:
+        if p.name == "cgroups" and p.ok and not result.cgroup.controllers:
             # Writable but without controllers (a hybrid host's cgroup2): no limits from it.
-            out.append(Check("cgroup", False, detail + " (no limits)", p.fix, "failed"))
+            out.append(Check("cgroups", False, detail + " (no limits)", p.fix, "failed"))
             continue
         out.append(Check(p.name, bool(p.ok), detail, p.fix, p.status, p.errno_name))
     return out
@@ -69,10 +69,10 @@ def _root_cgroup_detail(check: Check) -> Check:
 
     info = describe_host()
     if not info.get("writable"):
-        return Check("cgroup", False, info.get("why_not") or check.detail, check.fix or "run as root on the host")
+        return Check("cgroups", False, info.get("why_not") or check.detail, check.fix or "run as root on the host")
     missing = "; ".join(f"{k} {v}" for k, v in (info.get("missing") or {}).items())
     detail = f"v{info['version']} at {' '.join(info.get('roots') or [])}: {' '.join(info['controllers'])}"
-    return Check("cgroup", True, detail + (f" (missing: {missing})" if missing else ""))
+    return Check("cgroups", True, detail + (f" (missing: {missing})" if missing else ""))
 
 
 def _file_checks() -> list[Check]:
@@ -91,7 +91,7 @@ def diagnose(refresh: bool = False) -> Diagnosis:
     result = rungs.probe(refresh=refresh)
     found = _probe_checks(result)
     if result.rung == "root":
-        found = [_root_cgroup_detail(c) if c.name == "cgroup" else c for c in found]
+        found = [_root_cgroup_detail(c) if c.name == "cgroups" else c for c in found]
     return Diagnosis(result, tuple(found + _file_checks()))
 
 

@@ -93,7 +93,7 @@ def fix_for(name: str, err: int | None, host, detail: str = "", access=None) -> 
         return _userns(err, host)
     if name == "map-multi":
         return _map_multi(err, host, detail)
-    if name == "cgroup":
+    if name == "cgroups":
         return _cgroup(err, host, detail, access)
     if name == "uts":
         why = " (CRI-O's seccomp profile allows it only with CAP_SYS_ADMIN)" if host.seccomp == 2 else ""

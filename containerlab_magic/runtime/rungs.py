@@ -198,13 +198,13 @@ def _ladder() -> tuple[list[Probe], str]:
     ladder = _Ladder(read_host())
     root = ladder.host.uid == 0 and os.geteuid() == 0
     if root and ladder.run("root-ns", "unshare mnt/uts/ipc/net/pid/cgroup; mount proc", (), probes.p_root_namespaces):
-        ladder.run("overlay", "overlay mount (root)", (), probes.p_overlay, False)
+        ladder.run("overlay", "overlayfs mount (root)", (), probes.p_overlay, False)
     else:
         ladder.run("userns", "unshare(CLONE_NEWUSER)", (), probes.p_userns)
         ladder.run("map-single", "uid_map/gid_map: own id -> 0", ("userns",), probes.p_map_single)
         _multi_id(ladder)
         ladder.run("mount", "mount namespace + tmpfs", ("map-single",), probes.p_mount)
-        ladder.run("overlay", "overlay mount with userxattr", ("mount",), probes.p_overlay, True)
+        ladder.run("overlay", "overlayfs mount with userxattr", ("mount",), probes.p_overlay, True)
         ladder.run("pidns", "PID namespace + fresh /proc", ("mount",), probes.p_pidns)
         ladder.run("uts", "UTS namespace + sethostname", ("map-single",), probes.p_uts)
         ladder.run("netns", "network namespace + lo up", ("map-single",), probes.p_netns)
@@ -227,8 +227,8 @@ def _cgroup_probe(host: Host) -> tuple[delegation.Access, Probe]:
     except OSError as e:
         access = delegation.Access(False, None, errno=e.errno, detail=str(e))
     what = "make a cgroup where the lab would"
-    fix = "" if access.ok and access.controllers else fix_for("cgroup", access.errno, host, access.detail, access)
-    return access, Probe("cgroup", what, access.ok, access.errno, access.detail, fix)
+    fix = "" if access.ok and access.controllers else fix_for("cgroups", access.errno, host, access.detail, access)
+    return access, Probe("cgroups", what, access.ok, access.errno, access.detail, fix)
 
 
 def _probe_here(how: str = "fork") -> Result:
