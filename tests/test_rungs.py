@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import shutil
+import subprocess
 import threading
 import time
 
@@ -117,6 +118,42 @@ def test_describe_gives_each_probe_its_errno_and_fix():
     assert "rlimits only" in text  # no cgroup: limits are named as approximations
 
 
+def _host(**changes) -> rungs.Host:
+    import dataclasses
+
+    base = rungs.Host(1000, "jovyan", True, 0, 0, 15000, False, None, None)
+    return dataclasses.replace(base, **changes)
+
+
+@pytest.mark.parametrize("err, host, words", [
+    (errno.ENOSPC, _host(), "max_user_namespaces"),
+    (errno.EPERM, _host(seccomp=2), "seccompProfile"),
+    (errno.EPERM, _host(apparmor_restricts_userns=True), "apparmor_restrict_unprivileged_userns"),
+    (errno.EINVAL, _host(), "CONFIG_USER_NS"),
+])
+def test_the_userns_fix_follows_the_cause(err, host, words):
+    assert words in rungs.fix_for("userns", err, host)
+
+
+def test_map_multi_fixes():
+    assert "allowPrivilegeEscalation" in rungs.fix_for("map-multi", errno.EPERM, _host(no_new_privs=True))
+    assert "usermod --add-subuids" in rungs.fix_for("map-multi", errno.ENOENT, _host(no_new_privs=False))
+    assert "apt-get install uidmap" in rungs.fix_for("map-multi", errno.ENOENT, _host(),
+                                                     "newuidmap/newgidmap are not installed")
+    assert "CAP_SETFCAP" in rungs.fix_for("map-single", errno.EPERM, _host(uid=0))
+
+
+def test_headline_names_the_rung_and_what_it_lacks():
+    access = rungs.delegation.Access(False, 1, errno=errno.EROFS)
+    lacking = (rungs.Probe("pidns", "p", False, errno.EPERM), rungs.Probe("map-multi", "m", False, errno.EPERM),
+               rungs.Probe("cgroups", "c", False, errno.EROFS))
+    line = rungs.headline(rungs.Result("rootless-single-id", _host(), lacking, access))
+    assert line.startswith("isolation rung: rootless-single-id (without: own PID namespace, cgroup limits")
+    assert "\n" not in line and "map-multi" not in line
+    none = rungs.headline(rungs.Result("none", _host(), (), access))
+    assert "cannot start containers" in none
+
+
 # ---- as a real unprivileged user ----------------------------------------------------------------
 
 
@@ -201,34 +238,84 @@ def test_user_with_v1_dirs_from_root_gets_cgroup_limits(user_source):
     assert not any(os.path.exists(g) for g in made)
 
 
+UNIFIED = "/sys/fs/cgroup/unified"
+
+
+@needs_users
+@pytest.mark.skipif(not os.path.ismount(UNIFIED), reason="needs a v1/v2 hybrid host (cgroup2 at /sys/fs/cgroup/unified)")
+def test_user_in_a_delegated_v2_group_of_a_hybrid_host(user_source):
+    """systemd's Delegate= by hand: root makes a v2 group, gives it to the user and starts the
+    user's process in it.  On a hybrid host that group has no controllers: kill and freeze,
+    no limits, and the probe must say so."""
+    user = users.ensure_user()
+    group = os.path.join(UNIFIED, f"clab-delegated-{os.getpid()}")
+    os.mkdir(group)
+    try:
+        for name in ("", "cgroup.procs", "cgroup.threads", "cgroup.subtree_control"):
+            os.chown(os.path.join(group, name) if name else group, user.pw_uid, user.pw_gid)
+        code = ("import os; open(%r, 'w').write(str(os.getpid())); " % os.path.join(group, "cgroup.procs")
+                + "os.execvp('setpriv', ['setpriv', '--reuid=%d', '--regid=%d', '--clear-groups', 'env', '-i', "
+                  "'PYTHONPATH=%s', 'HOME=%s', '%s', '-c', %r])" % (
+                      user.pw_uid, user.pw_gid, user_source, user.pw_dir, users.SYSTEM_PYTHON, PROBE_AS_USER))
+        ran = subprocess.run([users.SYSTEM_PYTHON, "-c", code], capture_output=True, text=True, timeout=60, cwd="/")
+        assert ran.returncode == 0, ran.stderr
+        result = rungs.Result.from_dict(json.loads(ran.stdout))
+    finally:
+        deadline = time.monotonic() + 5
+        while True:  # the probe's process has exited; the kernel frees the group a moment later
+            try:
+                os.rmdir(group)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+    if result.cgroup.version == 1:
+        pytest.skip(f"{user.pw_name} has v1 groups of its own here, which the probe prefers")
+    assert result.cgroup.ok and result.cgroup.version == 2, rungs.describe(result)
+    assert result.cgroup.dirs == (group,) and result.cgroup.controllers == ()
+    assert result.limits.startswith("rlimits") and "no controllers" in result.probe("cgroups").fix
+
+
 # ---- inside an emulated locked-down pod ----------------------------------------------------------
 
 POD_CASES = [
-    # seccomp, unmasked /proc, expected rung, probes that must work, probes that must fail (with errno)
-    ("containerd", False, "process-sandbox", ("sandbox", "seccomp"), {"userns": errno.EPERM}),
-    ("crio", False, "rootless-single-id", ("userns", "mount", "overlay", "netns"),
+    # seccomp, unmasked /proc, own user namespace (hostUsers: false), uid,
+    # expected rung, probes that must work, probes that must fail (with errno)
+    ("containerd", False, False, 1000, "process-sandbox", ("sandbox", "seccomp"), {"userns": errno.EPERM}),
+    ("crio", False, False, 1000, "rootless-single-id", ("userns", "mount", "overlay", "netns"),
      {"pidns": errno.EPERM, "uts": errno.EPERM}),
-    ("unconfined", False, "rootless-single-id", ("userns", "mount", "overlay", "uts", "netns"),
+    ("unconfined", False, False, 1000, "rootless-single-id", ("userns", "mount", "overlay", "uts", "netns"),
      {"pidns": errno.EPERM}),
-    ("unconfined", True, "rootless-single-id", ("userns", "mount", "overlay", "pidns", "uts", "netns"), {}),
+    ("unconfined", True, False, 1000, "rootless-single-id", ("userns", "mount", "overlay", "pidns", "uts", "netns"),
+     {}),
+    # deploy/z2jh/userns.yaml: hostUsers: false + procMount: Unmasked + Unconfined
+    ("unconfined", True, True, 1000, "rootless-single-id", ("userns", "mount", "overlay", "pidns", "uts", "netns"),
+     {}),
+    # root of the pod's user namespace, capabilities dropped: may not map uid 0 (no CAP_SETFCAP)
+    ("unconfined", True, True, 0, "process-sandbox", ("userns", "sandbox"), {"map-single": errno.EPERM}),
 ]
 
 
-def probe_in_pod(seccomp: str, unmasked_proc: bool) -> tuple[rungs.Result, object]:
-    pod = bundle.Pod(seccomp=seccomp, unmasked_proc=unmasked_proc)
+def probe_in_pod(seccomp: str, unmasked_proc: bool, own_userns: bool = False, uid: int = 1000):
+    pod = bundle.Pod(seccomp=seccomp, unmasked_proc=unmasked_proc, host_users=not own_userns, uid=uid, gid=uid)
     ran = pod_run.run(pod, pod_run.python_argv("-m", "containerlab_magic.runtime.rungs"))
     assert ran.returncode in (0, 1), ran.stderr
     return rungs.Result.from_dict(json.loads(ran.stdout)), ran
 
 
+def _pod_id(case) -> str:
+    return f"{case[0]}-{'unmasked' if case[1] else 'masked'}{'-userns' if case[2] else ''}-uid{case[3]}"
+
+
 @needs_pod
-@pytest.mark.parametrize("seccomp, unmasked, rung, work, fail", POD_CASES,
-                         ids=[f"{c[0]}-{'unmasked' if c[1] else 'masked'}" for c in POD_CASES])
-def test_rung_in_a_locked_down_pod(seccomp, unmasked, rung, work, fail):
-    result, _ = probe_in_pod(seccomp, unmasked)
+@pytest.mark.parametrize("seccomp, unmasked, own_userns, uid, rung, work, fail", POD_CASES,
+                         ids=[_pod_id(c) for c in POD_CASES])
+def test_rung_in_a_locked_down_pod(seccomp, unmasked, own_userns, uid, rung, work, fail):
+    result, _ = probe_in_pod(seccomp, unmasked, own_userns, uid)
     text = rungs.describe(result)
     assert result.rung == rung, text
-    assert result.host.uid == 1000 and result.host.no_new_privs and result.host.cap_eff == 0
+    assert result.host.uid == uid and result.host.no_new_privs and result.host.cap_eff == 0
     for name in work:
         assert result.has(name), f"{name} should work in the {seccomp} pod:\n{text}"
     for name, err in fail.items():
@@ -236,7 +323,7 @@ def test_rung_in_a_locked_down_pod(seccomp, unmasked, rung, work, fail):
         assert probe.ok is False and probe.errno == err and probe.fix, text
     cgroup = result.probe("cgroups")
     assert cgroup.ok is False and cgroup.errno == errno.EROFS  # /sys/fs/cgroup is read-only in a pod
-    assert result.probe("map-multi").ok is False  # no_new_privs: never multi-id in a pod
+    assert not result.has("map-multi")  # no_new_privs: never multi-id in a pod
     assert result.elapsed_ms < 5000  # recorded for the report; the budget is tens of ms
 
 

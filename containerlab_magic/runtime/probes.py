@@ -94,8 +94,17 @@ def p_mount() -> str:
     return ""
 
 
-def p_overlay(in_userns: bool) -> str:
-    if in_userns:
+def initial_userns() -> bool:
+    """Are we in the host's user namespace?  Its uid_map is the identity over every id."""
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split() == ["0", "0", "4294967295"]
+    except OSError:
+        return True
+
+
+def p_overlay(map_ids: bool, userxattr: bool) -> str:
+    if map_ids:
         map_single()
     private_mounts()
     top = scratch_dir()
@@ -103,7 +112,7 @@ def p_overlay(in_userns: bool) -> str:
     for part in ("lower", "upper", "work", "merged"):
         os.mkdir(os.path.join(top, part))
     options = f"lowerdir={top}/lower,upperdir={top}/upper,workdir={top}/work"
-    if in_userns:
+    if userxattr:
         options += ",userxattr"  # trusted.* xattrs are out of reach in a user namespace
     linux.mount("overlay", f"{top}/merged", "overlay", 0, options)
     with open(f"{top}/merged/written", "w") as f:  # an upper layer that takes writes

@@ -95,6 +95,9 @@ def fix_for(name: str, err: int | None, host, detail: str = "", access=None) -> 
         return _map_multi(err, host, detail)
     if name == "cgroups":
         return _cgroup(err, host, detail, access)
+    if name == "map-single" and err == errno.EPERM and host.uid == 0:
+        return ("uid 0 without CAP_SETFCAP may not map itself into a user namespace (Linux >= 5.12): run the "
+                "notebook as an ordinary user (z2jh singleuser.uid: 1000), or keep CAP_SETFCAP")
     if name == "uts":
         why = " (CRI-O's seccomp profile allows it only with CAP_SYS_ADMIN)" if host.seccomp == 2 else ""
         return f"sethostname is refused{why}: containers keep the host's hostname and --hostname is refused"

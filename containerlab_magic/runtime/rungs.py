@@ -40,6 +40,8 @@ from dataclasses import asdict, dataclass, field
 from . import delegation, probes
 from .rung_fixes import fix_for
 
+__all__ = ["Host", "Probe", "Result", "describe", "fix_for", "headline", "probe", "read_host"]
+
 RUNGS = ("root", "rootless-multi-id", "rootless-single-id", "process-sandbox", "none")
 ROOTLESS_NEEDS = ("userns", "map-single", "mount", "overlay")  # without these, no rootless container
 
@@ -198,13 +200,14 @@ def _ladder() -> tuple[list[Probe], str]:
     ladder = _Ladder(read_host())
     root = ladder.host.uid == 0 and os.geteuid() == 0
     if root and ladder.run("root-ns", "unshare mnt/uts/ipc/net/pid/cgroup; mount proc", (), probes.p_root_namespaces):
-        ladder.run("overlay", "overlayfs mount (root)", (), probes.p_overlay, False)
+        # Root of a user namespace (a pod with hostUsers: false) has no trusted.* xattrs.
+        ladder.run("overlay", "overlayfs mount (root)", (), probes.p_overlay, False, not probes.initial_userns())
     else:
         ladder.run("userns", "unshare(CLONE_NEWUSER)", (), probes.p_userns)
         ladder.run("map-single", "uid_map/gid_map: own id -> 0", ("userns",), probes.p_map_single)
         _multi_id(ladder)
         ladder.run("mount", "mount namespace + tmpfs", ("map-single",), probes.p_mount)
-        ladder.run("overlay", "overlayfs mount with userxattr", ("mount",), probes.p_overlay, True)
+        ladder.run("overlay", "overlayfs mount with userxattr", ("mount",), probes.p_overlay, True, True)
         ladder.run("pidns", "PID namespace + fresh /proc", ("mount",), probes.p_pidns)
         ladder.run("uts", "UTS namespace + sethostname", ("map-single",), probes.p_uts)
         ladder.run("netns", "network namespace + lo up", ("map-single",), probes.p_netns)
@@ -281,13 +284,20 @@ def probe(refresh: bool = False) -> Result:
     return _cached
 
 
+# What a failed probe takes away, in a user's words (map-multi is in the rung's name).
+LOST = {"pidns": "own PID namespace", "uts": "own hostname", "netns": "own network",
+        "cgroups": "cgroup limits (rlimits instead)", "seccomp": "seccomp filter"}
+
+
 def headline(result: Result) -> str:
     """One line: the rung and what it lacks (what %load_ext prints)."""
-    lacking = [p.name for p in result.missing() if p.name not in ("map-multi",) or result.rung != "root"]
+    if not result.can_start:
+        return "isolation rung: none: this host cannot start containers (see doctor for the fixes)"
+    lost = [LOST[p.name] for p in result.missing() if p.name in LOST]
+    if result.probe("cgroups") and result.probe("cgroups").ok and not result.cgroup.controllers:
+        lost.append(LOST["cgroups"])
     text = f"isolation rung: {result.rung}"
-    if result.rung != "root" and lacking:
-        text += f" (lacking: {', '.join(lacking)}; see `containerlab-magic doctor`)"
-    return text
+    return text + (f" (without: {', '.join(lost)}; see doctor for the fixes)" if lost else "")
 
 
 def describe(result: Result) -> str:

@@ -23,6 +23,7 @@ RUNC_MASKED = ("/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc
 RUNC_READONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 HOST_DIRS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 HOME = "/home/jovyan"
+USERNS_BASE = 3_000_000_000 // 65536 * 65536  # far above any user's or /etc/subuid's ids
 
 
 @dataclass(frozen=True)
@@ -35,11 +36,13 @@ class Pod:
     env: tuple[str, ...] = ()
     cwd: str = HOME
     rlimits: tuple[tuple[str, int], ...] = ()  # ("RLIMIT_NPROC", 1): soft = hard
+    host_users: bool = True  # False: the pod gets a user namespace of its own (Kubernetes hostUsers)
     pod_id: str = "clabpod"  # names the pod's cgroup under /clabpod/
 
     def describe(self) -> str:
         proc = "unmasked /proc" if self.unmasked_proc else "masked /proc"
-        return f"uid {self.uid}, no caps, no_new_privs, seccomp {self.seccomp}, {proc}"
+        users = "" if self.host_users else ", own user namespace"
+        return f"uid {self.uid}, no caps, no_new_privs, seccomp {self.seccomp}, {proc}{users}"
 
 
 def _mounts(pod: Pod, rootfs: str) -> list[dict]:
@@ -78,6 +81,10 @@ def _linux(pod: Pod) -> dict:
         "maskedPaths": [] if pod.unmasked_proc else list(RUNC_MASKED),
         "readonlyPaths": [] if pod.unmasked_proc else list(RUNC_READONLY),
     }
+    if not pod.host_users:  # like the kubelet: 65536 ids of the host from a range nobody else uses
+        linux["namespaces"].append({"type": "user"})
+        linux["uidMappings"] = [{"containerID": 0, "hostID": USERNS_BASE, "size": 65536}]
+        linux["gidMappings"] = [{"containerID": 0, "hostID": USERNS_BASE, "size": 65536}]
     seccomp = profiles.profile(pod.seccomp)
     if seccomp is not None:
         linux["seccomp"] = seccomp
@@ -88,6 +95,9 @@ def write(pod: Pod, bundle: str, argv: list[str]) -> str:
     """Write bundle/config.json and an empty bundle/rootfs; returns the bundle path."""
     rootfs = os.path.join(bundle, "rootfs")
     os.makedirs(rootfs, exist_ok=True)
+    if not pod.host_users:  # the pod's root must be able to reach its own root filesystem
+        os.chmod(bundle, 0o711)
+        os.chown(rootfs, USERNS_BASE, USERNS_BASE)
     config = {
         "ociVersion": "1.0.2",
         "process": {

@@ -48,6 +48,7 @@ def run(pod: bundle.Pod, argv: list[str], timeout: float = 120) -> subprocess.Co
     """Run argv in a fresh pod (a new bundle and runc state each time); the pod is gone after."""
     pod_id = f"clabpod-{uuid.uuid4().hex[:10]}"
     scratch = tempfile.mkdtemp(prefix="clab-pod-")
+    os.chmod(scratch, 0o711)  # traversable by a pod with its own user namespace, not listable
     pod = bundle.Pod(**{**pod.__dict__, "pod_id": pod_id,
                         "binds": python_binds() + pod.binds,
                         "env": ("PYTHONPATH=/src", "PYTHONDONTWRITEBYTECODE=1", *pod.env)})
