@@ -244,14 +244,18 @@ def _probe_here(how: str = "fork") -> Result:
 
 
 def _probe_fresh() -> Result:
-    """The same probes in a fresh single-threaded interpreter: forking a threaded one can deadlock."""
+    """The same probes in a fresh single-threaded interpreter: forking a threaded one can deadlock.
+
+    -I -S: no environment, no site-packages (the probes need only the standard library and
+    this package, whose parent directory goes first on sys.path).
+    """
     started = time.perf_counter()
     package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     code = (f"import sys; sys.path.insert(0, {package_parent!r}); "
             "from containerlab_magic.runtime.rungs import main; main(['--json'])")
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
     try:
-        run = subprocess.run([sys.executable, "-I", "-c", code], cwd="/", env=env, capture_output=True, text=True,
+        run = subprocess.run([sys.executable, "-I", "-S", "-c", code], cwd="/", env=env, capture_output=True, text=True,
                              timeout=60)
     except OSError as e:  # EAGAIN at the process limit: then nothing else could start either
         host = read_host()
