@@ -185,8 +185,8 @@ def _multi_id(ladder: _Ladder) -> None:
     host = ladder.host
     what = "newuidmap/newgidmap: ids from /etc/subuid"
     tools = [shutil.which(t, path=probes.HELPER_PATH) for t in ("newuidmap", "newgidmap")]
-    if host.uid == 0:
-        return ladder.skip("map-multi", what, "root maps any range itself")
+    if host.uid == 0:  # root either maps any range itself or, without capabilities, none at all
+        return ladder.skip("map-multi", what, "not tried as uid 0")
     if not all(tools):
         reason, err = "newuidmap/newgidmap are not installed", errno.ENOENT
     elif not (host.subuid and host.subgid):
