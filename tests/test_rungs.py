@@ -49,6 +49,7 @@ def test_root_gets_the_root_rung():
     assert result.rung == "root", rungs.describe(result)
     assert result.has("root-ns") and result.has("overlay") and result.can_start
     assert result.host.uid == 0 and result.how == "fork"
+    assert set(result.namespaces) == {"mnt", "uts", "ipc", "net", "pid", "cgroup"}
 
 
 def test_probe_runs_once_per_process():
@@ -321,6 +322,11 @@ def test_rung_in_a_locked_down_pod(seccomp, unmasked, own_userns, uid, rung, wor
     for name, err in fail.items():
         probe = result.probe(name)
         assert probe.ok is False and probe.errno == err and probe.fix, text
+    if rung.startswith("rootless"):  # what the start plan may unshare: exactly what worked
+        assert set(result.namespaces) == {"user", "mnt", "ipc"} | {
+            ns for ns, probe in (("pid", "pidns"), ("uts", "uts"), ("net", "netns")) if probe in work}
+    else:
+        assert result.namespaces == ()
     cgroup = result.probe("cgroups")
     assert cgroup.ok is False and cgroup.errno == errno.EROFS  # /sys/fs/cgroup is read-only in a pod
     assert not result.has("map-multi")  # no_new_privs: never multi-id in a pod

@@ -89,6 +89,7 @@ def p_map_single() -> str:
 
 def p_mount() -> str:
     map_single()
+    linux.unshare(CLONE_NEWIPC)  # as cheap as it gets once the user namespace exists; tried all the same
     private_mounts()
     linux.mount("tmpfs", scratch_dir(), "tmpfs", MS_NOSUID | MS_NODEV, "size=1m")
     return ""

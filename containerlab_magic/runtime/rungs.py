@@ -106,6 +106,17 @@ class Result:
             return f"cgroup v{self.cgroup.version} ({' '.join(self.cgroup.controllers)})"
         return "rlimits only (approximations: RLIMIT_AS, RLIMIT_NPROC, RLIMIT_CPU)"
 
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        """The namespaces a container gets on this rung (names as in /proc/PID/ns): what the
+        start plan may unshare.  Root needs no user namespace; the process sandbox gets none."""
+        if self.rung == "root":
+            return ("mnt", "uts", "ipc", "net", "pid", "cgroup")
+        if self.rung.startswith("rootless"):
+            optional = (("net", "netns"), ("uts", "uts"), ("pid", "pidns"))
+            return ("user", "mnt", "ipc", *(ns for ns, probe in optional if self.has(probe)))
+        return ()
+
     def missing(self) -> tuple[Probe, ...]:
         return tuple(p for p in self.probes if p.ok is False)
 
@@ -206,7 +217,7 @@ def _ladder() -> tuple[list[Probe], str]:
         ladder.run("userns", "unshare(CLONE_NEWUSER)", (), probes.p_userns)
         ladder.run("map-single", "uid_map/gid_map: own id -> 0", ("userns",), probes.p_map_single)
         _multi_id(ladder)
-        ladder.run("mount", "mount namespace + tmpfs", ("map-single",), probes.p_mount)
+        ladder.run("mount", "IPC + mount namespaces, tmpfs", ("map-single",), probes.p_mount)
         ladder.run("overlay", "overlayfs mount with userxattr", ("mount",), probes.p_overlay, True, True)
         ladder.run("pidns", "PID namespace + fresh /proc", ("mount",), probes.p_pidns)
         ladder.run("uts", "UTS namespace + sethostname", ("map-single",), probes.p_uts)
