@@ -218,12 +218,16 @@ def p_map_multi(tool_uid: str, tool_gid: str, uid_range: tuple[int, int], gid_ra
     go_r, go_w = os.pipe()
     pid = os.fork()
     if pid == 0:
+        os.close(go_w)  # so that our read ends (EOF) if the parent dies before it says go
+        os.close(ready_r)
         try:
             linux.unshare(CLONE_NEWUSER)
         finally:
             os.write(ready_w, b"x")
             os.read(go_r, 1)
             os._exit(0)
+    os.close(go_r)
+    os.close(ready_w)
     try:
         os.read(ready_r, 1)
         for tool, own, (start, count) in ((tool_uid, os.getuid(), uid_range), (tool_gid, os.getgid(), gid_range)):
