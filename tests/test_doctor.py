@@ -97,6 +97,30 @@ def test_doctor_names_the_rung_in_each_pod(seccomp, unmasked, rung):
 
 
 @needs_pod
+def test_a_pod_without_dev_net_tun_cannot_publish_ports():
+    ran = doctor_in_pod("crio")
+    line = re.search(r"^(\S+)\s+ports\s+(.*)$", ran.stdout, re.M)
+    assert line and line.group(1) == "failed", ran.stdout
+    assert "/dev/net/tun" in line.group(2) or "pasta" in line.group(2)
+
+
+@needs_users
+def test_a_user_with_pasta_and_tun_can_publish_ports():
+    if not (shutil.which("pasta") or shutil.which("slirp4netns")):
+        pytest.skip("neither pasta nor slirp4netns is installed (apt-get install passt)")
+    if os.stat("/dev/net/tun").st_mode & 0o006 != 0o006:
+        pytest.skip("/dev/net/tun is not open to every user here")
+    user = users.ensure_user()
+    source = users.package_copy()
+    try:
+        ran = users.run_as(user.pw_uid, user.pw_gid, source,
+                           "from containerlab_magic.runtime import doctor; print(doctor.report())", home=user.pw_dir)
+    finally:
+        shutil.rmtree(source)
+    assert re.search(r"^ok\s+ports\s+-p through (pasta|slirp4netns) on 127.0.0.1", ran.stdout, re.M), ran.stdout
+
+
+@needs_pod
 def test_doctor_exits_nonzero_when_nothing_can_start():
     # A pod whose user is at its process limit: no probe can even fork, so no rung is left.
     ran = doctor_in_pod("crio", rlimits=(("RLIMIT_NPROC", 1),))

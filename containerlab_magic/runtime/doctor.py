@@ -87,11 +87,26 @@ def _file_checks() -> list[Check]:
     return out
 
 
+def _ports_check() -> Check:
+    """Rootless -p: a user-mode network helper forwards 127.0.0.1:PORT into the container's
+    network namespace (pasta splices loopback; slirp4netns forwards over its API socket)."""
+    helpers = [h for h in ("pasta", "slirp4netns") if shutil.which(h, path="/usr/local/bin:/usr/bin:/bin")]
+    tun = os.access("/dev/net/tun", os.R_OK | os.W_OK)
+    if helpers and tun:
+        return Check("ports", True, f"-p through {helpers[0]} on 127.0.0.1")
+    why = "no pasta or slirp4netns" if not helpers else "/dev/net/tun is not usable"
+    return Check("ports", False, f"{why}: -p cannot publish ports (containers still reach each other)",
+                 "apt-get install passt (or slirp4netns)" if not helpers
+                 else "a /dev/net/tun this user may open (mode 0666 on a host; in a pod, from a device plugin)")
+
+
 def diagnose(refresh: bool = False) -> Diagnosis:
     result = rungs.probe(refresh=refresh)
     found = _probe_checks(result)
     if result.rung == "root":
         found = [_root_cgroup_detail(c) if c.name == "cgroups" else c for c in found]
+    if result.rung.startswith("rootless") and result.has("netns"):
+        found.append(_ports_check())
     return Diagnosis(result, tuple(found + _file_checks()))
 
 
