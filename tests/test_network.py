@@ -139,11 +139,12 @@ def serve_http(ctr: Ctr, tmp_path, body: str) -> None:
     docroot.mkdir()
     (docroot / "index.html").write_text(body)
     ctr.spawn(BUSYBOX, "httpd", "-f", "-p", "80", "-h", str(docroot))
-    for _ in range(200):  # wait until it listens
+    deadline = time.monotonic() + 15  # until it listens
+    while time.monotonic() < deadline:
         if ":0050 " in ctr.run("cat", "/proc/net/tcp", "/proc/net/tcp6").stdout:
             return
         time.sleep(0.01)
-    raise AssertionError("httpd did not start")
+    raise AssertionError("httpd did not listen on port 80 within 15 s")
 
 
 def wget(ctr: Ctr, url: str) -> subprocess.CompletedProcess:
