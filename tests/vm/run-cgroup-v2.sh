@@ -16,7 +16,7 @@
 #
 # Needs (as root): Debian packages linux-image-amd64 qemu-system-x86, pip package virtme-ng.
 # Environment: KERNEL (default: newest /boot/vmlinuz-*), PYTHON (default: python3),
-#              VM_TIMEOUT seconds (default 900), VM_VERBOSE=1 (the guest's boot messages),
+#              VM_TIMEOUT seconds (default 1500), VM_VERBOSE=1 (the guest's boot messages),
 #              extra pytest arguments as "$@".
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -95,14 +95,14 @@ echo "run-cgroup-v2: booting $kernel under qemu (no KVM); about a minute"
 echo "run-cgroup-v2: shared with the guest: ${shares[*]}"
 # cwd /: the guest's start directory must exist there (ours is cd'd to in the script).
 vm_status=0
-(cd / && timeout "${VM_TIMEOUT:-900}" vng --run "$kernel" --disable-kvm --memory 1G --cpus 2 \
+(cd / && timeout "${VM_TIMEOUT:-1500}" vng --run "$kernel" --disable-kvm --memory 1G --cpus 2 \
     "${shares[@]}" --exec "bash $(q "$status_dir/guest.sh")") </dev/null 2>&1 | cat || vm_status=$?
 # (through cat, stdout and stderr both: the VM's tools reopen their output, which
 # truncates the caller's log file when that is where it points)
 
 status=$(cat "$status_file" 2>/dev/null || true)
 if [ -z "$status" ]; then
-    reason="boot failure"; [ "$vm_status" = 124 ] && reason="timeout after ${VM_TIMEOUT:-900} s (VM_TIMEOUT)"
+    reason="boot failure"; [ "$vm_status" = 124 ] && reason="timeout after ${VM_TIMEOUT:-1500} s (VM_TIMEOUT)"
     echo "run-cgroup-v2: the VM did not report pytest's status ($reason; vng exited $vm_status)" >&2
     exit 1
 fi
