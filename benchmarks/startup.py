@@ -10,6 +10,11 @@ one shim, started before timing), the external tools as a user runs them
 six namespaces, fork PID 1, chroot, exec.  Contenders take turns within each
 iteration, in a shuffled order, so machine noise hits all of them alike.
 
+The startup section also times the command-line face as a user runs it, whole
+process (interpreter start-up, imports, the run, exit): `containerlab-magic run
+busybox /bin/true` (the console script beside this Python, else `python -m` of the
+CLI module; see CLI_SCRIPT), against `crun run`'s whole process in the same run.
+
 Sections: startup (issue 2), cgroup setup/teardown and one stats read per
 container (issue 3), --net bridge against none and against the same wiring
 done with ip(8) (issue 5), a profile of where one Engine run spends its time,
@@ -74,6 +79,46 @@ class EngineRun(Contender):
             raise Unavailable(f"{type(e).__name__}: {e}") from None
         if result.exit_code != 0:
             raise Unavailable(result.describe())
+
+
+# The console script, and the module `python -m` runs when it is not installed (the
+# script is being renamed from `containerlab`; the module keeps working either way).
+CLI_SCRIPT = "containerlab-magic"
+CLI_MODULE = "containerlab_magic.cli"
+
+
+def cli_argv() -> list[str]:
+    """How a user starts the CLI with this Python: its console script, else `python -m`."""
+    script = os.path.join(os.path.dirname(sys.executable), CLI_SCRIPT)
+    return [script] if os.access(script, os.X_OK) else [sys.executable, "-m", CLI_MODULE]
+
+
+class CliRun(Contender):
+    """`containerlab-magic run busybox /bin/true` as a whole process, as a user types it.
+
+    It runs this checkout's code (PYTHONPATH) against the benchmark's state and data
+    roots, so it shares the busybox image and leaves nothing outside them.
+    """
+
+    def __init__(self, name: str, state_dir: str, data_dir: str):
+        self.name = name
+        self.argv = cli_argv() + ["run", "busybox", *TRUE]
+        path = os.environ.get("PYTHONPATH")
+        self.env = dict(os.environ, CONTAINERLAB_STATE=state_dir, CONTAINERLAB_DATA=data_dir,
+                        PYTHONPATH=ROOT + (os.pathsep + path if path else ""))
+
+    def prepare(self) -> None:
+        self.once()
+
+    def once(self) -> None:
+        try:
+            proc = subprocess.run(self.argv, check=False, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, env=self.env, cwd="/", timeout=60)
+        except subprocess.TimeoutExpired:
+            raise Unavailable(f"{' '.join(self.argv[-4:])} hung for 60 s") from None
+        if proc.returncode != 0:
+            last = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["(no message)"]
+            raise Unavailable(f"{os.path.basename(self.argv[0])} ... exited {proc.returncode}: {last[0]}")
 
 
 # ---------------------------------------------------------------- measuring
@@ -202,7 +247,8 @@ def section_startup(engine: Engine, rootfs: str, work: str, runs: int, rng: rand
     # other tools' runs in between give it that quiet.  The cold row turns prewarm off,
     # so every run pays clone, namespaces and rootfs on the clock.
     cold = Engine(state_dir=engine.state_root, prewarm=False)
-    contenders: list[Contender] = [EngineRun(ENGINE, engine), EngineRun(ENGINE_COLD, cold)]
+    contenders: list[Contender] = [EngineRun(ENGINE, engine), EngineRun(ENGINE_COLD, cold),
+                                   CliRun(CLI, engine.state_root, engine.data_root)]
     crun_reason = None
     try:
         namespace.start()
@@ -236,7 +282,11 @@ def section_startup(engine: Engine, rootfs: str, work: str, runs: int, rng: rand
         target("engine / floor", ratio(rows, ENGINE, FLOOR), 1.5),
         target("engine cold / crun", ratio(rows, ENGINE_COLD, CRUN), 0.5),
         target("engine cold / floor", ratio(rows, ENGINE_COLD, FLOOR), 1.5),
+        target("cli / crun (whole processes)", ratio(rows, CLI, CRUN), 4.0),
     ]
+    if "p50_ms" in rows.get(CLI, {}):
+        print(f"  (cli: {' '.join(os.path.basename(a) for a in CliRun(CLI, '', '').argv)}; "
+              f"crun's row is its whole process too, plus nsenter's {rows.get(NSENTER, {}).get('p50_ms', '?')} ms)")
     targets.append(explain_adds_up(engine, min(runs, 50), out))
     out["targets"] = targets
     return targets
@@ -477,6 +527,7 @@ def _hold(mib: int) -> tuple[bytearray, int]:
 SECTIONS = ("startup", "cgroups", "bridge", "profile", "memory")
 ENGINE = "engine: run().wait()"
 ENGINE_COLD = "engine, prewarm off (cold)"
+CLI = "cli: containerlab-magic run (whole process)"
 CRUN = "crun run (via nsenter)"
 NSENTER = "nsenter alone (crun's wrapper)"
 FLOOR = "floor: fork+unshare+exec"
@@ -541,6 +592,7 @@ def main(argv: list[str] | None = None) -> int:
     state_dir = tempfile.mkdtemp(prefix="containerlab-bench-", dir=parent)
     work = _tools.workdir()
     engine = Engine(state_dir=state_dir)
+    out["state_dir"], out["work_dir"] = state_dir, work
     print(f"containerlab startup benchmark: {out['environment']['cpus']} CPUs, kernel {platform.release()}; "
           f"runtime at {out['environment']['runtime_tree']}\nstate {state_dir}, data {engine.data_root}")
     rootfs = ImageStore(engine.data_root).resolve("busybox").layers[0]

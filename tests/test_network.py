@@ -80,17 +80,33 @@ def ip_cmd(*argv: str) -> str:
     return subprocess.run(["ip", *argv], capture_output=True, text=True, check=True).stdout
 
 
-def host_snapshot() -> dict:
-    return {"links": {line.split()[1].split("@")[0] for line in ip_cmd("-o", "link").splitlines()},
-            "addrs": set(ip_cmd("-o", "-4", "addr").split("\n")),
+def _aliases() -> dict[str, str]:
+    found = {}
+    for name in os.listdir("/sys/class/net"):
+        try:
+            with open(f"/sys/class/net/{name}/ifalias") as f:
+                found[name] = f.read().strip()
+        except OSError:
+            pass
+    return found
+
+
+def host_snapshot(tag: str) -> dict:
+    """What one state root holds on the host: the links whose alias carries its tag
+    (NetworkState.tag) or that have no alias at all (one made but not yet named), their
+    IPv4 addresses, the named network namespaces.  Links of other state roots are left
+    out: other test runs on this host add and remove theirs meanwhile."""
+    links = {name for name, alias in _aliases().items() if f":{tag}:" in alias or not alias}
+    addrs = {line for line in ip_cmd("-o", "-4", "addr").splitlines() if line.split()[1] in links}
+    return {"links": links, "addrs": addrs,
             "netns": set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()}
 
 
 @pytest.fixture
 def lab(tmp_path):
     """A NetworkManager with a proxy pump thread; asserts nothing leaks."""
-    before = host_snapshot()
     nm = NetworkManager(str(tmp_path / "state"))
+    before = host_snapshot(nm.state.tag)
     stop = threading.Event()
     pump = threading.Thread(target=lambda: [nm.proxy.pump(0.02) for _ in iter(stop.is_set, True)], daemon=True)
     pump.start()
@@ -113,7 +129,7 @@ def lab(tmp_path):
                  [c for n in nm.list() for c in n["containers"]]}
     for network in nm.list():
         nm.remove(network["name"])
-    after = host_snapshot()
+    after = host_snapshot(nm.state.tag)
     nm.close()
     assert removed["links"] == [], f"gc found orphan links: {removed['links']}"
     assert leftovers == {"published": [], "containers": []}
@@ -139,11 +155,12 @@ def serve_http(ctr: Ctr, tmp_path, body: str) -> None:
     docroot.mkdir()
     (docroot / "index.html").write_text(body)
     ctr.spawn(BUSYBOX, "httpd", "-f", "-p", "80", "-h", str(docroot))
-    for _ in range(200):  # wait until it listens
+    deadline = time.monotonic() + 15  # until it listens
+    while time.monotonic() < deadline:
         if ":0050 " in ctr.run("cat", "/proc/net/tcp", "/proc/net/tcp6").stdout:
             return
         time.sleep(0.01)
-    raise AssertionError("httpd did not start")
+    raise AssertionError("httpd did not listen on port 80 within 15 s")
 
 
 def wget(ctr: Ctr, url: str) -> subprocess.CompletedProcess:

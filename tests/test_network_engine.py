@@ -85,6 +85,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_listening(engine, ref: str, port: int, timeout: float = 15) -> None:
+    """Until a socket in container `ref` listens on TCP `port` (its /proc/net/tcp says so)."""
+    hexport = f":{port:04X}"
+    deadline = time.monotonic() + timeout
+    while True:
+        r = engine.exec(ref, ["cat", "/proc/net/tcp", "/proc/net/tcp6"]).wait(30)
+        rows = [line.split() for line in r.stdout.decode().splitlines()[1:]]
+        if any(len(f) > 3 and f[1].endswith(hexport) and f[3] == "0A" for f in rows):  # 0A: LISTEN
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"nothing listens on port {port} in {ref} after {timeout} s: {r}")
+        time.sleep(0.05)
+
+
 HTTPD = "mkdir -p /www && echo hello-from-$(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"
 
 
@@ -127,7 +141,7 @@ def test_none_cannot_reach_the_bridge_and_networks_are_apart(net):
     nm.create("lab-b")
     nm.close()
     start(engine, made, "srv-a", HTTPD, network="lab-a")
-    time.sleep(0.3)
+    wait_listening(engine, "srv-a", 80)
     ip_a = engine.inspect("srv-a")["ip"]
     same = sh(engine, f"timeout 3 wget -qO- http://{ip_a}/ || echo unreachable", network="lab-a")
     other = sh(engine, f"timeout 3 wget -qO- http://{ip_a}/ 2>/dev/null || echo unreachable", network="lab-b")
@@ -140,7 +154,7 @@ def test_none_cannot_reach_the_bridge_and_networks_are_apart(net):
 def test_container_mode_shares_the_partners_loopback(net):
     engine, made = net
     start(engine, made, "pod", "echo in-pod > /tmp/i && exec httpd -f -p 127.0.0.1:8080 -h /tmp")
-    time.sleep(0.3)
+    wait_listening(engine, "pod", 8080)
     r = sh(engine, "wget -qO- http://127.0.0.1:8080/i", network="container:pod")
     assert r.stdout == b"in-pod\n"
 
@@ -151,7 +165,8 @@ def test_net_rate_limits_throughput(net):
           network="bridge")
     start(engine, made, "slow", "dd if=/dev/zero of=/tmp/big bs=1k count=512 2>/dev/null; exec httpd -f -p 80 -h /tmp",
           network="bridge", net_rate="4mbit")
-    time.sleep(0.5)
+    wait_listening(engine, "fast", 80)
+    wait_listening(engine, "slow", 80)
 
     def fetch(name: str) -> float:
         t = time.monotonic()
@@ -186,8 +201,10 @@ def test_net_delay_and_loss_and_their_live_update(net):
         members = engine.networks().inspect("bridge")["containers"].values()
         assert "laggy" not in {c["name"] for c in members}, "the refused run kept its address"
         pytest.skip(f"this kernel has no netem qdisc: {exc}")
-    time.sleep(1.5)
-    logs = b"".join(data for _, data in engine.logs("laggy")).decode()
+    deadline = time.monotonic() + 20  # three pings 0.2 s apart, each delayed 100 ms
+    while "time=" not in (logs := b"".join(data for _, data in engine.logs("laggy")).decode()):
+        assert time.monotonic() < deadline, f"no ping round trip in the logs after 20 s: {logs!r}"
+        time.sleep(0.05)
     assert float(logs.split("=")[1]) >= 100, logs
     engine.update("laggy", net_delay="1ms", net_loss="100%")
     r = engine.exec(box.id, ["sh", "-c", "ping -c 3 -i 0.2 -W 1 $(ip route | awk '/default/ {print $3}') "

@@ -265,13 +265,14 @@ def test_logs_follow_until_the_end(engine, no_leaks):
 
 def test_rm_running_needs_force(engine, no_leaks):
     box = engine.run(ContainerSpec(["sleep", "30"], image="busybox", name="busy", detach=True))
-    start = engine.inspect("busy")["pid_start"]
-    assert alive(box.pid, start)
+    start = proc_start_time(box.pid)
     with pytest.raises(Conflict):
         engine.rm("busy")
-    assert alive(box.pid, start)
+    assert proc_start_time(box.pid) == start, "a refused rm touched the running container"
     engine.rm("busy", force=True)
-    assert not alive(box.pid, start)
+    assert wait_for(lambda: not alive(box.pid, start), 10), "the container's process outlived rm -f"
+    with pytest.raises(NotFound):
+        engine.inspect("busy")
 
 
 def test_foreground_containers_are_removed_when_they_exit(engine, no_leaks):
