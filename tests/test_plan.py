@@ -175,7 +175,7 @@ def test_an_absurd_timeout_is_refused_at_the_edge(timeout):
 def test_limits_out_of_range_say_the_range():
     with pytest.raises(SpecError, match="from 1 to 4194304"):
         Limits.parse(pids_limit="4194305")
-    with pytest.raises(SpecError, match="at most 1024P"):
+    with pytest.raises(SpecError, match="at most 1024T"):
         Limits.parse(memory="99999999T")
 
 
