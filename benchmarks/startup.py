@@ -322,7 +322,7 @@ def section_cgroups(runs: int, out: dict) -> None:
     print(f"\ncgroups: per-container cost, {runs} runs")
     mgr = open_manager()
     if mgr is None:
-        print("  skipped: no writable cgroup hierarchy (see `containerlab doctor`)")
+        print("  skipped: no writable cgroup hierarchy (see `containerlab-magic doctor`)")
         out["cgroups"] = {"skipped": "no writable cgroup hierarchy"}
         return
     create_remove, stats = [], []

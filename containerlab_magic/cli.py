@@ -135,30 +135,23 @@ def cmd_run(args) -> int:
     image, command = image_and_command(args)
     spec = parsers.run_spec(args, image, command)
     engine = _engine()
-    if args.explain and (args.dry_run or not _runtime_times_its_steps()):
+    if args.explain and args.dry_run:
         print(explain_text(commands.plan(engine, spec)))
         return 0
     if spec.network == "host":
         print(f"{PROG}: warning: --net host shares the host's network with the container", file=sys.stderr)
     try:
-        box = commands.run(engine, spec)
+        box = commands.run(engine, spec, explain=args.explain)
         if spec.detach:
             print(box.id)
             return 0
         code = attach(box, spec.tty or spec.interactive)
         if args.explain:
-            print(explain_text(commands.explain_run(box) or []), file=sys.stderr)
+            print(explain_text(commands.explain_run(box)), file=sys.stderr)
         return code
     finally:
         engine.close()
 
-
-def _runtime_times_its_steps() -> bool:
-    """Whether a started container reports the steps that ran (Container.explain);
-    if not, --explain shows the plan without running it."""
-    from .runtime.engine import Container
-
-    return hasattr(Container, "explain")
 
 
 def explain_text(steps) -> str:
@@ -178,6 +171,7 @@ def attach(box, with_stdin: bool) -> int:
         box.resize(size.lines, size.columns)
     pump = _StdinPump(box) if with_stdin and box.stdin_fd is not None else None
     interrupted = False
+    sigint = signal.getsignal(signal.SIGINT)  # replaced after the first Ctrl-C: put back on the way out
     try:
         while True:
             try:
@@ -194,6 +188,7 @@ def attach(box, with_stdin: bool) -> int:
                     signal.signal(signal.SIGINT, lambda *_: box.kill())
                     box.stop(grace=3)
     finally:
+        signal.signal(signal.SIGINT, sigint)
         if restore:
             restore()
         if pump:

@@ -178,13 +178,13 @@ class ContainerMagics(Magics):
         with _user_errors():
             spec, folder = self._spec(args, cell)
         try:
-            if args.explain and (args.dry_run or not _runtime_times_its_steps()):
+            if args.explain and args.dry_run:
                 return self._plan(spec, args.dry_run)
             box, result = self._run(spec, args)
             if folder is not None and spec.detach:  # the container still reads its cell: keep it till it ends
                 self._folders[box.id], folder = folder, None
             if args.explain:
-                display(show.ExplainTable(commands.explain_run(box) or [],
+                display(show.ExplainTable(commands.explain_run(box),
                                           title=f"{box.name}: the steps that started it"))
             if result is None:  # detached
                 return None
@@ -246,8 +246,7 @@ class ContainerMagics(Magics):
         """The steps that would start the container, without running it."""
         with _user_errors():
             steps = commands.plan(self.engine, spec)
-        why = "--dry-run" if asked else "this runtime does not time its steps yet"
-        return show.ExplainTable(steps, title=f"the plan (not run: {why})")
+        return show.ExplainTable(steps, title="the plan (not run: --dry-run)")
 
     def _run(self, spec, args):
         """Start the container; for a foreground one, stream it to the end. (box, CellResult or None)."""
@@ -306,12 +305,6 @@ class ContainerMagics(Magics):
                 return magic_cgroup.update(self.engine, args.container, args.settings)
             return magic_cgroup.report(self.engine, args.container)
 
-
-def _runtime_times_its_steps() -> bool:
-    """Whether the runtime reports the steps it ran (Container.explain); else --explain shows the plan."""
-    from .runtime.engine import Container
-
-    return hasattr(Container, "explain")
 
 
 class _user_errors:

@@ -301,7 +301,7 @@ def test_module_and_console_script_names():
 
 def test_explain_text_shows_each_steps_side_time_and_the_total():
     from containerlab_magic.cli import explain_text
-    from containerlab_magic.commands import Step
+    from containerlab_magic.runtime.plan import StepRecord as Step
 
     steps = [Step("cgroup", "mkdir /sys/fs/cgroup/memory/containerlab/abc", 1200, "shim"),
              Step("exec", "execve sh -c true", 35, "container")]
@@ -312,7 +312,7 @@ def test_explain_text_shows_each_steps_side_time_and_the_total():
         "total 1 235 µs",
     ]
     # a plan that did not run: no times, no total; a step named by its number shows it once
-    assert explain_text([Step("1", "pivot_root")]).splitlines() == [
+    assert explain_text([Step("1", "pivot_root", None, "")]).splitlines() == [
         "#  STEP  SIDE  WHAT IT DOES  µs", "1              pivot_root    -"]
 
 

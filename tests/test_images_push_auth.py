@@ -54,7 +54,7 @@ def auth_file(tmp_path, monkeypatch):
 
 def test_basic_auth_without_credentials_says_to_log_in(store, basic_registry):
     with pytest.raises(RegistryError, match=rf"registry {basic_registry.host} wants a user name and password "
-                                            rf"\(401\): run `containerlab login {basic_registry.host}`"):
+                                            rf"\(401\): run `containerlab-magic login {basic_registry.host}`"):
         pull(store.oci, f"{basic_registry.host}/busybox:1.35")
 
 
@@ -92,7 +92,7 @@ def test_bearer_tokens_anonymous_pull_cached_per_scope(store, token_registry):
 def test_bearer_push_needs_credentials(store, token_registry, pushed):
     registry, tokens = token_registry
     pull(store.oci, pushed.ref("busybox:1.35"))
-    with pytest.raises(RegistryError, match=f"registry {registry.host} refused anonymous access .*containerlab login"):
+    with pytest.raises(RegistryError, match=f"registry {registry.host} refused anonymous access .*containerlab-magic login"):
         push(store.oci, pushed.ref("busybox:1.35"), f"{registry.host}/pushed:anon")
     login(registry.host, USER, PASSWORD)
     tokens.requests.clear()

@@ -23,7 +23,7 @@ _WHERE = {
     "containers": ("PsRow", "check_grace", "check_image", "exec_", "kill", "logs", "pause", "port", "ps", "rm",
                    "run", "stop", "unpause", "update", "wait"),
     "copy": ("CopyResult", "cp"),
-    "explain": ("Step", "explain_run", "plan"),
+    "explain": ("explain_run", "plan"),
     "inspection": ("inspect",),
     "usage": ("StatsRow", "stats"),
     "system": ("doctor", "gc", "images", "network_create", "network_inspect", "network_ls", "network_rm"),

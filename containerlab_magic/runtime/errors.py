@@ -27,7 +27,7 @@ class Conflict(ContainerError):
 
 
 class HostUnsupported(ContainerError):
-    """The host lacks a kernel feature the request needs (see `containerlab doctor`)."""
+    """The host lacks a kernel feature the request needs (see `containerlab-magic doctor`)."""
 
 
 class RuntimeFailure(ContainerError):

@@ -30,7 +30,7 @@ class ResourceVerbs:
             raise Conflict(f"container {ref} is not running: {verb} needs a running container")
         group = self.cgroups.open(cid) if (state.get("cgroup") and self.cgroups is not None) else None
         if group is None:
-            raise HostUnsupported(f"container {ref} has no cgroup: {verb} needs cgroups (see `containerlab doctor`)")
+            raise HostUnsupported(f"container {ref} has no cgroup: {verb} needs cgroups (see `containerlab-magic doctor`)")
         return cid, state, group
 
     def stats(self, ref: str) -> dict:

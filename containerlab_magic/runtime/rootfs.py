@@ -14,7 +14,7 @@ How it works (mount_namespaces(7), overlayfs docs, pivot_root(2)):
 4. pivot_root makes the overlay the root, and the old root is detached.
 
 Like bubblewrap, the plan is data: `plan()` returns steps that can be printed
-(`containerlab run --explain`) and tested without root; `execute()` runs them.
+(`containerlab-magic run --explain`) and tested without root; `execute()` runs them.
 """
 
 from __future__ import annotations
@@ -296,23 +296,3 @@ def pivot(root: str) -> None:
     linux.umount(".", linux.MNT_DETACH)
     os.chdir("/")
 
-
-def explain(image, spec, state_dir: str | None = None) -> list[str]:
-    """The start's container-side steps as lines.  Kept for the faces until they call
-    Engine.plan (the whole plan, shim and PID 1, as StepRecords): new code should not."""
-    from . import child
-    from .plan.steps import flag_names
-
-    name = spec.hostname or (spec.name or "").replace("_", "-").replace(".", "-") or "(the container's name)"
-    lines = [
-        f"clone with {flag_names(child.run_flags_for(spec))}",
-        "make every host mount a slave (nothing propagates back)",
-        describe_root(image, spec.limits.storage_size),
-    ]
-    lines += [str(step) for step in plan(image, spec, state_dir)]
-    lines += ["pivot_root to the overlay, detach the old root"]
-    if spec.network != "host":
-        lines.append("bring lo up")
-    lines += [f"sethostname {name}", "unshare the cgroup namespace",
-              "drop capabilities to the default 14, set no_new_privs", f"exec {' '.join(spec.command)}"]
-    return lines

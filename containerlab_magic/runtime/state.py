@@ -103,7 +103,7 @@ class StateStore:
             if os.path.isdir(self.dir(owner)):
                 raise Conflict(
                     f"the name {name!r} is already in use by container {owner[:12]}: "
-                    f"remove it (containerlab rm -f {name}) or choose another --name"
+                    f"remove it (containerlab-magic rm -f {name}) or choose another --name"
                 ) from None
             os.unlink(link)  # stale claim from a crash
             os.symlink(cid, link)
@@ -167,7 +167,7 @@ class StateStore:
                 return matches[0]
             if len(matches) > 1:
                 raise Conflict(f"{ref!r} matches {len(matches)} containers: give more of the id or the name")
-        raise NotFound(f"no such container: {ref} (see `containerlab ps -a`)")
+        raise NotFound(f"no such container: {ref} (see `containerlab-magic ps -a`)")
 
     def release(self, cid: str, name: str | None) -> None:
         """Free the container's name (if it still points at this container)."""

@@ -64,7 +64,7 @@ def open_manager(root: str = CGROUP_ROOT) -> CgroupManager | None:
 
 
 def describe_host(root: str = CGROUP_ROOT) -> dict:
-    """What `containerlab doctor` shows: mgr.describe(), or why there is no manager."""
+    """What `containerlab-magic doctor` shows: mgr.describe(), or why there is no manager."""
     open_manager(root)
     mgr, description = _cache[root]
     return mgr.describe() if mgr else description

@@ -53,7 +53,7 @@ def fsync_dir(path: str) -> None:
 
 def full_disk(e: OSError, where: str) -> ContainerError:
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return StoreFull(f"the disk holding {where} is full: free space (`containerlab image prune`) "
+        return StoreFull(f"the disk holding {where} is full: free space (`containerlab-magic image prune`) "
                          "or move the store with CONTAINERLAB_DATA")
     return ContainerError(f"could not write to {where}: {e.strerror or e}")
 

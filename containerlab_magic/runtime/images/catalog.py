@@ -50,7 +50,7 @@ def find(store: OciStore, name: str) -> tuple[str, list[str], bool]:
         if hits:
             digest, names = hits.popitem()
             return digest, sorted(names), True
-    raise NotFound(f"no image {name!r} in the store (see `containerlab images`)")
+    raise NotFound(f"no image {name!r} in the store (see `containerlab-magic images`)")
 
 
 def tag(store: OciStore, source: str, target: str) -> str:

@@ -161,7 +161,7 @@ class Registry:
         if kind == "basic":
             if not self.creds:
                 raise RegistryError(f"registry {self.host} wants a user name and password (401): "
-                                    f"run `containerlab login {self.host}`")
+                                    f"run `containerlab-magic login {self.host}`")
             self._basic = True
             return
         if kind != "bearer" or "realm" not in params:
@@ -182,7 +182,7 @@ class Registry:
         if r.status_code in (401, 403):
             who = f"the credentials of {self.creds[0]!r}" if self.creds else "anonymous access"
             raise RegistryError(f"the token server of {self.host} refused {who} for {scope} (HTTP {r.status_code}):"
-                                f" run `containerlab login {self.host}`")
+                                f" run `containerlab-magic login {self.host}`")
         try:
             doc = r.json()
             return doc.get("token") or doc["access_token"]
@@ -200,7 +200,7 @@ class Registry:
         if code == 401:
             who = f"user {self.creds[0]!r}" if self.creds else "anonymous access"
             raise RegistryError(f"registry {self.host} refused {who} for {what} (401): "
-                                f"run `containerlab login {self.host}` with an account that may {_actions(scope)}")
+                                f"run `containerlab-magic login {self.host}` with an account that may {_actions(scope)}")
         if code == 403:
             who = f"user {self.creds[0]!r}" if self.creds else "anonymous access"
             raise RegistryError(f"registry {self.host} forbids {who} to {_actions(scope)} {what} (403)")

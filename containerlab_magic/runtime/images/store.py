@@ -116,7 +116,7 @@ class ImageStore:
         digest = self.oci.refs().get(str(ref)) if os.path.isdir(os.path.join(self.root, "oci")) else None
         if digest is None:
             raise NotFound(f"unknown image {name!r}: it is not one of {', '.join(sorted(self.BUILTIN))} and not in the "
-                           f"store: pull it first (`containerlab pull {name}`)")
+                           f"store: pull it first (`containerlab-magic pull {name}`)")
         cached = self._cache.get(str(ref))
         if cached and cached[0] == digest and all(os.path.isdir(d) for d in cached[1].layers):
             return cached[1]

@@ -91,7 +91,7 @@ class ShimClient:
             proc.stdout.close()
             proc.wait()
             time.sleep(0.01 * attempt)
-        raise RuntimeFailure(f"cannot reach the containerlab daemon at {path}: see `containerlab doctor`")
+        raise RuntimeFailure(f"cannot reach the containerlab-magic daemon at {path}: see `containerlab-magic doctor`")
 
     # ------------------------------------------------------------ messages
 

@@ -88,7 +88,7 @@ class Starter:
             why = ("cgroups are turned off (CONTAINERLAB_CGROUPS=off): unset it"
                    if os.environ.get("CONTAINERLAB_CGROUPS") == "off" else
                    "no writable cgroup hierarchy was found: run as root or in a delegated cgroup "
-                   "(see `containerlab doctor`)")
+                   "(see `containerlab-magic doctor`)")
             raise HostUnsupported(f"resource limits need cgroups, and {why}; or run without limits")
         reason = cgroups.missing_for(spec.limits)
         if reason:
@@ -154,7 +154,7 @@ class Starter:
         state = shim.store.read(cid)
         if not state or state.get("status") != Status.RUNNING or not alive(state.get("pid"), state.get("pid_start")):
             raise SpecError(f"container {message['container']} is not running: start a new one, "
-                            "or see its output with `containerlab logs`")
+                            "or see its output with `containerlab-magic logs`")
         spec = ContainerSpec.from_json(state["spec"])
         env = spec.environment
         if message.get("tty"):
@@ -162,7 +162,7 @@ class Starter:
         env.update(message.get("env") or {})
         command = message.get("command") or []
         if not command:
-            raise SpecError("exec needs a command, e.g. `containerlab exec NAME sh`")
+            raise SpecError("exec needs a command, e.g. `containerlab-magic exec NAME sh`")
         cgroup = shim.cgroups.open(cid) if (shim.cgroups and state.get("cgroup")) else None
         exec_spec = ContainerSpec(command=tuple(command), tty=bool(message.get("tty")),
                                   interactive=bool(message.get("interactive")))

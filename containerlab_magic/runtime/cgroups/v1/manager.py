@@ -101,7 +101,7 @@ class V1Manager(CgroupManager):
         try:
             for path in group.unique_dirs:
                 if not self._mkdir_in_lab(path):
-                    raise Conflict(f"cgroup {path} already exists: remove the old container or run `containerlab gc`")
+                    raise Conflict(f"cgroup {path} already exists: remove the old container or run `containerlab-magic gc`")
                 made.append(path)
             for name, path in group.dirs.items():
                 self.controllers[name].setup(path)

@@ -69,7 +69,7 @@ class V2Manager(CgroupManager):
         self.require(limits)
         group = V2Cgroup(container_id, os.path.join(self.lab, container_id), self)
         if not self._mkdir_in_lab(group.dir):
-            raise Conflict(f"cgroup {group.dir} already exists: remove the old container or run `containerlab gc`")
+            raise Conflict(f"cgroup {group.dir} already exists: remove the old container or run `containerlab-magic gc`")
         try:
             group.update(limits, initial=True)
         except BaseException:
