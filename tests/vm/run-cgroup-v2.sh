@@ -54,7 +54,6 @@ trap 'rm -rf "$status_dir"' EXIT
 
 # --rwdir: the one host path the guest writes, to hand pytest's status back.
 shares=(--rwdir "$status_dir" --rodir "$repo")
-[ "${VM_VERBOSE:-}" = 1 ] && shares+=(--verbose)
 for prefix in "${prefixes[@]}"; do
     case "$repo/" in "$prefix"/*) continue ;; esac   # already inside the shared checkout (a .venv)
     if hidden_in_guest "$prefix"; then
@@ -94,9 +93,11 @@ printf '%s\n' "$guest_script" > "$status_dir/guest.sh"
 echo "run-cgroup-v2: booting $kernel under qemu (no KVM); about a minute"
 echo "run-cgroup-v2: shared with the guest: ${shares[*]}"
 # cwd /: the guest's start directory must exist there (ours is cd'd to in the script).
+verbose=()
+[ "${VM_VERBOSE:-}" = 1 ] && verbose=(--verbose)
 vm_status=0
 (cd / && timeout "${VM_TIMEOUT:-1500}" vng --run "$kernel" --disable-kvm --memory 1G --cpus 2 \
-    "${shares[@]}" --exec "bash $(q "$status_dir/guest.sh")") </dev/null 2>&1 | cat || vm_status=$?
+    "${shares[@]}" ${verbose[@]+"${verbose[@]}"} --exec "bash $(q "$status_dir/guest.sh")") </dev/null 2>&1 | cat || vm_status=$?
 # (through cat, stdout and stderr both: the VM's tools reopen their output, which
 # truncates the caller's log file when that is where it points)
 
