@@ -137,7 +137,7 @@ def test_install_kernel_user_writes_a_kernelspec_in_the_users_home(tmp_path):
     assert ran.returncode == 0, ran.stderr
     spec = tmp_path / ".local/share/jupyter/kernels/containerlab/kernel.json"
     argv = json.loads(spec.read_text())["argv"]
-    assert "--ext=containerlab_magic" in argv and argv[0] == sys.executable
+    assert "--ext=containerlab_magic.kernel" in argv and argv[0] == sys.executable
 
 
 # ---- deploy/z2jh ---------------------------------------------------------------------------------

@@ -270,8 +270,8 @@ def test_rm_force_of_an_orphan_whose_process_ended_cleans_everything(no_leaks):
         state = owner.inspect("orphaned")
         os.kill(owner.shim_pid, signal.SIGKILL)
         os.kill(state["pid"], signal.SIGKILL)
-        assert wait_for(lambda: owner.inspect("orphaned")["status"] != "running", 10)
-        assert owner.inspect("orphaned")["status"] == "dead"
+        # 'exiting' while the killed shim has not died yet; 'dead' once no shim will record the end
+        assert wait_for(lambda: owner.inspect("orphaned")["status"] == "dead", 10), owner.inspect("orphaned")
         assert [r["status"] for r in owner.ps(all=True) if r["name"] == "orphaned"] == ["dead"]
         owner.rm("orphaned", force=True)
         assert not os.path.exists(os.path.join(STATE, "cgroups", state["id"]))

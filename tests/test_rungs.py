@@ -48,7 +48,8 @@ def test_root_gets_the_root_rung():
     result = rungs.probe(refresh=True)
     assert result.rung == "root", rungs.describe(result)
     assert result.has("root-ns") and result.has("overlay") and result.can_start
-    assert result.host.uid == 0 and result.how == "fork"
+    # (a fresh process when this test process has threads: other tests' engines may have left some)
+    assert result.host.uid == 0 and result.how in ("fork", "fresh process")
     assert set(result.namespaces) == {"mnt", "uts", "ipc", "net", "pid", "cgroup"}
 
 
