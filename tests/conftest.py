@@ -61,6 +61,21 @@ def foreign_pid_ns_processes() -> set[tuple[int, str]]:
     return found
 
 
+def wait_for_container_process(command: str, timeout: float = 10) -> int:
+    """The PID of a process named `command` in one of our containers, once it runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid, _ in foreign_pid_ns_processes():
+            try:
+                with open(f"/proc/{pid}/comm") as f:
+                    if f.read().strip() == command:
+                        return pid
+            except OSError:
+                pass  # ended meanwhile
+        time.sleep(0.02)
+    raise AssertionError(f"no {command} process in a container after {timeout} s")
+
+
 def _warm_pids() -> set[int]:
     """PID 1s that live shims keep ready for their next container (a spare's state says so)."""
     pids = set()

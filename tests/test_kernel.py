@@ -15,7 +15,7 @@ import sys
 import time
 
 import pytest
-from conftest import foreign_pid_ns_processes, leaks, needs_root, snapshot, state_dirs
+from conftest import foreign_pid_ns_processes, leaks, needs_root, snapshot, wait_for_container_process, state_dirs
 
 pytestmark = [needs_root, pytest.mark.slow]
 
@@ -44,21 +44,6 @@ def kernel(kernel_dirs, no_leaks):
     yield km, kc
     kc.stop_channels()
     km.shutdown_kernel(now=False)
-
-
-def wait_for_container_process(command: str, timeout: float = 10) -> int:
-    """The PID of a process named `command` in one of our containers, once it runs."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for pid, _ in foreign_pid_ns_processes():
-            try:
-                with open(f"/proc/{pid}/comm") as f:
-                    if f.read().strip() == command:
-                        return pid
-            except OSError:
-                pass  # ended meanwhile
-        time.sleep(0.02)
-    raise AssertionError(f"no {command} process in a container after {timeout} s")
 
 
 def execute(kc, code: str, timeout: float = 60, on_message=None):

@@ -14,7 +14,7 @@ import threading
 import time
 
 import pytest
-from conftest import foreign_pid_ns_processes, leaks, needs_root, snapshot
+from conftest import leaks, needs_root, snapshot, wait_for_container_process
 from IPython.core.error import UsageError
 
 pytestmark = needs_root
@@ -50,21 +50,6 @@ def _magics(shell):
 
 def cell(ip, line, body):
     return ip.run_cell_magic("container", line, body)
-
-
-def wait_for_container_process(command: str, timeout: float = 10) -> int:
-    """The PID of a process named `command` in one of our containers, once it runs."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for pid, _ in foreign_pid_ns_processes():
-            try:
-                with open(f"/proc/{pid}/comm") as f:
-                    if f.read().strip() == command:
-                        return pid
-            except OSError:
-                pass  # ended meanwhile
-        time.sleep(0.02)
-    raise AssertionError(f"no {command} process in a container after {timeout} s")
 
 
 # ---------------------------------------------------------------- %%container
