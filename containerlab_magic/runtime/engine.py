@@ -266,7 +266,7 @@ class Engine:
     # ------------------------------------------------------------ shim plumbing
 
     def _shim_command(self, *extra: str) -> list[str]:
-        return [sys.executable, "-m", "containerlab_magic.runtime.shim", "--state", self.state_root,
+        return [sys.executable, "-I", "-c", SHIM_BOOT, PACKAGE_ROOT, "--state", self.state_root,
                 "--data", self.data_root, *extra]
 
     def _start_private(self) -> socket.socket:
@@ -276,7 +276,7 @@ class Engine:
             self._shim_proc = subprocess.Popen(
                 self._shim_command("--fd", str(theirs.fileno()), *extra), pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True,
-                env=_shim_env())
+                env=_shim_env(), cwd="/")
         return ours
 
     def _connect_daemon(self) -> socket.socket:
@@ -292,7 +292,7 @@ class Engine:
             with open(os.path.join(self.state_root, "shim.log"), "ab") as log:
                 proc = subprocess.Popen(self._shim_command("--daemon"), stdin=subprocess.DEVNULL,
                                         stdout=subprocess.PIPE, stderr=log, start_new_session=True,
-                                        env=_shim_env())
+                                        env=_shim_env(), cwd="/")
             proc.stdout.readline()  # "ready" (or "busy": another one won the race)
             proc.stdout.close()
             proc.wait()
@@ -833,8 +833,21 @@ def _settle(state: dict) -> dict:
     return state
 
 
+# The shim runs as root and outlives the caller: it must import nothing the caller (or a
+# container with the caller's directory bound in) can plant.  So it starts isolated
+# (`python -I`: no PYTHON* variables, no user site, no script or current directory on
+# sys.path), in /, with a fixed environment, and finds this package at the one path
+# given: placed after the standard library, so no file there can shadow a stdlib module.
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SHIM_BOOT = ("import sys; root = sys.argv.pop(1); "
+             "sys.path.insert(next((i for i, p in enumerate(sys.path) if p.endswith(('site-packages', "
+             "'dist-packages'))), len(sys.path)), root); "
+             "from containerlab_magic.runtime.shim import main; sys.exit(main())")
+SHIM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
 def _shim_env() -> dict:
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    """The shim's whole environment: a fixed PATH and locale, and our own CONTAINERLAB_* switches."""
+    env = {"PATH": SHIM_PATH, "LANG": "C.UTF-8"}
+    env.update((k, v) for k, v in os.environ.items() if k.startswith("CONTAINERLAB_"))
     return env
