@@ -10,7 +10,7 @@ the grandchild's host PID and exits, and the shim, a child subreaper
 PID 1 builds the root filesystem (rootfs.py), sets the hostname and brings up
 loopback while the shim moves it into its cgroup and wires its network; then
 it waits for the shim's go on a sync pipe, unshares its cgroup namespace,
-drops privileges (security.py) and execs the command.  Nothing the user
+drops privileges (security/) and execs the command.  Nothing the user
 wrote runs before it is inside its cgroup.  Any failure before exec is
 written as one JSON line to a close-on-exec pipe; EOF on that pipe means
 exec succeeded.
@@ -70,6 +70,7 @@ class Setup:
     shim_pid: int = 0  # set for a warm PID 1: it dies with the shim until claimed
     join_cgroup: bool = False  # PID 1 moves itself into procs_files (a warm one: see Shim._warm_up)
     plug: tuple | None = None  # (host netlink socket fd, veth, bridge index, MTU, alias): make its veth pair
+    security: object = None  # a security.Policy (None: the default one)
 
 
 def _fail(error_fd: int, stage: str, exc: BaseException, code: int = EXIT_RUNTIME) -> None:
@@ -159,6 +160,7 @@ def start_exec(setup: Setup) -> None:
     """In the shim's child for exec: join the container, fork into its PID namespace."""
     stage = "join cgroup"
     try:
+        security.not_dumpable()  # before setns: the container must not read our memory (runc's order)
         _keep_only(setup)
         for path in setup.procs_files:
             with open(path, "w") as f:
@@ -229,10 +231,7 @@ def _pid1(setup: Setup) -> None:
         if home and setup.user is not None and "HOME" not in setup.env_explicit:
             env["HOME"] = home
         stage = "privileges"
-        if not setup.bounding_dropped:  # the shim normally did it once for everyone
-            security.drop_bounding()
-        security.no_new_privs()
-        security.switch_user(uid, gid, groups)
+        security.apply(setup.security, uid, gid, groups)  # keyring, caps, no_new_privs, seccomp last
         os.closerange(3, setup.error_fd)  # error_fd is close-on-exec: it closes at exec
         os.closerange(setup.error_fd + 1, 1 << 20)
     except BaseException as e:  # noqa: BLE001

@@ -48,6 +48,7 @@ MS_STRICTATIME = 1 << 24
 MNT_DETACH = 2
 
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAPBSET_DROP = 24
 PR_SET_CHILD_SUBREAPER = 36
@@ -152,13 +153,15 @@ class _CapData(ctypes.Structure):
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
-def capset(caps: int) -> None:
-    """Set effective, permitted and inheritable sets of this thread to `caps` (a bitmask)."""
+def capset(caps: int, inheritable: int | None = None) -> None:
+    """Set effective and permitted sets of this thread to `caps` (a bitmask), and the
+    inheritable set to `inheritable` (default: `caps` too)."""
     header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
+    inheritable = caps if inheritable is None else inheritable
     for i in range(2):
-        word = (caps >> (32 * i)) & 0xFFFFFFFF
-        data[i].effective = data[i].permitted = data[i].inheritable = word
+        data[i].effective = data[i].permitted = (caps >> (32 * i)) & 0xFFFFFFFF
+        data[i].inheritable = (inheritable >> (32 * i)) & 0xFFFFFFFF
     _check(_libc.syscall(_SYS_CAPSET[_MACHINE], ctypes.byref(header), ctypes.byref(data)), "capset")
 
 

@@ -144,9 +144,8 @@ class Shim:
         self.warm_broken: set[tuple[str, str]] = set()
         self.lost_networks: dict[tuple[str, str], int] = {}  # warm-ups that failed making their veth
         self.last_event = time.monotonic()
-        # The bounding set matters only at execve, which the shim never does (see security.py).
-        security.drop_bounding()
-        self.bounding_dropped = security.bounding_set() == security.DEFAULT_MASK
+        security.prepare()  # compile the default seccomp profile once, before any container
+        self.bounding_dropped = False  # each container drops to its own set (security.apply)
 
     # ---------------------------------------------------------------- plumbing
 
@@ -353,7 +352,7 @@ class Shim:
                 storage_size=spec.limits.storage_size, stdio=stdio, console_fd=opened[-1] if spec.tty else -1,
                 procs_files=tuple(cgroup.procs_files) if cgroup else (), netns_pid=netns_pid,
                 host_network=spec.network == "host", bounding_dropped=self.bounding_dropped,
-                cgroup_mounts=self.cgroup_mounts if cgroup is not None else ())
+                cgroup_mounts=self.cgroup_mounts if cgroup is not None else (), security=security.policy_for(spec))
             needs_network = spec.on_bridge
             proc = self._spawn("run", cid, setup, conn, opened, sync=bool(cgroup or needs_network or netns_pid))
             undo.append(lambda: self._abort(proc))
@@ -424,6 +423,8 @@ class Shim:
         """What a warm PID 1 for this spec is (image, network), or None if none could serve it:
         a warm one has the image's plain rootfs and its own network namespace."""
         if spec.mounts or spec.read_only or spec.tty or spec.limits.storage_size is not None:
+            return None
+        if security.policy_for(spec) is not security.default_policy():  # a warm one has the default
             return None
         if spec.network == "none":
             return spec.image, "none"
@@ -934,7 +935,8 @@ class Shim:
                 command=tuple(command), env=env, env_explicit=frozenset(message.get("env") or ()),
                 workdir=message.get("workdir") or spec.workdir, user=message.get("user") or spec.user,
                 stdio=stdio, console_fd=opened[-1] if exec_spec.tty else -1, join_pid=state["pid"],
-                procs_files=tuple(cgroup.procs_files) if cgroup else (), bounding_dropped=self.bounding_dropped)
+                procs_files=tuple(cgroup.procs_files) if cgroup else (), bounding_dropped=self.bounding_dropped,
+                security=security.policy_for(spec))
             exec_id = secrets.token_hex(8)
             proc = self._spawn("exec", cid, setup, conn, opened, exec_id=exec_id)
             if exec_spec.tty:

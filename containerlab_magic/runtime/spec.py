@@ -273,6 +273,9 @@ class ContainerSpec:
             from .network.shaping import parse_shape
 
             parse_shape(self.net_rate, self.net_delay, self.net_loss)
+        from .security import check_spec  # capabilities and seccomp profile: security/ knows them
+
+        check_spec(self)
 
     @property
     def on_bridge(self) -> bool:

@@ -1,0 +1,116 @@
+"""What a container may do once it runs: capabilities, no_new_privs, seccomp, keyring.
+
+The shim turns a spec's --cap-add/--cap-drop/--privileged/--security-opt into
+a `Policy` (policy_for): a capability mask, no_new_privs, and the seccomp
+filter already compiled to BPF bytes (seccomp.py; compiled once per distinct
+profile).  PID 1, after its root filesystem and user lookup, runs `apply` as
+the last thing before execve(2), in runc's order:
+
+    own session keyring (keyring.py) -> bounding set -> [seccomp, if no_new_privs
+    is off: loading then needs CAP_SYS_ADMIN] -> no_new_privs -> setgroups/setgid/
+    setuid + capset (capabilities.py) -> seccomp (last: it may forbid what came before)
+
+Device access is the cgroup drivers' part (devices.py has the policy).
+Man pages: capabilities(7), prctl(2), seccomp(2), keyrings(7).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import linux
+from ..errors import HostUnsupported, SpecError
+from . import guards, keyring, seccomp
+from .capabilities import (CAPABILITY_NUMBERS, DEFAULT_CAPS, DEFAULT_MASK, bounding_set, drop_bounding,  # noqa: F401
+                           no_new_privs, switch_user)
+from . import capabilities
+
+__all__ = ["Policy", "policy_for", "check_spec", "apply", "prepare", "not_dumpable", "DEFAULT_MASK",
+           "DEFAULT_CAPS", "CAPABILITY_NUMBERS", "bounding_set", "drop_bounding", "no_new_privs", "switch_user"]
+
+
+@dataclass(frozen=True)
+class Policy:
+    caps: int = DEFAULT_MASK  # bounding, permitted and effective set of a root process
+    no_new_privs: bool = True
+    seccomp: bytes | None = None  # BPF program (struct sock_filter[]); None: unconfined
+    keyring: bool = True
+    inheritable: int = 0
+
+    @property
+    def describe(self) -> str:
+        filt = f"seccomp filter of {len(self.seccomp) // 8} instructions" if self.seccomp else "no seccomp"
+        return (f"capabilities {', '.join(sorted(capabilities.names(self.caps))) or 'none'}; "
+                f"no_new_privs {'on' if self.no_new_privs else 'off'}; {filt}")
+
+
+def check_spec(spec) -> None:
+    """The edge's check of the security fields (SpecError, one line, naming the fix)."""
+    capabilities.resolve(spec.cap_add, spec.cap_drop, spec.privileged)
+    if spec.seccomp is None or spec.seccomp == "unconfined":
+        return
+    if spec.privileged:
+        raise SpecError("--privileged turns seccomp off, so a seccomp profile cannot apply: "
+                        "drop --privileged, or the --security-opt seccomp=FILE")
+    seccomp.parse(spec.seccomp)
+
+
+_default: list[Policy] = []
+
+
+def prepare() -> None:
+    """In the shim, before any container: compile the default profile, read cap_last_cap."""
+    if not _default:
+        _default.append(_make(DEFAULT_MASK, True, None, False))
+
+
+def default_policy() -> Policy:
+    prepare()
+    return _default[0]
+
+
+def policy_for(spec) -> Policy:
+    """The policy for one container's spec (in the shim; compiling a new profile costs a few ms)."""
+    caps = capabilities.resolve(spec.cap_add, spec.cap_drop, spec.privileged)
+    if caps == DEFAULT_MASK and spec.no_new_privileges and spec.seccomp is None and not spec.privileged:
+        return default_policy()
+    return _make(caps, spec.no_new_privileges, spec.seccomp, spec.privileged)
+
+
+def _make(caps: int, nnp: bool, profile_text: str | None, privileged: bool) -> Policy:
+    from .default_profile import PROFILE
+
+    held = capabilities.bounding_set()  # capset refuses what we (the shim) do not have ourselves
+    if caps & ~held and not privileged:
+        missing = ", ".join(sorted(capabilities.names(caps & ~held)))
+        raise HostUnsupported(f"cannot give the container {missing}: the containerlab shim does not hold it "
+                              "here (it runs in a restricted container?); drop that --cap-add")
+    caps &= held
+    program = None
+    if not privileged and profile_text != "unconfined" and not guards.disabled("seccomp"):
+        profile = PROFILE if profile_text is None else seccomp.parse(profile_text)
+        program = seccomp.compile_profile(profile, capabilities.names(caps), key=profile_text or "default")
+    inheritable = caps if guards.disabled("inheritable-caps") else 0
+    return Policy(caps, nnp, program, not guards.disabled("keyring"), inheritable)
+
+
+def not_dumpable() -> None:
+    """PR_SET_DUMPABLE 0: no ptrace or /proc/PID/{mem,environ,fd} of this process by others
+    of its uid; reset by execve(2).  For exec, before joining the container (as runc)."""
+    if not guards.disabled("exec-nondumpable"):
+        linux.prctl(linux.PR_SET_DUMPABLE, 0)
+
+
+def apply(policy: Policy | None, uid: int, gid: int, groups: list[int]) -> None:
+    """In PID 1 (or an exec'd process), last before execve: never returns a weaker state."""
+    policy = policy or default_policy()
+    if policy.keyring:
+        keyring.join_new_session()
+    drop_bounding(policy.caps)
+    if policy.seccomp is not None and not policy.no_new_privs:
+        seccomp.load(policy.seccomp)  # still privileged: without no_new_privs this needs CAP_SYS_ADMIN
+    if policy.no_new_privs:
+        no_new_privs()
+    switch_user(uid, gid, groups, policy.caps, policy.inheritable)
+    if policy.seccomp is not None and policy.no_new_privs:
+        seccomp.load(policy.seccomp)
