@@ -136,6 +136,25 @@ def pivot_root(new_root: str, put_old: str) -> None:
     _check(_libc.syscall(nr, _b(new_root), _b(put_old)), "pivot_root", new_root)
 
 
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64), ("propagation", ctypes.c_uint64),
+                ("userns_fd", ctypes.c_uint64)]
+
+
+MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC = 0x1, 0x2, 0x4, 0x8
+AT_EMPTY_PATH, AT_RECURSIVE = 0x1000, 0x8000
+_SYS_MOUNT_SETATTR = 442  # the same number on every architecture (new syscalls are unified)
+
+
+def mount_setattr(fd: int, attr_set: int, recursive: bool = True) -> None:
+    """mount_setattr(2) (Linux 5.12): add MOUNT_ATTR_* flags to the mount at `fd` (O_PATH),
+    and with `recursive` to every mount below it; ENOSYS on older kernels."""
+    attr = _MountAttr(attr_set, 0, 0, 0)
+    flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
+    _check(_libc.syscall(_SYS_MOUNT_SETATTR, fd, b"", flags, ctypes.byref(attr), ctypes.sizeof(attr)),
+           "mount_setattr")
+
+
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     result = _libc.prctl(option, arg2, arg3, arg4, arg5)
     _check(result, f"prctl({option})")

@@ -343,6 +343,8 @@ class Shim:
         opened: list[int] = []
         try:
             cid, state_dir, cgroup = self._take_slot(name, spec, undo)
+            if cgroup is not None and spec.privileged:
+                cgroup.allow_all_devices()
             hostname = self._write_identity(state_dir, spec, name)
             stdio, reply_fds, pumps = self._stdio(spec, opened)
             setup = child.Setup(
