@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from . import protocol
+from .security import guards
 from .errors import Conflict, ContainerError, HostUnsupported, NotFound, RuntimeFailure, SpecError
 from .paths import data_root, state_root
 from .spec import ContainerSpec, Limits, format_size
@@ -266,6 +267,9 @@ class Engine:
     # ------------------------------------------------------------ shim plumbing
 
     def _shim_command(self, *extra: str) -> list[str]:
+        if guards.disabled("shim-isolation"):  # the escape suite's "before" (tests/security)
+            return [sys.executable, "-m", "containerlab_magic.runtime.shim", "--state", self.state_root,
+                    "--data", self.data_root, *extra]
         return [sys.executable, "-I", "-c", SHIM_BOOT, PACKAGE_ROOT, "--state", self.state_root,
                 "--data", self.data_root, *extra]
 
@@ -276,7 +280,7 @@ class Engine:
             self._shim_proc = subprocess.Popen(
                 self._shim_command("--fd", str(theirs.fileno()), *extra), pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True,
-                env=_shim_env(), cwd="/")
+                env=_shim_env(), cwd=_shim_cwd())
         return ours
 
     def _connect_daemon(self) -> socket.socket:
@@ -292,7 +296,7 @@ class Engine:
             with open(os.path.join(self.state_root, "shim.log"), "ab") as log:
                 proc = subprocess.Popen(self._shim_command("--daemon"), stdin=subprocess.DEVNULL,
                                         stdout=subprocess.PIPE, stderr=log, start_new_session=True,
-                                        env=_shim_env(), cwd="/")
+                                        env=_shim_env(), cwd=_shim_cwd())
             proc.stdout.readline()  # "ready" (or "busy": another one won the race)
             proc.stdout.close()
             proc.wait()
@@ -846,8 +850,14 @@ SHIM_BOOT = ("import sys; root = sys.argv.pop(1); "
 SHIM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
+def _shim_cwd() -> str | None:
+    return None if guards.disabled("shim-isolation") else "/"
+
+
 def _shim_env() -> dict:
     """The shim's whole environment: a fixed PATH and locale, and our own CONTAINERLAB_* switches."""
+    if guards.disabled("shim-isolation"):
+        return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))}
     env = {"PATH": SHIM_PATH, "LANG": "C.UTF-8"}
     env.update((k, v) for k, v in os.environ.items() if k.startswith("CONTAINERLAB_"))
     return env

@@ -21,6 +21,7 @@ GUARDS = {
     "keyring": "each container joins its own session keyring (H2)",
     "exec-nondumpable": "an exec'd process's setup is not dumpable (H3)",
     "recursive-ro": "read-only binds are read-only in every submount (M1)",
+    "readonly-hosts": "/etc/hosts and /etc/hostname are read-only binds (M4)",
     "masked-paths": "Docker's masked /proc paths (/proc/interrupts, ...) (Low)",
     "inheritable-caps": "empty inheritable capability set (Low)",
 }

@@ -1,0 +1,59 @@
+"""H1: the default seccomp profile (Docker's), and the options that change it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import attack, lab, run
+
+from containerlab_magic.runtime import ContainerSpec
+from containerlab_magic.runtime.errors import SpecError
+
+# A new user namespace would give the container a full capability set inside it
+# (and with it the kernel's whole attack surface of namespaced capabilities).
+USERNS = ["unshare", "-U", "true"]
+CLONE3 = ("import ctypes, errno; libc = ctypes.CDLL(None, use_errno=True); "
+          "r = libc.syscall(435, None, 0); print(errno.errorcode.get(ctypes.get_errno()) if r < 0 else 'ok')")
+
+
+def test_a_nested_user_namespace_is_refused():
+    assert attack(USERNS, off=("seccomp",)).exit_code == 0  # the attack works without the filter
+    result = attack(USERNS)
+    assert result.exit_code != 0 and b"Operation not permitted" in result.stderr
+
+
+def test_clone3_says_enosys_so_libc_falls_back_to_a_filtered_clone():
+    assert attack(["python3", "-c", CLONE3], image="host", off=("seccomp",)).stdout.strip() != b"ENOSYS"
+    assert attack(["python3", "-c", CLONE3], image="host").stdout.strip() == b"ENOSYS"
+
+
+def test_capability_gated_calls_follow_the_containers_capabilities():
+    with lab() as engine:
+        assert run(engine, USERNS, cap_add=("SYS_ADMIN",)).exit_code == 0  # Docker: CAP_SYS_ADMIN lifts it
+        assert run(engine, ["grep", "Seccomp:", "/proc/self/status"], cap_add=("SYS_ADMIN",)).stdout.split()[1] == b"2"
+
+
+def test_unconfined_and_a_profile_file():
+    deny_mkdir = json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]})
+    with lab() as engine:
+        assert run(engine, USERNS, seccomp="unconfined").exit_code == 0
+        result = run(engine, ["mkdir", "/tmp/x"], seccomp=deny_mkdir)
+        assert result.exit_code != 0 and b"Permission denied" in result.stderr
+        assert run(engine, ["mkdir", "/tmp/x"]).exit_code == 0
+
+
+@pytest.mark.parametrize("fields, says", [
+    ({"seccomp": "{not json"}, "invalid seccomp profile: not JSON"),
+    ({"seccomp": json.dumps({"defaultAction": "SCMP_ACT_MAYBE"})}, "defaultAction 'SCMP_ACT_MAYBE'"),
+    ({"seccomp": json.dumps({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"]}]})},
+     "syscalls[0].action"),
+    ({"cap_add": ("FLY",)}, "unknown capability 'FLY' in --cap-add"),
+    ({"cap_drop": ("CAP_NOPE",)}, "unknown capability 'CAP_NOPE' in --cap-drop"),
+    ({"privileged": True, "seccomp": json.dumps({"defaultAction": "SCMP_ACT_ALLOW"})}, "drop --privileged"),
+])
+def test_bad_security_options_are_one_line_errors(fields, says):
+    with pytest.raises(SpecError) as error:
+        ContainerSpec(("true",), **fields)
+    assert says in str(error.value) and "\n" not in str(error.value)
