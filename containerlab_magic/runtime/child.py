@@ -101,6 +101,8 @@ def start_container(setup: Setup) -> None:
     stage = "setup"
     try:
         _keep_only(setup)
+        if not setup.host_network and setup.netns_pid is None:
+            _hold_ipv6_conf()  # eth0 will ignore router advertisements (_configure_eth0)
         if setup.shim_pid:  # warm: nobody would ever claim us if the shim died
             linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
             if not _alive(setup.shim_pid):  # it died before the line above took hold
@@ -337,6 +339,7 @@ def _configure_eth0(ip: str, prefixlen: int, gateway: str | None, mac: str | Non
     namespace for netlink round trips.  A spare's eth0 was made before its
     address was known: its MAC (derived from the address) is set here too.
     """
+    _refuse_router_ads("eth0")
     mask = socket.inet_ntoa(struct.pack("!I", (0xFFFFFFFF << (32 - prefixlen)) & 0xFFFFFFFF))
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         if mac:
@@ -351,6 +354,30 @@ def _configure_eth0(ip: str, prefixlen: int, gateway: str | None, mac: str | Non
             rtentry = struct.pack("L16s16s16sHhLPhPLLH0L", 0, any_, _sockaddr_in(gateway), any_,
                                   RTF_UP | RTF_GATEWAY, 0, 0, 0, 0, 0, 0, 0, 0)
             fcntl.ioctl(s.fileno(), SIOCADDRT, rtentry)
+
+
+_ipv6_conf: list[int] = []  # /proc/sys/net/ipv6/conf of our own network namespace
+
+
+def _hold_ipv6_conf() -> None:
+    """Keep /proc/sys/net/ipv6/conf open while /proc/sys is still writable (the rootfs
+    makes it read-only): a sysctl under /proc/sys/net acts on the opener's namespace,
+    so eth0's can be set through it once eth0 exists."""
+    try:
+        _ipv6_conf.append(os.open("/proc/sys/net/ipv6/conf", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+    except FileNotFoundError:
+        pass  # IPv6 is off on this host
+
+
+def _refuse_router_ads(ifname: str) -> None:
+    """No addresses or routes from router advertisements (ipv6(7) accept_ra, autoconf): another
+    container of the bridge (CAP_NET_RAW) could otherwise make itself our IPv6 router."""
+    for key in ("accept_ra", "autoconf") if _ipv6_conf else ():
+        fd = os.open(f"{ifname}/{key}", os.O_WRONLY | os.O_CLOEXEC, dir_fd=_ipv6_conf[0])
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
 
 
 def _loopback_up() -> None:

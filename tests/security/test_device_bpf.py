@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from escape import escape_checks  # noqa: F401 - autouse: root only, no leaks
 
 from containerlab_magic.runtime.cgroups.v2 import devices
 
@@ -57,7 +58,7 @@ def _opens_in(group: str) -> dict[str, str]:
     return dict(item.split("=") for item in data.split())
 
 
-def test_the_device_program_allows_the_allowlist_and_refuses_the_rest(group, no_leaks):
+def test_the_device_program_allows_the_allowlist_and_refuses_the_rest(group):
     if not os.path.exists(OUTSIDE):
         pytest.skip("neither /dev/kvm nor /dev/loop0 to try")
     assert _opens_in(group) == {"/dev/null": "ok", OUTSIDE: "ok"}  # no program: the host's own rules
@@ -65,6 +66,18 @@ def test_the_device_program_allows_the_allowlist_and_refuses_the_rest(group, no_
     assert _opens_in(group) == {"/dev/null": "ok", OUTSIDE: "1"}  # EPERM
     devices.detach(group)  # --privileged
     assert _opens_in(group) == {"/dev/null": "ok", OUTSIDE: "ok"}
+
+
+def test_a_nested_group_may_add_its_own_program(group):
+    """ALLOW_MULTI (as runc): a lab inside a container's group can still limit its own groups."""
+    devices.attach(group)
+    inner = os.path.join(group, "inner")
+    os.mkdir(inner)
+    try:
+        devices.attach(inner)
+        assert _opens_in(inner)[OUTSIDE] == "1"
+    finally:
+        os.rmdir(inner)
 
 
 def test_the_program_is_one_block_per_rule():

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from conftest import attack
+from escape import attack, escape_checks  # noqa: F401 - escape_checks: autouse
 
 
 def _disk_attack(tmp_path) -> list[str]:

@@ -12,7 +12,7 @@ import ctypes
 import os
 
 import pytest
-from conftest import attack
+from escape import attack, escape_checks  # noqa: F401 - escape_checks: autouse
 
 SYS_ADD_KEY, SYS_KEYCTL = 248, 250  # x86_64
 KEY_SPEC_SESSION_KEYRING = -3

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import attack
+from escape import attack, escape_checks  # noqa: F401 - escape_checks: autouse
 
 from containerlab_magic.runtime.spec import Mount
 

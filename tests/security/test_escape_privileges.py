@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import attack
+from escape import attack, escape_checks  # noqa: F401 - escape_checks: autouse
 
 from containerlab_magic.runtime.security import DEFAULT_MASK
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import attack, lab, run
+from escape import attack, lab, run, escape_checks  # noqa: F401 - escape_checks: autouse
 
 from containerlab_magic.runtime import ContainerSpec
 from containerlab_magic.runtime.errors import SpecError

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from conftest import attack, lab, run
+from escape import attack, lab, run, escape_checks  # noqa: F401 - escape_checks: autouse
 
 from containerlab_magic.runtime.spec import Mount
 

@@ -22,6 +22,7 @@ GUARDS = {
     "exec-nondumpable": "an exec'd process's setup is not dumpable (H3)",
     "recursive-ro": "read-only binds are read-only in every submount (M1)",
     "readonly-hosts": "/etc/hosts and /etc/hostname are read-only binds (M4)",
+    "host-filter": "lab bridges reach the host only through published ports (nftables) (M2)",
     "masked-paths": "Docker's masked /proc paths (/proc/interrupts, ...) (Low)",
     "inheritable-caps": "empty inheritable capability set (Low)",
 }

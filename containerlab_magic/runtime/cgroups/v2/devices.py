@@ -24,7 +24,8 @@ import struct
 
 from ...security import devices, guards
 
-BPF_PROG_LOAD, BPF_PROG_ATTACH, BPF_PROG_DETACH = 5, 8, 9
+BPF_PROG_LOAD, BPF_PROG_ATTACH, BPF_PROG_DETACH, BPF_PROG_GET_FD_BY_ID, BPF_PROG_QUERY = 5, 8, 9, 13, 16
+BPF_F_ALLOW_MULTI = 2
 BPF_PROG_TYPE_CGROUP_DEVICE, BPF_CGROUP_DEVICE = 15, 6
 DEV_TYPE = {"b": 1, "c": 2}  # BPF_DEVCG_DEV_BLOCK, BPF_DEVCG_DEV_CHAR
 ACCESS = {"m": 1, "r": 2, "w": 4}  # BPF_DEVCG_ACC_MKNOD, _READ, _WRITE
@@ -98,20 +99,34 @@ def _load(code: bytes) -> int:
 
 
 def attach(group_dir: str) -> None:
-    """Limit the group to Docker's device allowlist (attached without ALLOW_MULTI: the
-    container cannot stack a program of its own below it)."""
+    """Limit the group to Docker's device allowlist.  Attached with BPF_F_ALLOW_MULTI, as
+    runc does: a group below (a nested lab) may add a program of its own, and the kernel
+    allows a device only if every program on the way up allows it."""
     if guards.disabled("devices-cgroup"):
         return
     prog = _load(program())
     try:
         group = os.open(group_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            _bpf(BPF_PROG_ATTACH, struct.pack("<IIIII", group, prog, BPF_CGROUP_DEVICE, 0, 0),
+            _bpf(BPF_PROG_ATTACH, struct.pack("<IIIII", group, prog, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI, 0),
                  f"bpf(BPF_PROG_ATTACH) of the device filter to {group_dir}")
         finally:
             os.close(group)
     finally:
         os.close(prog)  # the attachment holds the program
+
+
+def _attached(group: int) -> list[int]:
+    """IDs of the device programs attached to this very group (bpf(2) BPF_PROG_QUERY)."""
+    ids = (ctypes.c_uint32 * 64)()
+    attr = struct.pack("<IIIIQI4x", group, BPF_CGROUP_DEVICE, 0, 0, ctypes.addressof(ids), 64)
+    buffer = ctypes.create_string_buffer(attr, len(attr))
+    nr = _SYS_BPF[platform.machine()]
+    if _libc.syscall(nr, BPF_PROG_QUERY, buffer, len(attr)) < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"bpf(BPF_PROG_QUERY): {os.strerror(err)}")
+    count = struct.unpack_from("<I", buffer.raw, 24)[0]
+    return list(ids[:count])
 
 
 def limit(group_dir: str) -> None:
@@ -126,13 +141,15 @@ def limit(group_dir: str) -> None:
 
 
 def detach(group_dir: str) -> None:
-    """--privileged: every device (the group's program goes; the lab's group has none)."""
+    """--privileged: every device (the group's programs go; the lab's own group has none)."""
     group = os.open(group_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        _bpf(BPF_PROG_DETACH, struct.pack("<IIIII", group, 0, BPF_CGROUP_DEVICE, 0, 0),
-             f"bpf(BPF_PROG_DETACH) of the device filter from {group_dir}")
-    except OSError as e:
-        if e.errno != errno.ENOENT:  # nothing attached (the guard was off)
-            raise
+        for prog_id in _attached(group):
+            prog = _bpf(BPF_PROG_GET_FD_BY_ID, struct.pack("<III", prog_id, 0, 0), "bpf(BPF_PROG_GET_FD_BY_ID)")
+            try:
+                _bpf(BPF_PROG_DETACH, struct.pack("<IIIII", group, prog, BPF_CGROUP_DEVICE, 0, 0),
+                     f"bpf(BPF_PROG_DETACH) of the device filter from {group_dir}")
+            finally:
+                os.close(prog)
     finally:
         os.close(group)

@@ -57,7 +57,7 @@ def attack(command: list[str], off: tuple[str, ...] = (), **spec_fields):
 
 
 @pytest.fixture(autouse=True)
-def _checks(no_leaks):
+def escape_checks(no_leaks):
     """Root only (namespaces, cgroups); nothing may be left behind by any attack."""
     if os.geteuid() != 0:
         pytest.skip("needs root: namespaces, mounts and cgroups")
