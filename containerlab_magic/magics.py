@@ -41,6 +41,7 @@ from traitlets import Float, Int, Unicode
 from . import cli
 from . import display as show
 from .runtime.errors import Conflict, ContainerError, NotFound, SpecError
+from .runtime.paths import private_io_root
 
 IO_DIR = "/run/containerlab-io"  # where a --python cell's --out value is written, bind-mounted from the host
 MAX_PROGRAM = 120 * 1024  # one argv string may be at most 128 KiB (MAX_ARG_STRLEN)
@@ -288,8 +289,8 @@ class ContainerMagics(Magics):
         if args.python:
             command = ["python3", "-c", self._python_program(cell, args.inputs, args.out)]
             if args.out:
-                io_dir = tempfile.mkdtemp(prefix="containerlab-io-")
-                os.chmod(io_dir, 0o777)  # the cell may run as another user (-u)
+                io_dir = tempfile.mkdtemp(prefix="containerlab-io-", dir=private_io_root())
+                os.chmod(io_dir, 0o777)  # the cell may run as another user (-u); its parent is 0700
                 args.volume = list(args.volume) + [f"{io_dir}:{IO_DIR}"]
         else:
             command = ["/bin/sh", "-c", cell]

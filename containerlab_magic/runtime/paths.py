@@ -29,3 +29,13 @@ def data_root() -> str:
         return "/var/lib/containerlab"
     base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
     return os.path.join(base, "containerlab")
+
+
+def private_io_root() -> str:
+    """A 0700 directory of our own for data passed in and out of containers (--python
+    --in/--out): what lies below it may be 0777 for a container's --user, yet other users
+    of the host can neither read nor plant anything there."""
+    path = os.path.join(state_root(), "io")
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
