@@ -293,7 +293,10 @@ class Engine:
             except (FileNotFoundError, ConnectionRefusedError):
                 sock.close()
             # The daemon outlives this process: it must not hold our stdout/stderr open.
-            with open(os.path.join(self.state_root, "shim.log"), "ab") as log:
+            log_fd = os.open(os.path.join(self.state_root, "shim.log"),
+                             os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+            os.fchmod(log_fd, 0o600)  # one made before, world-readable
+            with os.fdopen(log_fd, "ab") as log:
                 proc = subprocess.Popen(self._shim_command("--daemon"), stdin=subprocess.DEVNULL,
                                         stdout=subprocess.PIPE, stderr=log, start_new_session=True,
                                         env=_shim_env(), cwd=_shim_cwd())

@@ -161,7 +161,11 @@ class Shim:
         except FileNotFoundError:
             pass
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.listener.bind(path)
+        old_umask = os.umask(0o177)  # 0600 from the start: no moment where others may connect
+        try:
+            self.listener.bind(path)
+        finally:
+            os.umask(old_umask)
         os.chmod(path, 0o600)
         self.listener.listen(64)
         self.selector.register(self.listener, selectors.EVENT_READ, ("listen", None))
@@ -222,7 +226,10 @@ class Shim:
             self._network.proxy.pump()
         elif kind == "listen":
             conn, _ = self.listener.accept()
-            self.add_conn(conn)
+            if security.peer_allowed(conn):
+                self.add_conn(conn)
+            else:
+                conn.close()
 
     def _next_timeout(self) -> float | None:
         deadlines = [p.deadline for p in self.procs.values() if p.deadline and not p.timed_out]

@@ -16,6 +16,7 @@ Man pages: capabilities(7), prctl(2), seccomp(2), keyrings(7).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from .. import linux
@@ -92,6 +93,17 @@ def _make(caps: int, nnp: bool, profile_text: str | None, privileged: bool) -> P
         program = seccomp.compile_profile(profile, capabilities.names(caps), key=profile_text or "default")
     inheritable = caps if guards.disabled("inheritable-caps") else 0
     return Policy(caps, nnp, program, not guards.disabled("keyring"), inheritable)
+
+
+def peer_allowed(conn) -> bool:
+    """The daemon socket serves root and its own user only (SO_PEERCRED, unix(7)), whatever
+    the socket file's mode says."""
+    import socket
+    import struct
+
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return uid in (0, os.getuid())
 
 
 def not_dumpable() -> None:
