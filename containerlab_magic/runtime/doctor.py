@@ -52,6 +52,7 @@ def checks() -> list[Check]:
     out.append(Check("pidfd", hasattr(os, "pidfd_open"), "os.pidfd_open available",
                      "" if hasattr(os, "pidfd_open") else "use Linux >= 5.3 and Python >= 3.9"))
     out.append(_cgroup_check())
+    out += _security_checks()
     busybox = next((p for p in ("/bin/busybox", "/usr/bin/busybox") if os.path.isfile(p)), None)
     out.append(Check("busybox image", busybox is not None, busybox or "no static busybox binary",
                      "" if busybox else "apt-get install busybox-static"))
@@ -75,6 +76,38 @@ def _cgroup_check() -> Check:
     if isinstance(controllers, (list, tuple, set)):
         controllers = " ".join(sorted(controllers))
     return Check("cgroups", True, f"v{manager.version} at {info.get('root') or info.get('roots')}: {controllers}")
+
+
+def _security_checks() -> list[Check]:
+    """Seccomp (the kernel's filter mode and libseccomp), the device policy, the host filter."""
+    from .security import seccomp
+
+    why = seccomp.supported()
+    out = [Check("seccomp", why is None, "filters and libseccomp available: Docker's default profile applies"
+                 if why is None else why, "" if why is None else "apt-get install libseccomp2 (and a kernel "
+                 "with CONFIG_SECCOMP_FILTER), or run with --security-opt seccomp=unconfined")]
+    try:
+        from .cgroups import open_manager
+
+        manager = open_manager()
+    except ImportError:
+        manager = None
+    if manager is None:
+        out.append(Check("device policy", False, "no cgroups: nothing stops a device node from opening",
+                         "run as root with cgroups (binds stay nodev either way)"))
+    elif manager.version == 1:
+        ok = "devices" in getattr(manager, "controllers", {})
+        out.append(Check("device policy", ok, "v1 devices controller: Docker's allowlist" if ok else
+                         "the v1 devices controller " + manager.why_missing("devices"),
+                         "" if ok else "mount the devices controller at /sys/fs/cgroup/devices"))
+    else:
+        out.append(Check("device policy", True, "v2: a BPF_PROG_TYPE_CGROUP_DEVICE program per container "
+                         "(Docker's allowlist)"))
+    nft = shutil.which("nft", path="/usr/sbin:/usr/bin:/sbin:/bin")
+    out.append(Check("host filter", nft is not None, f"nftables ({nft}): containers reach the host only "
+                     "through published ports" if nft else "no nft binary: lab networks cannot be made",
+                     "" if nft else "apt-get install nftables"))
+    return out
 
 
 def report() -> str:
