@@ -59,9 +59,9 @@ WARMUP = 3
 
 
 class EngineRun(Contender):
-    def __init__(self, name: str, engine: Engine, network: str = "none"):
+    def __init__(self, name: str, engine: Engine, network: str = "none", seccomp: str | None = None):
         self.name, self.engine = name, engine
-        self.spec = ContainerSpec(TRUE, image="busybox", network=network)
+        self.spec = ContainerSpec(TRUE, image="busybox", network=network, seccomp=seccomp)
 
     def prepare(self) -> None:
         self.engine.start()
@@ -202,7 +202,8 @@ def section_startup(engine: Engine, rootfs: str, work: str, runs: int, rng: rand
     # other tools' runs in between give it that quiet.  The cold row turns prewarm off,
     # so every run pays clone, namespaces and rootfs on the clock.
     cold = Engine(state_dir=engine.state_root, prewarm=False)
-    contenders: list[Contender] = [EngineRun(ENGINE, engine), EngineRun(ENGINE_COLD, cold)]
+    contenders: list[Contender] = [EngineRun(ENGINE, engine), EngineRun(ENGINE_COLD, cold),
+                                   EngineRun(ENGINE_COLD_UNCONFINED, cold, seccomp="unconfined")]
     crun_reason = None
     try:
         namespace.start()
@@ -237,8 +238,18 @@ def section_startup(engine: Engine, rootfs: str, work: str, runs: int, rng: rand
         target("engine cold / crun", ratio(rows, ENGINE_COLD, CRUN), 0.5),
         target("engine cold / floor", ratio(rows, ENGINE_COLD, FLOOR), 1.5),
     ]
+    cost = _seccomp_cost_ms(rows)
+    out["seccomp_cost_ms"] = cost
+    print(f"  default seccomp profile: {cost} ms a start (cold p50 with it minus without it; goal < 0.5)")
     out["targets"] = targets
     return targets
+
+
+def _seccomp_cost_ms(rows: dict) -> float | None:
+    with_it, without = rows.get(ENGINE_COLD, {}), rows.get(ENGINE_COLD_UNCONFINED, {})
+    if "p50_ms" not in with_it or "p50_ms" not in without:
+        return None
+    return round(with_it["p50_ms"] - without["p50_ms"], 3)
 
 
 def section_cgroups(runs: int, out: dict) -> None:
@@ -452,6 +463,7 @@ def _hold(mib: int) -> tuple[bytearray, int]:
 SECTIONS = ("startup", "cgroups", "bridge", "profile", "memory")
 ENGINE = "engine: run().wait()"
 ENGINE_COLD = "engine, prewarm off (cold)"
+ENGINE_COLD_UNCONFINED = "engine, prewarm off, seccomp=unconfined"
 CRUN = "crun run (via nsenter)"
 NSENTER = "nsenter alone (crun's wrapper)"
 FLOOR = "floor: fork+unshare+exec"

@@ -90,7 +90,10 @@ def _make(caps: int, nnp: bool, profile_text: str | None, privileged: bool) -> P
     program = None
     if not privileged and profile_text != "unconfined" and not guards.disabled("seccomp"):
         profile = PROFILE if profile_text is None else seccomp.parse(profile_text)
-        program = seccomp.compile_profile(profile, capabilities.names(caps), key=profile_text or "default")
+        # Our default filters the native architecture only (a lab runs no 32-bit binaries;
+        # it halves the load time); a profile file gets its archMap as written.
+        program = seccomp.compile_profile(profile, capabilities.names(caps), key=profile_text or "default",
+                                          compat=profile_text is not None)
     inheritable = caps if guards.disabled("inheritable-caps") else 0
     return Policy(caps, nnp, program, not guards.disabled("keyring"), inheritable)
 

