@@ -149,6 +149,23 @@ class ReadOnly:
 
 
 @dataclass(frozen=True)
+class BindSource(Mount):
+    """A bind of a host path, opened first without following any symlink, then mounted
+    through its fd (/proc/self/fd/N): the path was resolved when the spec was checked
+    (spec.Mount.parse), and a symlink planted since (by a container that can write
+    there) must not redirect the bind to, say, the host's /etc."""
+
+    def run(self, root: str) -> None:
+        if guards.disabled("bind-nofollow"):
+            return super().run(root)
+        fd = linux.open_no_symlinks(self.source)
+        try:
+            linux.mount(f"/proc/self/fd/{fd}", resolve(root, self.target), None, self.flags)
+        finally:
+            os.close(fd)
+
+
+@dataclass(frozen=True)
 class SecureBind:
     """Make a bind mount nosuid,nodev (and read-only), keeping the source's own flags,
     on the bind and on every mount below it.
@@ -280,7 +297,7 @@ def plan(image, spec, state_dir: str | None) -> list:
                               | (0 if guards.disabled("readonly-hosts") else MS_RDONLY))]
     for m in spec.mounts:
         steps += [MakeTarget(m.target, os.path.isdir(m.source)),
-                  Mount(m.source, m.target, None, MS_BIND | MS_REC), SecureBind(m.target, m.read_only)]
+                  BindSource(m.source, m.target, None, MS_BIND | MS_REC), SecureBind(m.target, m.read_only)]
     for path in MASKED_PATHS + (() if guards.disabled("masked-paths") else NEWER_MASKED_PATHS):
         if path in ("/sys/firmware", "/sys/devices/virtual/powercap", "/proc/acpi", "/proc/asound", "/proc/scsi"):
             steps.append(Mount("tmpfs", path, "tmpfs", MS_RDONLY, "size=0", optional=True))

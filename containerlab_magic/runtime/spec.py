@@ -151,7 +151,8 @@ class Mount:
         mode = parts[2] if len(parts) == 3 else "rw"
         if mode not in ("ro", "rw"):
             raise SpecError(f"invalid volume mode {mode!r} in {text!r}: use ro or rw")
-        source = os.path.abspath(os.path.expanduser(parts[0]))
+        # Symlinks resolved here, once: at mount time a symlink anywhere in the path is refused.
+        source = os.path.realpath(os.path.expanduser(parts[0]))
         if not os.path.exists(source):
             raise SpecError(f"bind source {source} does not exist: create it first or fix the path")
         if not parts[1].startswith("/"):

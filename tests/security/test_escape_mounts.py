@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from escape import attack, escape_checks  # noqa: F401 - escape_checks: autouse
+from escape import attack, lab, escape_checks  # noqa: F401 - escape_checks: autouse
 
 from containerlab_magic.runtime.spec import Mount
 
@@ -57,3 +57,20 @@ def test_a_setuid_file_in_a_bind_gives_no_privilege(tmp_path):
         assert attack(probe, **fields).stdout.strip() == b"1000"
     finally:
         os.unlink(setuid_copy)
+
+
+def test_a_bind_source_swapped_for_a_symlink_is_refused(tmp_path):
+    """Between the check of -v SRC and the mount, SRC (in a directory a container can write)
+    becomes a symlink to the host's /etc: the bind must not follow it."""
+    from containerlab_magic.runtime import ContainerSpec
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    spec = ContainerSpec(("cat", "/data/hostname"), image="busybox", mounts=(Mount.parse(f"{shared}:/data:ro"),))
+    shared.rmdir()
+    os.symlink("/etc", shared)  # what a container with tmp_path bound in could do
+    with lab(("bind-nofollow",)) as engine:
+        assert engine.run(spec).wait(timeout=60).stdout == open("/etc/hostname", "rb").read()  # the host's
+    with lab() as engine:
+        result = engine.run(spec).wait(timeout=60)
+    assert result.exit_code != 0 and "Too many levels of symbolic links" in (result.error or ""), result

@@ -23,6 +23,7 @@ GUARDS = {
     "recursive-ro": "read-only binds are read-only in every submount (M1)",
     "readonly-hosts": "/etc/hosts and /etc/hostname are read-only binds (M4)",
     "host-filter": "lab bridges reach the host only through published ports (nftables) (M2)",
+    "bind-nofollow": "a bind source is opened without following symlinks planted since the check (Low)",
     "masked-paths": "Docker's masked /proc paths (/proc/interrupts, ...) (Low)",
     "inheritable-caps": "empty inheritable capability set (Low)",
 }
