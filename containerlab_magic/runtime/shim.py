@@ -862,7 +862,10 @@ class Shim:
 
     def _track(self, proc: Proc) -> None:
         if proc.sync_fd >= 0:
-            os.write(proc.sync_fd, proc.go)
+            try:
+                os.write(proc.sync_fd, proc.go)
+            except BrokenPipeError:
+                pass  # PID 1 failed in its setup meanwhile: its error pipe says why, its exit is reported
             os.close(proc.sync_fd)
             proc.sync_fd = -1
         self.procs[proc.pid] = proc
