@@ -285,7 +285,8 @@ def plan(image, spec, state_dir: str | None) -> list:
     steps.append(Mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC))
     steps += _dev_steps()
     steps.append(Mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY))
-    tmp_size = f",size={spec.limits.storage_size}" if spec.limits.storage_size else ""
+    budget = storage_budget(spec.limits.storage_size)
+    tmp_size = f",size={budget}" if budget else ""
     steps.append(Mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777" + tmp_size))
     if state_dir:
         # Read-only: the host rewrites them in place (network/hosts.py); written from
@@ -326,8 +327,24 @@ def _dev_steps() -> list:
     return steps
 
 
+DEFAULT_STORAGE = 1 << 30
+
+
+def storage_budget(storage_size: int | None) -> int | None:
+    """Bytes for the writable layer and for /tmp (each a tmpfs, so host memory): --storage-size,
+    else 1 GiB, not a tmpfs's default half of the host's RAM.  CONTAINERLAB_DEFAULT_STORAGE
+    (bytes, or with k/M/G) changes the default; 0 gives the tmpfs default back."""
+    if storage_size:
+        return storage_size
+    from .spec import parse_size
+
+    value = parse_size(os.environ.get("CONTAINERLAB_DEFAULT_STORAGE", str(DEFAULT_STORAGE)), "default storage")
+    return value or None
+
+
 def mount_root(image, stage: str, storage_size: int | None) -> str:
     """Overlay the image's layers with a tmpfs writable layer; return the new root."""
+    storage_size = storage_budget(storage_size)
     size = f",size={storage_size}" if storage_size else ""
     linux.mount("tmpfs", stage, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755" + size)
     upper, work, root = (os.path.join(stage, d) for d in ("upper", "work", "root"))
