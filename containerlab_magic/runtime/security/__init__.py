@@ -106,7 +106,7 @@ def peer_allowed(conn) -> bool:
 
     creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     _pid, uid, _gid = struct.unpack("3i", creds)
-    return uid in (0, os.getuid())
+    return uid in (0, os.getuid()) or guards.disabled("peer-check")
 
 
 def not_dumpable() -> None:

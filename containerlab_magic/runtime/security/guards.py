@@ -24,6 +24,7 @@ GUARDS = {
     "readonly-hosts": "/etc/hosts and /etc/hostname are read-only binds (M4)",
     "host-filter": "lab bridges reach the host only through published ports (nftables) (M2)",
     "bind-nofollow": "a bind source is opened without following symlinks planted since the check (Low)",
+    "peer-check": "the daemon socket serves root and its owner only (SO_PEERCRED) (Low)",
     "masked-paths": "Docker's masked /proc paths (/proc/interrupts, ...) (Low)",
     "inheritable-caps": "empty inheritable capability set (Low)",
 }
