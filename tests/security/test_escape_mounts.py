@@ -74,3 +74,13 @@ def test_a_bind_source_swapped_for_a_symlink_is_refused(tmp_path):
     with lab() as engine:
         result = engine.run(spec).wait(timeout=60)
     assert result.exit_code != 0 and "Too many levels of symbolic links" in (result.error or ""), result
+
+
+def test_hosts_rewrites_survive_bytes_that_are_not_utf8(tmp_path):
+    from containerlab_magic.runtime.network import hosts
+
+    path = tmp_path / "hosts"
+    path.write_bytes(b"127.0.0.1\tlocalhost\n10.0.0.9\tcaf\xe9\n")
+    assert hosts.rewrite(str(path), hosts.render_block("lab", [("10.1.0.2", "web")]))
+    data = path.read_bytes()
+    assert b"caf\xe9" in data and b"10.1.0.2\tweb" in data
