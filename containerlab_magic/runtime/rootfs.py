@@ -381,6 +381,7 @@ def explain(image, spec, state_dir: str | None = None) -> list[str]:
     ]
     lines += [str(step) for step in plan(image, spec, state_dir)]
     lines += ["pivot_root to the overlay, detach the old root", f"sethostname {spec.hostname or spec.name}",
-              "bring lo up", "drop capabilities to the default 14, set no_new_privs",
+              "bring lo up", "join a new session keyring; drop capabilities to the container's set "
+              "(Docker's 14 by default), set no_new_privs; load the seccomp filter last",
               f"exec {' '.join(spec.command)}"]
     return lines

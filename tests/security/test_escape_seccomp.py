@@ -57,3 +57,15 @@ def test_bad_security_options_are_one_line_errors(fields, says):
     with pytest.raises(SpecError) as error:
         ContainerSpec(("true",), **fields)
     assert says in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_capability_the_shim_lacks_is_refused_in_one_line_leaving_nothing():
+    from containerlab_magic.runtime.errors import HostUnsupported
+    from containerlab_magic.runtime.security import CAPABILITY_NUMBERS, bounding_set
+
+    missing = [name for name, bit in CAPABILITY_NUMBERS.items() if not bounding_set() & (1 << bit)]
+    if not missing:
+        pytest.skip("this host's root holds every capability: nothing to refuse")
+    with lab() as engine, pytest.raises(HostUnsupported) as error:
+        engine.run(ContainerSpec(("true",), image="busybox", cap_add=(missing[0],)))
+    assert "drop that --cap-add" in str(error.value) and "\n" not in str(error.value)
