@@ -44,7 +44,6 @@ def _reach(port: int, off: tuple[str, ...], monkeypatch) -> tuple[bytes, str]:
         nm.create(name, internal=True)
         try:
             gateway = nm.inspect(name)["gateway"]
-            bridge = nm.inspect(name).get("bridge") or ""
             result = run(engine, ["sh", "-c", f"timeout 3 nc {gateway} {port} </dev/null; echo rc=$?"], network=name)
             ra = run(engine, ["cat", "/proc/sys/net/ipv6/conf/eth0/accept_ra"], network=name).stdout.strip()
         finally:

@@ -10,7 +10,7 @@ import tempfile
 
 import pytest
 
-from escape import VAR, run, escape_checks  # noqa: F401 - escape_checks: autouse
+from escape import VAR, escape_checks  # noqa: F401 - escape_checks: autouse
 
 from containerlab_magic.runtime import ContainerSpec, Engine
 
