@@ -69,3 +69,13 @@ def test_a_capability_the_shim_lacks_is_refused_in_one_line_leaving_nothing():
     with lab() as engine, pytest.raises(HostUnsupported) as error:
         engine.run(ContainerSpec(("true",), image="busybox", cap_add=(missing[0],)))
     assert "drop that --cap-add" in str(error.value) and "\n" not in str(error.value)
+
+
+VSOCK = ("import socket\ntry:\n    socket.socket(40, socket.SOCK_STREAM)\n    print('opened')\n"
+         "except OSError as e:\n    print(e.errno)")
+
+
+def test_argument_filters_refuse_socket_families_docker_refuses():
+    """socket(2) is allowed for every family but AF_ALG (38) and AF_VSOCK (40), as in Docker."""
+    assert attack(["python3", "-c", VSOCK], image="host", seccomp="unconfined").stdout.strip() != b"1"
+    assert attack(["python3", "-c", VSOCK], image="host").stdout.strip() == b"1"  # EPERM from the filter
