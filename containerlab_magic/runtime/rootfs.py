@@ -248,18 +248,29 @@ def _dev_steps() -> list:
 
 
 DEFAULT_STORAGE = 1 << 30
+_ram: list[int] = []
+
+
+def _quarter_of_ram() -> int:
+    if not _ram:  # read once, in the shim (plan() runs there before any clone)
+        with open("/proc/meminfo") as f:
+            _ram.append(int(next(line.split()[1] for line in f if line.startswith("MemTotal:"))) * 1024)
+    return _ram[0] // 4
 
 
 def storage_budget(storage_size: int | None) -> int | None:
     """Bytes for the writable layer and for /tmp (each a tmpfs, so host memory): --storage-size,
-    else 1 GiB, not a tmpfs's default half of the host's RAM.  CONTAINERLAB_DEFAULT_STORAGE
-    (bytes, or with k/M/G) changes the default; 0 gives the tmpfs default back."""
+    else 1 GiB (a quarter of the RAM on a small host), not a tmpfs's default of half the
+    host's RAM each.  CONTAINERLAB_DEFAULT_STORAGE (bytes, or with k/M/G) changes the
+    default; 0 gives the tmpfs default back."""
     if storage_size:
         return storage_size
     from .spec import parse_size
 
-    value = parse_size(os.environ.get("CONTAINERLAB_DEFAULT_STORAGE", str(DEFAULT_STORAGE)), "default storage")
-    return value or None
+    text = os.environ.get("CONTAINERLAB_DEFAULT_STORAGE")
+    if text is None:
+        return min(DEFAULT_STORAGE, _quarter_of_ram())
+    return parse_size(text, "CONTAINERLAB_DEFAULT_STORAGE") or None
 
 
 def mount_root(image, stage: str, storage_size: int | None) -> str:

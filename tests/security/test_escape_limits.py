@@ -46,10 +46,13 @@ def test_a_container_gets_a_task_limit_by_default(defaults):
 
 def test_the_writable_layer_and_tmp_are_not_half_the_hosts_ram_each(defaults):
     df = ["sh", "-c", "df -k / /tmp | tail -n 2 | awk '{print $2}'"]
+    with open("/proc/meminfo") as f:
+        ram_kib = int(next(line.split()[1] for line in f if line.startswith("MemTotal:")))
     defaults(storage="0")
     with lab() as engine:
         unlimited = [int(kib) for kib in run(engine, df).stdout.split()]
+    assert all(abs(kib - ram_kib // 2) < 1024 for kib in unlimited), (unlimited, ram_kib)  # tmpfs: half each
     defaults()
     with lab() as engine:
-        assert [int(kib) for kib in run(engine, df).stdout.split()] == [1 << 20, 1 << 20]
-    assert all(kib > 1 << 20 for kib in unlimited)  # this host has more than 4 GiB of RAM
+        sizes = [int(kib) for kib in run(engine, df).stdout.split()]
+    assert len(sizes) == 2 and all(abs(kib - min(1 << 20, ram_kib // 4)) < 8 for kib in sizes), sizes  # pages
