@@ -79,3 +79,23 @@ def test_argument_filters_refuse_socket_families_docker_refuses():
     """socket(2) is allowed for every family but AF_ALG (38) and AF_VSOCK (40), as in Docker."""
     assert attack(["python3", "-c", VSOCK], image="host", seccomp="unconfined").stdout.strip() != b"1"
     assert attack(["python3", "-c", VSOCK], image="host").stdout.strip() == b"1"  # EPERM from the filter
+
+
+def test_without_libseccomp_the_default_profile_is_refused_not_skipped(monkeypatch):
+    """No libseccomp: a container that needs the filter gets one line naming the fix, never
+    a silent run without it; an unconfined one still runs."""
+    from containerlab_magic.runtime import security
+    from containerlab_magic.runtime.errors import HostUnsupported
+    from containerlab_magic.runtime.security import libseccomp, seccomp
+
+    def missing():
+        raise OSError(2, "libseccomp is not installed: install the libseccomp2 package")
+
+    monkeypatch.setattr(libseccomp, "lib", missing)
+    monkeypatch.setattr(security, "_default", [])
+    monkeypatch.setattr(seccomp, "_cache", {})
+    security.prepare()  # the shim still starts
+    with pytest.raises(HostUnsupported) as error:
+        security.policy_for(ContainerSpec(("true",)))
+    assert "libseccomp2" in str(error.value) and "\n" not in str(error.value)
+    assert security.policy_for(ContainerSpec(("true",), seccomp="unconfined")).seccomp is None

@@ -8,7 +8,8 @@ so IPv4 and IPv6), `containerlab`, with an input chain that looks only at
 packets arriving on lab bridges (the set `bridges`) and lets through:
 
 - replies to connections the host opened (the port proxy's upstream side),
-- ping to the gateway,
+- ping (echo requests: a lab pings its gateway, and the host's other addresses
+  answer as a router would),
 - a port published on that network's gateway address for a container of that
   network (the set `published`: bridge . address . protocol . port),
 
@@ -39,7 +40,7 @@ add chain {TABLE} input {{ type filter hook input priority filter - 1; policy ac
 flush chain {TABLE} input
 add rule {TABLE} input iifname != @bridges accept
 add rule {TABLE} input ct state established,related accept
-add rule {TABLE} input icmp type echo-request fib daddr . iif type local accept
+add rule {TABLE} input icmp type echo-request accept
 add rule {TABLE} input iifname . ip daddr . meta l4proto . th dport @published accept
 add rule {TABLE} input counter drop
 """

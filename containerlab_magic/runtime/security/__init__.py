@@ -60,13 +60,19 @@ _default: list[Policy] = []
 
 
 def prepare() -> None:
-    """In the shim, before any container: compile the default profile, read cap_last_cap."""
+    """In the shim, before any container: compile the default profile, read cap_last_cap.
+    Where that cannot be done (no libseccomp), each container that needs it is refused
+    in one line instead (policy_for), and the shim still serves unconfined ones."""
     if not _default:
-        _default.append(_make(DEFAULT_MASK, True, None, False))
+        try:
+            _default.append(_make(DEFAULT_MASK, True, None, False))
+        except HostUnsupported:
+            pass
 
 
 def default_policy() -> Policy:
-    prepare()
+    if not _default:
+        _default.append(_make(DEFAULT_MASK, True, None, False))  # HostUnsupported, one line, if it cannot
     return _default[0]
 
 
@@ -92,8 +98,12 @@ def _make(caps: int, nnp: bool, profile_text: str | None, privileged: bool) -> P
         profile = PROFILE if profile_text is None else seccomp.parse(profile_text)
         # Our default filters the native architecture only (a lab runs no 32-bit binaries;
         # it halves the load time); a profile file gets its archMap as written.
-        program = seccomp.compile_profile(profile, capabilities.names(caps), key=profile_text or "default",
-                                          compat=profile_text is not None)
+        try:
+            program = seccomp.compile_profile(profile, capabilities.names(caps), key=profile_text or "default",
+                                              compat=profile_text is not None)
+        except OSError as e:
+            raise HostUnsupported(f"cannot build the seccomp filter ({e.strerror or e}): install libseccomp2, "
+                                  "or run with --security-opt seccomp=unconfined") from None
     inheritable = caps if guards.disabled("inheritable-caps") else 0
     return Policy(caps, nnp, program, not guards.disabled("keyring"), inheritable)
 
