@@ -229,7 +229,7 @@ class NetworkManager:
             return st["networks"][name]
         except KeyError:
             raise NotFound(
-                f"no network named {name}: create it with `containerlab network create {name}` "
+                f"no network named {name}: create it with `containerlab-magic network create {name}` "
                 f"or use --net {DEFAULT_NETWORK}"
             ) from None
 

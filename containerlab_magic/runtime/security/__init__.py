@@ -26,7 +26,8 @@ from .capabilities import (CAPABILITY_NUMBERS, DEFAULT_CAPS, DEFAULT_MASK, bound
                            no_new_privs, switch_user)
 from . import capabilities
 
-__all__ = ["Policy", "policy_for", "check_spec", "apply", "prepare", "not_dumpable", "DEFAULT_MASK",
+__all__ = ["Policy", "policy_for", "is_default", "default_policy", "describe_steps", "check_spec", "apply",
+           "prepare", "not_dumpable", "peer_allowed", "DEFAULT_MASK",
            "DEFAULT_CAPS", "CAPABILITY_NUMBERS", "bounding_set", "drop_bounding", "no_new_privs", "switch_user"]
 
 
@@ -74,6 +75,11 @@ def default_policy() -> Policy:
     if not _default:
         _default.append(_make(DEFAULT_MASK, True, None, False))  # HostUnsupported, one line, if it cannot
     return _default[0]
+
+
+def is_default(policy: Policy) -> bool:
+    """Is this the default policy (what a warm spare has)?  Never compiles anything."""
+    return bool(_default) and policy is _default[0]
 
 
 def policy_for(spec) -> Policy:

@@ -65,7 +65,7 @@ class SparePool:
         would only make and kill namespaces.)"""
         if spec.mounts or spec.read_only or spec.tty or spec.limits.storage_size is not None:
             return None
-        if policy is not security.default_policy():  # other capabilities, seccomp or --privileged
+        if not security.is_default(policy):  # other capabilities, seccomp or --privileged
             return None
         if spec.network == "none":
             return spec.image, "none"
