@@ -342,14 +342,12 @@ def explain(image, spec, state_dir: str | None = None) -> list[str]:
     lines = [
         f"clone with {flag_names(child.run_flags_for(spec))}",
         "make every host mount a slave (nothing propagates back)",
-        describe_root(image, storage_budget(spec.limits.storage_size)),
+        describe_root(image, spec.limits.storage_size),
     ]
     lines += [str(step) for step in plan(image, spec, state_dir)]
     lines += ["pivot_root to the overlay, detach the old root"]
     if spec.network != "host":
         lines.append("bring lo up")
     lines += [f"sethostname {name}", "unshare the cgroup namespace",
-              "join a new session keyring; drop capabilities to the container's set "
-              "(Docker's 14 by default), set no_new_privs; load the seccomp filter last",
-              f"exec {' '.join(spec.command)}"]
+              "drop capabilities to the default 14, set no_new_privs", f"exec {' '.join(spec.command)}"]
     return lines
