@@ -74,6 +74,7 @@ class Setup:
     explain: bool = False  # time each step and send the records before exec (plan/record.py)
     clone_ns: int = 0  # perf_counter_ns when the shim called clone (explain's first step counts from it)
     security: object = None  # a security.Policy, compiled by the shim (None: the default one)
+    bounding_dropped: bool = False  # set by PID 1 once it dropped its bounding set (before the go)
 
 
 # Signals whose disposition the shim (Python) changed: SIGINT and SIGPIPE, SIGXFSZ
@@ -269,7 +270,8 @@ def _pid1(setup: Setup, tl: Timeline) -> None:
         tl.mark("user", f"user {setup.user or 'root'}: uid {uid}, gid {gid}")
         stage = "privileges"
         # keyring, capabilities, no_new_privs, seccomp last (each a step of explain)
-        security.apply(setup.security, uid, gid, groups, tl.mark if tl.enabled else None)
+        security.apply(setup.security, uid, gid, groups, tl.mark if tl.enabled else None,
+                       bounding_dropped=setup.bounding_dropped)
         os.closerange(3, setup.error_fd)  # error_fd is close-on-exec: it closes at exec
         os.closerange(setup.error_fd + 1, 1 << 20)
         if setup.init:
@@ -306,6 +308,8 @@ def _build_container(setup: Setup, tl: Timeline, at: list[str]) -> None:
     if not setup.host_network:
         _loopback_up()
         tl.mark("loopback", "bring lo up (SIOCSIFFLAGS)")
+    at[0] = "privileges"
+    _drop_bounding_early(setup, tl)
     if setup.sync_fd >= 0:
         at[0] = "cgroup and network"
         _wait_for_go(setup, tl)
@@ -317,6 +321,16 @@ def _build_container(setup: Setup, tl: Timeline, at: list[str]) -> None:
         _mount_cgroupfs(setup.cgroup_mounts)
     tl.mark("cgroupns", "unshare(CLONE_NEWCGROUP)" + (", mount /sys/fs/cgroup read-only" if setup.cgroup_mounts
                                                        else ""))
+
+
+def _drop_bounding_early(setup: Setup, tl: Timeline) -> None:
+    """Only execve(2) reads the bounding set (capabilities(7)), so PID 1 drops it before it
+    waits for the shim's go: the ~27 prctl calls then overlap the shim's cgroup and network
+    steps (a warm PID 1 makes them ahead of need) instead of delaying the exec."""
+    policy = setup.security or security.default_policy()
+    security.drop_bounding(policy.caps)
+    setup.bounding_dropped = True
+    tl.mark("bounding", security.describe_bounding(policy.caps))
 
 
 def _wait_for_go(setup: Setup, tl: Timeline) -> None:

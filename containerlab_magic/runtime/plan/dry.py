@@ -47,6 +47,7 @@ def _pid1_steps(spec, image, store, cgroups, ctx) -> list[tuple[str, str]]:
         steps.append(("console", "open a pty in the container's own /dev/pts, send its master to the shim"))
     if spec.network != "host":
         steps.append(("loopback", "bring lo up (SIOCSIFFLAGS)"))
+    steps.append(("bounding", security.describe_bounding_for(spec)))
     if cgroups is not None or spec.network != "none" and spec.network != "host":
         steps.append(("wait", "wait for the shim's go on the sync pipe (cgroup, network)"))
     if spec.on_bridge:

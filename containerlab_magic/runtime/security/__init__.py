@@ -27,7 +27,7 @@ from .capabilities import (CAPABILITY_NUMBERS, DEFAULT_CAPS, DEFAULT_MASK, bound
 from . import capabilities
 
 __all__ = ["Policy", "policy_for", "is_default", "default_policy", "describe_steps", "check_spec", "apply",
-           "prepare", "not_dumpable", "peer_allowed", "DEFAULT_MASK",
+           "prepare", "not_dumpable", "peer_allowed", "describe_bounding", "describe_bounding_for", "DEFAULT_MASK",
            "DEFAULT_CAPS", "CAPABILITY_NUMBERS", "bounding_set", "drop_bounding", "no_new_privs", "switch_user"]
 
 
@@ -132,16 +132,20 @@ def not_dumpable() -> None:
         linux.prctl(linux.PR_SET_DUMPABLE, 0)
 
 
-def apply(policy: Policy | None, uid: int, gid: int, groups: list[int], mark=None) -> None:
+def apply(policy: Policy | None, uid: int, gid: int, groups: list[int], mark=None,
+          bounding_dropped: bool = False) -> None:
     """In PID 1 (or an exec'd process), last before execve: never returns a weaker state.
     mark(step, description), given when explain was asked for, closes each of explain's
-    steps: keyring, security (bounding set, no_new_privs, user, capabilities), seccomp."""
+    steps: keyring, security (bounding set, no_new_privs, user, capabilities), seccomp.
+    bounding_dropped: a new PID 1 dropped its bounding set already, before the shim's go
+    (only execve reads it; child._drop_bounding_early)."""
     policy = policy or default_policy()
     if policy.keyring:
         keyring.join_new_session()
         if mark:
             mark("keyring", "join a new, empty session keyring (keyctl JOIN_SESSION_KEYRING)")
-    drop_bounding(policy.caps)
+    if not bounding_dropped:
+        drop_bounding(policy.caps)
     if policy.seccomp is not None and not policy.no_new_privs:
         seccomp.load(policy.seccomp)  # still privileged: without no_new_privs this needs CAP_SYS_ADMIN
         if mark:
@@ -151,7 +155,7 @@ def apply(policy: Policy | None, uid: int, gid: int, groups: list[int], mark=Non
         no_new_privs()
     switch_user(uid, gid, groups, policy.caps, policy.inheritable)
     if mark:
-        mark("security", _describe_privileges(policy, uid))
+        mark("security", _describe_privileges(policy, uid, bounding_dropped))
     if policy.seccomp is not None and policy.no_new_privs:
         seccomp.load(policy.seccomp)
         if mark:
@@ -160,14 +164,10 @@ def apply(policy: Policy | None, uid: int, gid: int, groups: list[int], mark=Non
 
 def describe_steps(spec) -> list[tuple[str, str]]:
     """The steps apply() takes for `spec`, for a dry run (nothing compiled, nothing run)."""
-    caps = capabilities.resolve(spec.cap_add, spec.cap_drop, spec.privileged)
     steps = [] if guards.disabled("keyring") else [
         ("keyring", "join a new, empty session keyring (keyctl JOIN_SESSION_KEYRING)")]
-    named = ("Docker's 14 default capabilities" if caps == DEFAULT_MASK else
-             "every capability" if spec.privileged else
-             f"capabilities {', '.join(sorted(capabilities.names(caps))) or 'none'}")
-    steps.append(("security", f"bounding set to {named}, no_new_privs "
-                              f"{'on' if spec.no_new_privileges else 'off'}, setuid to {spec.user or 'root'}"))
+    steps.append(("security", f"no_new_privs {'on' if spec.no_new_privileges else 'off'}, setuid to "
+                              f"{spec.user or 'root'}, capabilities as the bounding set (none unless root)"))
     if spec.privileged or spec.seccomp == "unconfined" or guards.disabled("seccomp"):
         steps.append(("seccomp", "no seccomp filter (" + ("--privileged" if spec.privileged else "unconfined") + ")"))
     else:
@@ -176,11 +176,29 @@ def describe_steps(spec) -> list[tuple[str, str]]:
     return steps
 
 
-def _describe_privileges(policy: Policy, uid: int) -> str:
-    if policy.caps == DEFAULT_MASK:
-        caps = "Docker's 14 default capabilities"
-    else:
-        caps = f"capabilities {', '.join(sorted(capabilities.names(policy.caps))) or 'none'}"
+def _caps_text(caps: int) -> str:
+    if caps == DEFAULT_MASK:
+        return "Docker's 14 default capabilities"
+    if caps & _EVERY == _EVERY:
+        return "every capability"
+    return f"capabilities {', '.join(sorted(capabilities.names(caps))) or 'none'}"
+
+
+_EVERY = sum(1 << bit for bit in CAPABILITY_NUMBERS.values())
+
+
+def describe_bounding_for(spec) -> str:
+    """The bounding step for `spec`, for a dry run."""
+    return describe_bounding(capabilities.resolve(spec.cap_add, spec.cap_drop, spec.privileged))
+
+
+def describe_bounding(caps: int) -> str:
+    """The bounding step of explain (a new PID 1 drops its bounding set before the go)."""
+    return f"bounding set to {_caps_text(caps)} (only execve reads it: dropped while the shim works)"
+
+
+def _describe_privileges(policy: Policy, uid: int, bounding_dropped: bool = False) -> str:
+    caps = _caps_text(policy.caps)
     kept = caps if uid == 0 else "no capabilities"
-    return (f"bounding set to {caps}, no_new_privs {'on' if policy.no_new_privs else 'off'}, "
-            f"setuid {uid}: {kept}")
+    bounding = "" if bounding_dropped else f"bounding set to {caps}, "
+    return f"{bounding}no_new_privs {'on' if policy.no_new_privs else 'off'}, setuid {uid}: {kept}"
