@@ -135,6 +135,8 @@ def instrument() -> None:
         (security, "drop_bounding", "pid1: drop bounding caps", False),
         (security, "no_new_privs", "pid1: no_new_privs", False),
         (security, "switch_user", "pid1: capset/setuid", False),
+        (security.keyring, "join_new_session", "pid1: own session keyring", False),
+        (security.seccomp, "load", "pid1: seccomp load (prctl)", False),
     ]
     for obj, attr, name, entry_only in child_steps:
         _patch(obj, attr, name, entry_only)

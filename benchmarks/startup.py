@@ -64,9 +64,9 @@ WARMUP = 3
 
 
 class EngineRun(Contender):
-    def __init__(self, name: str, engine: Engine, network: str = "none"):
+    def __init__(self, name: str, engine: Engine, network: str = "none", seccomp: str | None = None):
         self.name, self.engine = name, engine
-        self.spec = ContainerSpec(TRUE, image="busybox", network=network)
+        self.spec = ContainerSpec(TRUE, image="busybox", network=network, seccomp=seccomp)
 
     def prepare(self) -> None:
         self.engine.start()
@@ -248,6 +248,7 @@ def section_startup(engine: Engine, rootfs: str, work: str, runs: int, rng: rand
     # so every run pays clone, namespaces and rootfs on the clock.
     cold = Engine(state_dir=engine.state_root, prewarm=False)
     contenders: list[Contender] = [EngineRun(ENGINE, engine), EngineRun(ENGINE_COLD, cold),
+                                   EngineRun(ENGINE_COLD_UNCONFINED, cold, seccomp="unconfined"),
                                    CliRun(CLI, engine.state_root, engine.data_root)]
     crun_reason = None
     try:
@@ -288,6 +289,9 @@ def section_startup(engine: Engine, rootfs: str, work: str, runs: int, rng: rand
         print(f"  (cli: {' '.join(os.path.basename(a) for a in CliRun(CLI, '', '').argv)}; "
               f"crun's row is its whole process too, plus nsenter's {rows.get(NSENTER, {}).get('p50_ms', '?')} ms)")
     targets.append(explain_adds_up(engine, min(runs, 50), out))
+    cost = _seccomp_cost_ms(rows)
+    out["seccomp_cost_ms"] = cost
+    print(f"  default seccomp profile: {cost} ms a start (cold p50 with it minus without it; goal < 0.5)")
     out["targets"] = targets
     return targets
 
@@ -314,6 +318,13 @@ def explain_adds_up(warm: Engine, runs: int, out: dict) -> dict:
           f"{'met' if met else 'MISSED'}")
     out["explain"] = {"measured_p50_us": p50(measured), "accounted_p50_us": p50(accounted)}
     return {"label": "explain steps / start latency", "value": round(value, 3), "limit": 1.1, "met": met}
+
+
+def _seccomp_cost_ms(rows: dict) -> float | None:
+    with_it, without = rows.get(ENGINE_COLD, {}), rows.get(ENGINE_COLD_UNCONFINED, {})
+    if "p50_ms" not in with_it or "p50_ms" not in without:
+        return None
+    return round(with_it["p50_ms"] - without["p50_ms"], 3)
 
 
 def section_cgroups(runs: int, out: dict) -> None:
@@ -528,6 +539,7 @@ SECTIONS = ("startup", "cgroups", "bridge", "profile", "memory")
 ENGINE = "engine: run().wait()"
 ENGINE_COLD = "engine, prewarm off (cold)"
 CLI = "cli: containerlab-magic run (whole process)"
+ENGINE_COLD_UNCONFINED = "engine, prewarm off, seccomp=unconfined"
 CRUN = "crun run (via nsenter)"
 NSENTER = "nsenter alone (crun's wrapper)"
 FLOOR = "floor: fork+unshare+exec"

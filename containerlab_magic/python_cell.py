@@ -1,7 +1,8 @@
 """`%%container --python`: the cell as a small script in a folder bind-mounted into the container.
 
-The cell's folder on the host (a fresh temporary directory) is mounted at
-/run/containerlab-io (see mount(2), MS_BIND).  It holds `cell.py`, which the
+The cell's folder on the host (a fresh directory under the lab's own 0700
+`<state>/io`, paths.private_io_root: other host users can neither read the
+cell nor plant an out.json there) is mounted at /run/containerlab-io (see mount(2), MS_BIND).  It holds `cell.py`, which the
 container runs as `python3 -u /run/containerlab-io/cell.py`:
 
 - `-u` makes stdout and stderr unbuffered (python(1)), so output streams into
@@ -27,6 +28,7 @@ import shutil
 import tempfile
 
 from .runtime.errors import SpecError
+from .runtime.paths import private_io_root
 
 IO_DIR = "/run/containerlab-io"
 PREFIX = "containerlab-io-"  # host folders: PREFIX + the kernel's PID + a random part
@@ -82,7 +84,7 @@ class OutValueError(Exception):
 
 def remove_orphans() -> None:
     """Folders of kernels that were killed (no atexit ran): their containers ended with their shim."""
-    for path in glob.glob(os.path.join(tempfile.gettempdir(), PREFIX + "*-*")):
+    for path in glob.glob(os.path.join(private_io_root(), PREFIX + "*-*")):
         pid = os.path.basename(path)[len(PREFIX):].partition("-")[0]
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
@@ -118,10 +120,12 @@ class CellFolder:
             raise SpecError(f"--out {out!r}: give a Python variable name")
         self.out = out
         remove_orphans()
-        self.path = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-")  # the kernel's PID: see remove_orphans
+        # the kernel's PID in the name: see remove_orphans; the parent is 0700 (M6)
+        self.path = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=private_io_root())
         try:
             # The cell runs as root unless -u says otherwise; another user must be able to write
             # out.json here, and the sticky bit keeps anyone but root from replacing cell.py
+            # (host users other than us cannot reach it: its parent is 0700)
             os.chmod(self.path, 0o1777 if other_user else 0o755)
             inputs_path = None
             if inputs:

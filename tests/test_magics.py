@@ -114,14 +114,15 @@ def test_bad_options_are_usage_errors(ip, clean, capsys):
     with pytest.raises(UsageError, match="--in passes notebook variables to Python"):
         cell(ip, "--in a", "true")
     import glob
-    import tempfile
 
-    folders = set(glob.glob(os.path.join(tempfile.gettempdir(), "containerlab-io-*")))
+    from containerlab_magic.runtime.paths import private_io_root
+
+    folders = set(glob.glob(os.path.join(private_io_root(), "containerlab-io-*")))
     with pytest.raises(UsageError, match=r"^unknown image 'no-such-image'; local images: host, "):
         cell(ip, "--image no-such-image --python", "pass")
     with pytest.raises(UsageError, match=r"^invalid --memory 'lots'"):
         cell(ip, "--memory lots --python", "pass")
-    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "containerlab-io-*"))) == folders  # no cell folder left
+    assert set(glob.glob(os.path.join(private_io_root(), "containerlab-io-*"))) == folders  # no cell folder left
     result = ip.run_cell("%%container --cpus lots\ntrue")
     assert isinstance(result.error_in_exec, UsageError)
     assert "Traceback" not in capsys.readouterr().err
@@ -613,26 +614,32 @@ def test_watch_monitor_runs_in_the_background_until_the_end(ip, clean, tmp_path)
 
 def test_watch_monitor_shows_the_link_of_a_network_container(ip, clean):
     """A container sending 150 KiB to the host over a 1 Mbit/s link: the monitor shows
-    its throughput, the bytes sent in all, and the shaping it runs under."""
+    its throughput, the bytes sent in all, and the shaping it runs under.  The host pulls
+    them through the container's published port (the host filter keeps a container off
+    every other port of the host)."""
     import socket
 
-    cell(ip, "--net bridge", "true")  # the default network exists from here on
-    engine = _magics(ip).engine
-    gateway = engine.networks().inspect("bridge")["gateway"]
-    sink = socket.create_server((gateway, 0))  # on the bridge's own address: host and container only
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     received = []
 
     def drain():
-        conn, _ = sink.accept()
-        with conn:
-            while data := conn.recv(65536):
-                received.append(len(data))
+        deadline = time.monotonic() + 20
+        while sum(received) < 150 << 10 and time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+                    while sum(received) < 150 << 10 and (data := conn.recv(65536)):
+                        received.append(len(data))
+            except OSError:
+                pass
+            time.sleep(0.1)  # not listening yet: the proxy closed us
 
     reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
     try:
-        cell(ip, "--detach --name talker --image busybox --net bridge --net-rate 1mbit",
-             f"sleep 0.5; dd if=/dev/zero bs=1k count=150 2>/dev/null | nc {gateway} {sink.getsockname()[1]}")
+        cell(ip, f"--detach --name talker --image busybox --net bridge --net-rate 1mbit -p {port}:5000",
+             "dd if=/dev/zero bs=1k count=150 2>/dev/null | nc -l -p 5000")
+        reader.start()
         ip.run_line_magic("cgroup", "talker --watch")
         monitor = _magics(ip).monitors[-1]
         deadline = time.monotonic() + 20
@@ -645,7 +652,6 @@ def test_watch_monitor_shows_the_link_of_a_network_container(ip, clean):
         sent = text.split(" in all")[0].split(" / ")[-1]  # NET I/O: received / sent, at the last sample
         assert sent.endswith("KiB") and 0 < float(sent.split()[0]) <= 160, text
     finally:
-        sink.close()
         ip.run_line_magic("container", "rm -f talker")
 
 
@@ -721,8 +727,10 @@ def test_watch_monitor_says_what_has_no_limit(ip, clean):
         while "pids" not in repr(monitor) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert re.fullmatch(r"[\d.]+% of 0.5 CPUs \(50%\)", monitor.cpu_text.value), monitor.cpu_text.value
-        assert re.fullmatch(r"\d+ \(no pids limit\)", monitor.pids_text.value), monitor.pids_text.value
-        assert monitor.pids.layout.display == "none" and monitor.memory.layout.display is None
+        # No --pids-limit: the lab's default (1024 tasks, CONTAINERLAB_DEFAULT_PIDS_LIMIT) still
+        # holds a fork bomb in its group, and the monitor shows it as the limit it is.
+        assert re.fullmatch(r"\d+ of 1024", monitor.pids_text.value), monitor.pids_text.value
+        assert monitor.pids.layout.display is None and monitor.memory.layout.display is None
         monitor.stop()
         _wait_until_done(monitor)
     finally:

@@ -10,7 +10,7 @@ the grandchild's host PID and exits, and the shim, a child subreaper
 PID 1 builds the root filesystem (rootfs.py), sets the hostname and brings up
 loopback while the shim moves it into its cgroup and wires its network; then
 it waits for the shim's go on a sync pipe, unshares its cgroup namespace,
-drops privileges (security.py) and execs the command.  Nothing the user
+drops privileges (security/) and execs the command.  Nothing the user
 wrote runs before it is inside its cgroup.  Any failure before exec is
 written as one JSON line to a close-on-exec pipe; EOF on that pipe means
 exec succeeded.
@@ -66,7 +66,6 @@ class Setup:
     join_pid: int | None = None  # exec: join this container's namespaces
     netns_pid: int | None = None  # --net container:NAME: join its network namespace
     host_network: bool = False
-    bounding_dropped: bool = False
     cgroup_mounts: tuple = ()  # (fstype, options, dir) to show under /sys/fs/cgroup
     shim_pid: int = 0  # set for a warm PID 1: it dies with the shim until claimed
     join_cgroup: bool = False  # PID 1 moves itself into procs_files (a warm one: see shim/spares.py)
@@ -74,6 +73,8 @@ class Setup:
     init: bool = False  # --init: PID 1 stays as a reaper that forwards signals (init.py)
     explain: bool = False  # time each step and send the records before exec (plan/record.py)
     clone_ns: int = 0  # perf_counter_ns when the shim called clone (explain's first step counts from it)
+    security: object = None  # a security.Policy, compiled by the shim (None: the default one)
+    bounding_dropped: bool = False  # set by PID 1 once it dropped its bounding set (before the go)
 
 
 # Signals whose disposition the shim (Python) changed: SIGINT and SIGPIPE, SIGXFSZ
@@ -143,6 +144,8 @@ def start_container(setup: Setup) -> None:
     tl = Timeline(setup.explain, setup.clone_ns)
     try:
         _keep_only(setup)
+        if not setup.host_network and setup.netns_pid is None:
+            _hold_ipv6_conf()  # eth0 will ignore router advertisements (_configure_eth0)
         tl.mark("signals", "default signal handlers, empty signal mask; close inherited fds")
         if setup.shim_pid:  # warm: nobody would ever claim us if the shim died
             linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -207,6 +210,7 @@ def start_exec(setup: Setup) -> None:
     reset_signals()
     stage = "join cgroup"
     try:
+        security.not_dumpable()  # before setns: the container must not read our memory (runc's order)
         _keep_only(setup)
         for path in setup.procs_files:
             with open(path, "w") as f:
@@ -265,7 +269,9 @@ def _pid1(setup: Setup, tl: Timeline) -> None:
             env["HOME"] = home
         tl.mark("user", f"user {setup.user or 'root'}: uid {uid}, gid {gid}")
         stage = "privileges"
-        tl.mark("security", _security(setup, uid, gid, groups))
+        # keyring, capabilities, no_new_privs, seccomp last (each a step of explain)
+        security.apply(setup.security, uid, gid, groups, tl.mark if tl.enabled else None,
+                       bounding_dropped=setup.bounding_dropped)
         os.closerange(3, setup.error_fd)  # error_fd is close-on-exec: it closes at exec
         os.closerange(setup.error_fd + 1, 1 << 20)
         if setup.init:
@@ -302,6 +308,8 @@ def _build_container(setup: Setup, tl: Timeline, at: list[str]) -> None:
     if not setup.host_network:
         _loopback_up()
         tl.mark("loopback", "bring lo up (SIOCSIFFLAGS)")
+    at[0] = "privileges"
+    _drop_bounding_early(setup, tl)
     if setup.sync_fd >= 0:
         at[0] = "cgroup and network"
         _wait_for_go(setup, tl)
@@ -315,15 +323,14 @@ def _build_container(setup: Setup, tl: Timeline, at: list[str]) -> None:
                                                        else ""))
 
 
-def _security(setup: Setup, uid: int, gid: int, groups: list[int]) -> str:
-    """The security step, last before exec: bounding set, no_new_privs, user and
-    capabilities (security.py).  Returns what it did, for explain."""
-    if not setup.bounding_dropped:  # the shim normally did it once for everyone
-        security.drop_bounding()
-    security.no_new_privs()
-    security.switch_user(uid, gid, groups)
-    caps = "Docker's 14 default capabilities" if uid == 0 else "no capabilities"
-    return f"bounding set to Docker's 14, no_new_privs, setuid {uid}: {caps}"
+def _drop_bounding_early(setup: Setup, tl: Timeline) -> None:
+    """Only execve(2) reads the bounding set (capabilities(7)), so PID 1 drops it before it
+    waits for the shim's go: the ~27 prctl calls then overlap the shim's cgroup and network
+    steps (a warm PID 1 makes them ahead of need) instead of delaying the exec."""
+    policy = setup.security or security.default_policy()
+    security.drop_bounding(policy.caps)
+    setup.bounding_dropped = True
+    tl.mark("bounding", security.describe_bounding(policy.caps))
 
 
 def _wait_for_go(setup: Setup, tl: Timeline) -> None:
@@ -425,6 +432,7 @@ def _configure_eth0(ip: str, prefixlen: int, gateway: str | None, mac: str | Non
     namespace for netlink round trips.  A spare's eth0 was made before its
     address was known: its MAC (derived from the address) is set here too.
     """
+    _refuse_router_ads("eth0")
     mask = socket.inet_ntoa(struct.pack("!I", (0xFFFFFFFF << (32 - prefixlen)) & 0xFFFFFFFF))
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         if mac:
@@ -439,6 +447,30 @@ def _configure_eth0(ip: str, prefixlen: int, gateway: str | None, mac: str | Non
             rtentry = struct.pack("L16s16s16sHhLPhPLLH0L", 0, any_, _sockaddr_in(gateway), any_,
                                   RTF_UP | RTF_GATEWAY, 0, 0, 0, 0, 0, 0, 0, 0)
             fcntl.ioctl(s.fileno(), SIOCADDRT, rtentry)
+
+
+_ipv6_conf: list[int] = []  # /proc/sys/net/ipv6/conf of our own network namespace
+
+
+def _hold_ipv6_conf() -> None:
+    """Keep /proc/sys/net/ipv6/conf open while /proc/sys is still writable (the rootfs
+    makes it read-only): a sysctl under /proc/sys/net acts on the opener's namespace,
+    so eth0's can be set through it once eth0 exists."""
+    try:
+        _ipv6_conf.append(os.open("/proc/sys/net/ipv6/conf", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+    except FileNotFoundError:
+        pass  # IPv6 is off on this host
+
+
+def _refuse_router_ads(ifname: str) -> None:
+    """No addresses or routes from router advertisements (ipv6(7) accept_ra, autoconf): another
+    container of the bridge (CAP_NET_RAW) could otherwise make itself our IPv6 router."""
+    for key in ("accept_ra", "autoconf") if _ipv6_conf else ():
+        fd = os.open(f"{ifname}/{key}", os.O_WRONLY | os.O_CLOEXEC, dir_fd=_ipv6_conf[0])
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
 
 
 def _loopback_up() -> None:

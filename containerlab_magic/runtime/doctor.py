@@ -107,6 +107,7 @@ def diagnose(refresh: bool = False) -> Diagnosis:
         found = [_root_cgroup_detail(c) if c.name == "cgroups" else c for c in found]
     if result.rung.startswith("rootless") and result.has("netns"):
         found.append(_ports_check())
+    found += _security_checks(root=result.rung == "root")
     return Diagnosis(result, tuple(found + _file_checks()))
 
 
@@ -116,6 +117,41 @@ def checks() -> list[Check]:
     rung = Check("rung", d.can_start, rungs.headline(d.result),
                  "" if d.can_start else "see the failed probes below: no rung works on this host")
     return [rung, *d.checks]
+
+
+def _security_checks(root: bool) -> list[Check]:
+    """Seccomp (the kernel's filter mode and libseccomp); on the root rung also the device
+    policy and the host filter (bridges and cgroups are the root rung's)."""
+    from .security import seccomp
+
+    why = seccomp.supported()
+    out = [Check("seccomp", why is None, "filters and libseccomp available: Docker's default profile applies"
+                 if why is None else why, "" if why is None else "apt-get install libseccomp2 (and a kernel "
+                 "with CONFIG_SECCOMP_FILTER), or run with --security-opt seccomp=unconfined")]
+    if not root:
+        return out
+    try:
+        from .cgroups import open_manager
+
+        manager = open_manager()
+    except ImportError:
+        manager = None
+    if manager is None:
+        out.append(Check("device policy", False, "no cgroups: nothing stops a device node from opening",
+                         "run as root with cgroups (binds stay nodev either way)"))
+    elif manager.version == 1:
+        ok = "devices" in getattr(manager, "controllers", {})
+        out.append(Check("device policy", ok, "v1 devices controller: Docker's allowlist" if ok else
+                         "the v1 devices controller " + manager.why_missing("devices"),
+                         "" if ok else "mount the devices controller at /sys/fs/cgroup/devices"))
+    else:
+        out.append(Check("device policy", True, "v2: a BPF_PROG_TYPE_CGROUP_DEVICE program per container "
+                         "(Docker's allowlist)"))
+    nft = shutil.which("nft", path="/usr/sbin:/usr/bin:/sbin:/bin")
+    out.append(Check("host filter", nft is not None, f"nftables ({nft}): containers reach the host only "
+                     "through published ports" if nft else "no nft binary: lab networks cannot be made",
+                     "" if nft else "apt-get install nftables"))
+    return out
 
 
 def report() -> str:

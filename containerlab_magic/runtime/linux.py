@@ -48,6 +48,7 @@ MS_STRICTATIME = 1 << 24
 MNT_DETACH = 2
 
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAPBSET_DROP = 24
 PR_SET_CHILD_SUBREAPER = 36
@@ -135,6 +136,45 @@ def pivot_root(new_root: str, put_old: str) -> None:
     _check(_libc.syscall(nr, _b(new_root), _b(put_old)), "pivot_root", new_root)
 
 
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64), ("propagation", ctypes.c_uint64),
+                ("userns_fd", ctypes.c_uint64)]
+
+
+MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC = 0x1, 0x2, 0x4, 0x8
+AT_EMPTY_PATH, AT_RECURSIVE = 0x1000, 0x8000
+_SYS_MOUNT_SETATTR = 442  # the same number on every architecture (new syscalls are unified)
+
+
+def mount_setattr(fd: int, attr_set: int, recursive: bool = True) -> None:
+    """mount_setattr(2) (Linux 5.12): add MOUNT_ATTR_* flags to the mount at `fd` (O_PATH),
+    and with `recursive` to every mount below it; ENOSYS on older kernels."""
+    attr = _MountAttr(attr_set, 0, 0, 0)
+    flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
+    _check(_libc.syscall(_SYS_MOUNT_SETATTR, fd, b"", flags, ctypes.byref(attr), ctypes.sizeof(attr)),
+           "mount_setattr")
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+RESOLVE_NO_SYMLINKS = 0x04
+_SYS_OPENAT2 = 437  # unified number on every architecture
+
+
+def open_no_symlinks(path: str) -> int:
+    """An O_PATH fd for `path`, refusing a symlink in any component (openat2(2), Linux 5.6;
+    before it, O_NOFOLLOW guards the last component only).  ELOOP names the swap."""
+    how = _OpenHow(os.O_PATH | os.O_CLOEXEC, 0, RESOLVE_NO_SYMLINKS)
+    fd = _libc.syscall(_SYS_OPENAT2, -100, _b(path), ctypes.byref(how), ctypes.sizeof(how))  # AT_FDCWD
+    if fd >= 0:
+        return fd
+    if ctypes.get_errno() != 38:  # ENOSYS: an older kernel
+        _check(-1, "open without following symlinks", path)
+    return os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     result = _libc.prctl(option, arg2, arg3, arg4, arg5)
     _check(result, f"prctl({option})")
@@ -152,13 +192,15 @@ class _CapData(ctypes.Structure):
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
-def capset(caps: int) -> None:
-    """Set effective, permitted and inheritable sets of this thread to `caps` (a bitmask)."""
+def capset(caps: int, inheritable: int | None = None) -> None:
+    """Set effective and permitted sets of this thread to `caps` (a bitmask), and the
+    inheritable set to `inheritable` (default: `caps` too)."""
     header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
+    inheritable = caps if inheritable is None else inheritable
     for i in range(2):
-        word = (caps >> (32 * i)) & 0xFFFFFFFF
-        data[i].effective = data[i].permitted = data[i].inheritable = word
+        data[i].effective = data[i].permitted = (caps >> (32 * i)) & 0xFFFFFFFF
+        data[i].inheritable = (inheritable >> (32 * i)) & 0xFFFFFFFF
     _check(_libc.syscall(_SYS_CAPSET[_MACHINE], ctypes.byref(header), ctypes.byref(data)), "capset")
 
 

@@ -107,3 +107,10 @@ def data_root(create: bool = True) -> str:
         base = os.path.join(home, ".local", "share")
     path = os.path.join(base, APP)
     return private_dir(path, "image") if create else path
+
+
+def private_io_root() -> str:
+    """A 0700 directory of our own for data passed in and out of containers (--python
+    --in/--out): what lies below it may be 0777 for a container's --user, yet other users
+    of the host can neither read nor plant anything there."""
+    return private_dir(os.path.join(state_root(), "io"), "state")

@@ -25,7 +25,9 @@ import stat
 from dataclasses import dataclass
 
 from . import linux
+from .binds import BindSource, SecureBind
 from .linux import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, MS_REMOUNT
+from .security import guards
 
 # runc's defaults (libcontainer/specconv): hidden, and read-only, kernel interfaces.
 MASKED_PATHS = (
@@ -33,6 +35,9 @@ MASKED_PATHS = (
     "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
     "/sys/firmware", "/sys/devices/virtual/powercap",
 )
+# Masked by Docker since (moby GHSA-6fw5-f8r9-fgfm: a side channel on the host's
+# activity); the escape suite turns these off alone through the masked-paths guard.
+NEWER_MASKED_PATHS = ("/proc/interrupts", "/proc/vmcoreinfo")
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 
 # name, type, major, minor (all harmless character devices, as in the OCI default).
@@ -212,28 +217,31 @@ def plan(image, spec, state_dir: str | None) -> list:
     steps: list = []
     # Host directories of the image (host image: /usr, ...), read-only, no devices.
     for src in image.binds:
-        steps += [Mount(src, src, None, MS_BIND | MS_REC),
-                  Remount(src, MS_RDONLY | MS_NOSUID | MS_NODEV)]
+        steps += [Mount(src, src, None, MS_BIND | MS_REC), SecureBind(src, read_only=True)]
     steps.append(Mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC))
     steps += _dev_steps()
     steps.append(Mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY))
-    # One storage budget per container (--storage-size): /tmp is a directory of the
-    # writable layer, unless the root is read-only; then it is a tmpfs of that size.
+    # One storage budget per container (--storage-size, else storage_budget's default):
+    # /tmp is a directory of the writable layer, unless the root is read-only; then it
+    # is a tmpfs of that size.
     if spec.read_only:
-        tmp_size = f",size={spec.limits.storage_size}" if spec.limits.storage_size else ""
+        budget = storage_budget(spec.limits.storage_size)
+        tmp_size = f",size={budget}" if budget else ""
         steps.append(Mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777" + tmp_size))
     else:
         steps.append(TmpDir("/tmp"))
     if state_dir:
+        # Read-only: the host rewrites them in place (network/hosts.py); written from
+        # inside they would grow a host file past --storage-size.
         for name in ("hosts", "hostname"):
             steps += [MakeTarget("/etc/" + name, is_dir=False),
-                      Mount(os.path.join(state_dir, name), "/etc/" + name, None, MS_BIND)]
+                      Mount(os.path.join(state_dir, name), "/etc/" + name, None, MS_BIND),
+                      Remount("/etc/" + name, MS_NOSUID | MS_NODEV | MS_NOEXEC
+                              | (0 if guards.disabled("readonly-hosts") else MS_RDONLY))]
     for m in spec.mounts:
         steps += [MakeTarget(m.target, os.path.isdir(m.source)),
-                  Mount(m.source, m.target, None, MS_BIND | MS_REC)]
-        if m.read_only:
-            steps.append(Remount(m.target, MS_RDONLY))
-    for path in MASKED_PATHS:
+                  BindSource(m.source, m.target), SecureBind(m.target, m.read_only)]
+    for path in MASKED_PATHS + (() if guards.disabled("masked-paths") else NEWER_MASKED_PATHS):
         if path in ("/sys/firmware", "/sys/devices/virtual/powercap", "/proc/acpi", "/proc/asound", "/proc/scsi"):
             steps.append(Mount("tmpfs", path, "tmpfs", MS_RDONLY, "size=0", optional=True))
         else:
@@ -261,8 +269,35 @@ def _dev_steps() -> list:
     return steps
 
 
+DEFAULT_STORAGE = 1 << 30
+_ram: list[int] = []
+
+
+def _quarter_of_ram() -> int:
+    if not _ram:  # read once, in the shim (plan() runs there before any clone)
+        with open("/proc/meminfo") as f:
+            _ram.append(int(next(line.split()[1] for line in f if line.startswith("MemTotal:"))) * 1024)
+    return _ram[0] // 4
+
+
+def storage_budget(storage_size: int | None) -> int | None:
+    """Bytes for the writable layer and for /tmp (each a tmpfs, so host memory): --storage-size,
+    else 1 GiB (a quarter of the RAM on a small host), not a tmpfs's default of half the
+    host's RAM each.  CONTAINERLAB_DEFAULT_STORAGE (bytes, or with k/M/G) changes the
+    default; 0 gives the tmpfs default back."""
+    if storage_size:
+        return storage_size
+    from .spec import parse_size
+
+    text = os.environ.get("CONTAINERLAB_DEFAULT_STORAGE")
+    if text is None:
+        return min(DEFAULT_STORAGE, _quarter_of_ram())
+    return parse_size(text, "CONTAINERLAB_DEFAULT_STORAGE") or None
+
+
 def mount_root(image, stage: str, storage_size: int | None) -> str:
-    """Overlay the image's layers with a tmpfs writable layer; return the new root."""
+    """Overlay the image's layers with a tmpfs writable layer; return the new root.
+    storage_size is the budget the shim worked out (storage_budget): None, no size."""
     size = f",size={storage_size}" if storage_size else ""
     linux.mount("tmpfs", stage, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755" + size)
     upper, work, root = (os.path.join(stage, d) for d in ("upper", "work", "root"))

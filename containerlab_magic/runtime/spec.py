@@ -180,7 +180,8 @@ class Mount:
         mode = parts[2] if len(parts) == 3 else "rw"
         if mode not in ("ro", "rw"):
             raise SpecError(f"invalid volume mode {mode!r} in {text!r}: use ro or rw")
-        source = os.path.abspath(os.path.expanduser(parts[0]))
+        # Symlinks resolved here, once: at mount time a symlink anywhere in the path is refused.
+        source = os.path.realpath(os.path.expanduser(parts[0]))
         if not os.path.exists(source):
             raise SpecError(f"bind source {source} does not exist: create it first or fix the path")
         if not parts[1].startswith("/"):
@@ -306,6 +307,9 @@ class ContainerSpec:
             from .network.shaping import parse_shape
 
             parse_shape(self.net_rate, self.net_delay, self.net_loss)
+        from .security import check_spec  # capabilities and seccomp profile: security/ knows them
+
+        check_spec(self)
 
     @property
     def on_bridge(self) -> bool:

@@ -54,13 +54,18 @@ def alive(pid: int | None, start: int | None) -> bool:
     return bool(pid) and start is not None and proc_start_time(pid) == start
 
 
+def _private(path: str):
+    """A new file only its owner reads (0600: a state holds the spec, its environment included)."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600), "w")
+
+
 class StateStore:
     def __init__(self, root: str):
         self.root = root
         self.containers = os.path.join(root, "containers")
         self.names = os.path.join(root, "names")
         os.makedirs(self.containers, mode=0o711, exist_ok=True)
-        os.makedirs(self.names, mode=0o711, exist_ok=True)
+        os.makedirs(self.names, mode=0o700, exist_ok=True)  # who runs what: the owner's business
         # Cgroups this state root made and has not yet removed: gc's list, so that it
         # never touches groups of another state root (another lab, a benchmark).
         self.cgroup_ledger = os.path.join(root, "cgroups")
@@ -88,7 +93,7 @@ class StateStore:
         path = self.dir(cid)
         aside = os.path.join(self.containers, f".new-{cid}")
         os.mkdir(aside, 0o700)
-        with open(os.path.join(aside, "state.json"), "w") as f:
+        with _private(os.path.join(aside, "state.json")) as f:
             json.dump(state, f)
         os.rename(aside, path)
         return path
@@ -123,7 +128,7 @@ class StateStore:
     def write(self, cid: str, state: dict) -> None:
         path = os.path.join(self.dir(cid), "state.json")
         tmp = path + ".tmp"
-        with open(tmp, "w") as f:
+        with _private(tmp) as f:
             json.dump(state, f)
         os.rename(tmp, path)
 

@@ -125,6 +125,9 @@ class Cgroup(ABC):
     @abstractmethod
     def kill_all(self) -> None: ...
 
+    def allow_all_devices(self) -> None:
+        """--privileged: lift the device allowlist (security/devices.py) for this group."""
+
     @abstractmethod
     def remove(self) -> None: ...
 

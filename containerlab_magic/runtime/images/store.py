@@ -91,7 +91,10 @@ class ImageStore:
                     return rootfs
         except FileNotFoundError:
             pass
-        os.makedirs(self.root, exist_ok=True)
+        # 0700: an image's own directories (its /tmp is 1777) must not be reachable, and so
+        # not writable, by other users of the host: whatever is there, every container sees.
+        os.makedirs(self.root, mode=0o700, exist_ok=True)
+        os.chmod(self.root, 0o700)
         # Build beside, then swap in with renames, so a reader never sees half an image.
         build = tempfile.mkdtemp(prefix=f".{name}-", dir=self.root)
         try:

@@ -12,6 +12,7 @@ import os
 
 BEGIN = "# containerlab network {network}: containers by name (rewritten as they join and leave)"
 END = "# end of containerlab network"
+MAX_HOSTS_BYTES = 1 << 20  # more is not ours: the rest is dropped at the next rewrite
 LOCALHOST = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 
 
@@ -40,8 +41,10 @@ def rewrite(path: str, block: str) -> bool:
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
     except (FileNotFoundError, NotADirectoryError):
         return False
-    with os.fdopen(fd, "r+") as f:
-        rest = strip_block(f.read())
+    # Whatever bytes are there (a container could write it before it was made read-only,
+    # an image could bring any), they pass through unchanged: never a UnicodeDecodeError.
+    with os.fdopen(fd, "r+", encoding="utf-8", errors="surrogateescape") as f:
+        rest = strip_block(f.read(MAX_HOSTS_BYTES))
         if rest and not rest.endswith("\n"):
             rest += "\n"
         if block and "localhost" not in rest:

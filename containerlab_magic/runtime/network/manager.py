@@ -24,6 +24,7 @@ from typing import Callable, Iterable
 
 from ..errors import Conflict, NotFound, RuntimeFailure, SpecError
 from ..spec import PortMap, parse_name
+from . import filter as host_filter
 from . import hosts, netlink, shaping
 from .netlink import off_event_loop
 from .proxy import PortProxy
@@ -132,9 +133,12 @@ class NetworkManager:
             gateway = str(next(net.hosts()))
             try:
                 netlink.create_bridge(ipr, bridge, self.state.bridge_alias(name), gateway, net.prefixlen)
+                host_filter.add_bridge(bridge)  # containers reach the host only through published ports
             except Exception as exc:
                 with contextlib.suppress(Exception):
                     netlink.delete_link(ipr, bridge)
+                with contextlib.suppress(Exception):
+                    host_filter.remove_bridge(bridge)
                 raise netlink.failure(f"creating bridge {bridge} for network {name}", exc) from None
         record = {"name": name, "subnet": str(net), "gateway": gateway, "bridge": bridge,
                   "internal": bool(internal), "created": time.time()}
@@ -176,6 +180,7 @@ class NetworkManager:
             net = ipaddress.ip_network(record["subnet"])
             index = netlink.create_bridge(ipr, record["bridge"], self.state.bridge_alias(record["name"]),
                                           record["gateway"], net.prefixlen)
+            host_filter.add_bridge(record["bridge"])
             return index, ipr.get_links(index)[0].get_attr("IFLA_MTU")
         if link.get_attr("IFLA_IFALIAS") != self.state.bridge_alias(record["name"]):
             raise RuntimeFailure(f"interface {record['bridge']} exists but is not network {record['name']}'s bridge")
@@ -194,6 +199,7 @@ class NetworkManager:
                     alias = ipr.get_links(index)[0].get_attr("IFLA_IFALIAS")
                     if alias == self.state.bridge_alias(name):
                         netlink.delete_link(ipr, record["bridge"])
+                host_filter.remove_bridge(record["bridge"])
             # Spares made ahead by a shim (which will start those containers cold instead).
             # After the bridge: a spare's PID 1 may be making its veth right now, and
             # rtnl orders that before the bridge went (the veth is found and deleted
@@ -267,19 +273,23 @@ class NetworkManager:
                 self._plug(ipr, undo, pid, veth, container_id, bridge_index, mtu, mac_for(ip))
             if configure_inside:
                 self._configure_inside(pid, ip, net)
-            self._publish(undo, container_id, ports, ip, net["gateway"])
+            self._publish(undo, container_id, ports, ip, net["gateway"], net["bridge"])
             info = self._add_member(st, container_id, container_name, net, ip, veth, pid, ports, hosts_file)
             undo.commit()
             return info
 
     def _publish(self, undo: _Undo, container_id: str, ports: tuple[PortMap, ...], ip: str,
-                 gateway: str | None = None) -> None:
+                 gateway: str | None = None, bridge: str | None = None) -> None:
         """Listen for the container's published ports: on their loopback address, or (with
-        `gateway`) on the bridge's, which lets other containers reach the port too."""
+        `gateway`) on the bridge's, which lets other containers of that bridge reach the
+        port too (the host filter opens it to that bridge only)."""
         undo.push(lambda: self.proxy.unpublish(container_id))
+        undo.push(lambda: host_filter.close_ports(container_id))
         for port in ports:  # (host_ip is loopback: _check_ports)
             self.proxy.publish(container_id, port.protocol, gateway or port.host_ip, port.host_port,
                                (ip, port.container_port))
+            if gateway and bridge:
+                host_filter.open_port(container_id, bridge, gateway, port.protocol, port.host_port)
 
     def _add_member(self, st: dict, container_id: str, container_name: str, net: dict, ip: str, veth: str,
                     pid: int, ports: tuple[PortMap, ...], hosts_file: str | None) -> dict:
@@ -336,7 +346,7 @@ class NetworkManager:
                 return None
             ip = self._free_address(st, net)
             self._publish(undo, spare_id, ports, ip)
-            self._publish(undo, spare_id, ports, ip, net["gateway"])
+            self._publish(undo, spare_id, ports, ip, net["gateway"], net["bridge"])
             del st["spares"][spare_id]
             info = self._add_member(st, spare_id, container_name, net, ip, spare["veth"], pid, ports, hosts_file)
             undo.commit()
@@ -463,6 +473,7 @@ class NetworkManager:
     def _detach_locked(self, st: dict, container_id: str, exited: bool = False) -> None:
         if self._proxy is not None:
             self._proxy.unpublish(container_id)
+        host_filter.close_ports(container_id)
         record = st["containers"].pop(container_id, None)
         if record is None:
             return
@@ -535,6 +546,7 @@ class NetworkManager:
             if self._proxy is not None:  # listeners this process holds for the dead
                 for owner in {p["owner"] for p in self._proxy.published()} - set(live_container_ids):
                     self._proxy.unpublish(owner)
+                    host_filter.close_ports(owner)
                     removed["containers"].append(owner)
             for spare_id in [s for s in st["spares"] if s not in live_container_ids]:
                 self._unplug_locked(st, spare_id)

@@ -207,6 +207,8 @@ def create_bridge(ipr, ifname: str, alias: str, gateway: str, prefixlen: int) ->
     # host's global ip_forward says now.
     set_device_sysctl("ipv4", ifname, "forwarding", "0")
     set_device_sysctl("ipv6", ifname, "forwarding", "0")
+    set_device_sysctl("ipv6", ifname, "accept_ra", "0")  # a container is no router of the host's
+    set_device_sysctl("ipv6", ifname, "autoconf", "0")
     ipr.link("set", index=index, ifalias=alias)
     ipr.addr("add", index=index, address=gateway, prefixlen=prefixlen)
     ipr.link("set", index=index, state="up")

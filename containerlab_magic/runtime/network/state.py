@@ -17,6 +17,8 @@ import json
 import os
 from typing import Iterator
 
+from ..errors import RuntimeFailure
+
 VERSION = 1
 ALIAS_PREFIX = "containerlab_magic"
 
@@ -90,13 +92,24 @@ class NetworkState:
         return [readable, hashed] if len(readable) <= 15 else [hashed]
 
 
+def _lock_dir() -> str:
+    """The lab's own 0700 directory for host-wide locks: not the world-writable /run/lock,
+    where another user could plant the lock file first (or a symlink in its place)."""
+    base = "/run" if os.geteuid() == 0 else (os.environ.get("XDG_RUNTIME_DIR") or "/tmp")
+    path = os.path.join(base, f"containerlab-host-{os.geteuid()}")
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    info = os.lstat(path)
+    if info.st_uid != os.geteuid() or info.st_mode & 0o077 or not os.path.isdir(path) or os.path.islink(path):
+        raise RuntimeFailure(f"{path} is not a private directory of ours: remove it and try again")
+    return path
+
+
 @contextlib.contextmanager
 def host_lock() -> Iterator[None]:
     """Serialise choices that are global to the host (bridge names, subnets)
     between state roots: two labs must never pick the same subnet at once."""
-    directory = "/run/lock" if os.path.isdir("/run/lock") else "/tmp"
-    fd = os.open(os.path.join(directory, "containerlab_magic-network.lock"),
-                 os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = os.open(os.path.join(_lock_dir(), "network.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+                 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -22,6 +22,7 @@ class StartContext:
     making_spare: bool = False  # running the first steps ahead of need (no name, no limits)
     warm_key: tuple | None = None  # a warm spare being made: (image, network)
     explain: bool = False  # PID 1 sends its step timings back before exec
+    security: object = None  # security.Policy for PID 1, compiled before any step ran
     conn: object = None  # the client to tell the container's exit
     netns_pid: int | None = None  # --net container:NAME: the partner's PID 1
     hostname: str = ""

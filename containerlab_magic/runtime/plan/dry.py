@@ -7,7 +7,7 @@ the order child.py runs (and marks) them.
 
 from __future__ import annotations
 
-from .. import child, rootfs
+from .. import child, rootfs, security
 from .build import build
 from .context import StartContext
 from .executor import dry_run
@@ -40,13 +40,14 @@ def _pid1_steps(spec, image, store, cgroups, ctx) -> list[tuple[str, str]]:
     if spec.network.startswith("container:"):
         steps.append(("join network", f"setns(2) into the network namespace of {spec.network[10:]}"))
     steps.append(("mount namespace", "make every mount a slave (MS_REC|MS_SLAVE on /): nothing propagates back"))
-    steps.append(("rootfs", rootfs.describe_root(image, spec.limits.storage_size)))
+    steps.append(("rootfs", rootfs.describe_root(image, rootfs.storage_budget(spec.limits.storage_size))))
     steps += [("mount", str(step)) for step in rootfs.plan(image, spec, store.dir("<new id>"))]
     steps.append(("pivot_root", "pivot_root(2) into the overlay, detach the old root"))
     if spec.tty:
         steps.append(("console", "open a pty in the container's own /dev/pts, send its master to the shim"))
     if spec.network != "host":
         steps.append(("loopback", "bring lo up (SIOCSIFFLAGS)"))
+    steps.append(("bounding", security.describe_bounding_for(spec)))
     if cgroups is not None or spec.network != "none" and spec.network != "host":
         steps.append(("wait", "wait for the shim's go on the sync pipe (cgroup, network)"))
     if spec.on_bridge:
@@ -56,7 +57,7 @@ def _pid1_steps(spec, image, store, cgroups, ctx) -> list[tuple[str, str]]:
     steps.append(("cgroupns", "unshare(CLONE_NEWCGROUP)" + (", mount /sys/fs/cgroup read-only" if mounts else "")))
     steps.append(("workdir", f"chdir {spec.workdir}"))
     steps.append(("user", f"user {spec.user or 'root'}"))
-    steps.append(("security", "bounding set to Docker's 14, no_new_privs, setuid, capabilities"))
+    steps += security.describe_steps(spec)
     if spec.init:
         steps.append(("init", f"PID 1 stays as init: forks the command, which execs {' '.join(spec.command)}; "
                               "forwards signals, reaps"))

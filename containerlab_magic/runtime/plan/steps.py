@@ -96,8 +96,10 @@ class Cgroup:
             ctx.cgroup = ctx.spare.cgroup
             if limits.any_cgroup_limit:
                 ctx.cgroup.update(limits, initial=True)
-            return
-        ctx.cgroup = ctx.shim.new_cgroup(ctx.cid, limits)
+        else:
+            ctx.cgroup = ctx.shim.new_cgroup(ctx.cid, limits)
+        if ctx.spec.privileged and ctx.cgroup is not None:  # (undone with the group itself)
+            ctx.cgroup.allow_all_devices()
 
     def undo(self, ctx) -> None:
         if ctx.cgroup is not None:
@@ -109,7 +111,8 @@ class Cgroup:
         dirs = (sorted({os.path.dirname(p) for p in ctx.cgroup.procs_files}) if ctx.cgroup is not None
                 else [f"{d}/<new id>" for d in ctx.shim.cgroup_lab_dirs()])
         limits = describe_limits(ctx.spec.limits) or "no limits"
-        return f"cgroup {', '.join(dirs)}: {limits}" + (AHEAD if ctx.ahead(self.kind) else "")
+        devices = "every device (--privileged)" if ctx.spec.privileged else "Docker's device allowlist"
+        return f"cgroup {', '.join(dirs)}: {limits}; {devices}" + (AHEAD if ctx.ahead(self.kind) else "")
 
 
 def describe_limits(limits) -> str:

@@ -22,6 +22,7 @@ from collections import OrderedDict
 from typing import Callable
 
 from .. import protocol
+from ..security import guards
 from ..errors import Conflict, HostUnsupported, NotFound, RuntimeFailure, SpecError
 
 ERRORS = {cls.__name__: cls for cls in (SpecError, NotFound, Conflict, RuntimeFailure, HostUnsupported)}
@@ -58,8 +59,12 @@ class ShimClient:
                 self.shim_pid, self.log_path = hello["pid"], hello.get("log")
 
     def command(self, *extra: str) -> list[str]:
-        """How the shim is started (an Engine subclass may wrap it: benchmarks/_profile.py)."""
-        return [sys.executable, "-m", "containerlab_magic.runtime.shim", "--state", self.state_root,
+        """How the shim is started (an Engine subclass may wrap it: benchmarks/_profile.py):
+        isolated, see SHIM_BOOT."""
+        if guards.disabled("shim-isolation"):  # the escape suite's "before" (tests/security)
+            return [sys.executable, "-m", "containerlab_magic.runtime.shim", "--state", self.state_root,
+                    "--data", self.data_root, *extra]
+        return [sys.executable, "-I", "-c", SHIM_BOOT, PACKAGE_ROOT, "--state", self.state_root,
                 "--data", self.data_root, *extra]
 
     def _start_private(self) -> socket.socket:
@@ -68,7 +73,8 @@ class ShimClient:
             extra = ("--prewarm",) if self.prewarm else ()
             self._proc = subprocess.Popen(
                 self._command("--fd", str(theirs.fileno()), *extra), pass_fds=[theirs.fileno()],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True, env=_shim_env())
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True, env=_shim_env(),
+                cwd=_shim_cwd())
         return ours
 
     def _connect_daemon(self) -> socket.socket:
@@ -82,11 +88,12 @@ class ShimClient:
                 sock.close()
             # The daemon outlives this process: it must not hold our stdout/stderr open.
             log_fd = os.open(os.path.join(self.state_root, "shim.log"),
-                             os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+                             os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+            os.fchmod(log_fd, 0o600)  # one made before, world-readable
             with os.fdopen(log_fd, "ab") as log:
                 proc = subprocess.Popen(self._command("--daemon"), stdin=subprocess.DEVNULL,
                                         stdout=subprocess.PIPE, stderr=log, start_new_session=True,
-                                        env=_shim_env())
+                                        env=_shim_env(), cwd=_shim_cwd())
             proc.stdout.readline()  # "ready" (or "busy": another one won the race)
             proc.stdout.close()
             proc.wait()
@@ -226,8 +233,27 @@ def _drop_reply(reply: dict, fds: list[int]) -> None:
             os.close(pidfd)
 
 
+# The shim runs as root and outlives the caller: it must import nothing the caller (or a
+# container with the caller's directory bound in) can plant (C1).  So it starts isolated
+# (`python -I`: no PYTHON* variables, no user site, no script or current directory on
+# sys.path), in /, with a fixed environment, and finds this package at the one path
+# given: placed after the standard library, so no file there can shadow a stdlib module.
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+SHIM_BOOT = ("import sys; root = sys.argv.pop(1); "
+             "sys.path.insert(next((i for i, p in enumerate(sys.path) if p.endswith(('site-packages', "
+             "'dist-packages'))), len(sys.path)), root); "
+             "from containerlab_magic.runtime.shim import main; sys.exit(main())")
+SHIM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _shim_cwd() -> str | None:
+    return None if guards.disabled("shim-isolation") else "/"
+
+
 def _shim_env() -> dict:
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    """The shim's whole environment: a fixed PATH and locale, and our own CONTAINERLAB_* switches."""
+    if guards.disabled("shim-isolation"):
+        return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))}
+    env = {"PATH": SHIM_PATH, "LANG": "C.UTF-8"}
+    env.update((k, v) for k, v in os.environ.items() if k.startswith("CONTAINERLAB_"))
     return env

@@ -53,9 +53,9 @@ class Shim:
         self._network = None
         self.devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
         self.last_event = time.monotonic()
-        # The bounding set matters only at execve, which the shim never does (see security.py).
-        security.drop_bounding()
-        self.bounding_dropped = security.bounding_set() == security.DEFAULT_MASK
+        # Compile the default seccomp profile once, before any container: each PID 1 gets
+        # it (and drops its own bounding set to its own capabilities) in security.apply.
+        security.prepare()
         self.spawner = Spawner()
         self.exits = Exits(self)
         self.starter = Starter(self)
@@ -75,7 +75,11 @@ class Shim:
         except FileNotFoundError:
             pass
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.listener.bind(path)
+        old_umask = os.umask(0o177)  # 0600 from the start: no moment where others may connect
+        try:
+            self.listener.bind(path)
+        finally:
+            os.umask(old_umask)
         os.chmod(path, 0o600)
         self.listener.listen(64)
         self.selector.register(self.listener, selectors.EVENT_READ, ("listen", None))
@@ -170,7 +174,10 @@ class Shim:
             self._network.proxy.pump()
         elif kind == "listen":
             conn, _ = self.listener.accept()
-            self.add_conn(conn)
+            if security.peer_allowed(conn):  # root or the daemon's own user (SO_PEERCRED)
+                self.add_conn(conn)
+            else:
+                conn.close()
 
     def _check_timeouts(self) -> None:
         now = time.monotonic()

@@ -20,7 +20,7 @@ import os
 import secrets
 import selectors
 
-from .. import child, rootfs
+from .. import child, rootfs, security
 from ..errors import ContainerError, NotFound
 from ..plan.build import ahead
 from ..plan.context import StartContext
@@ -58,11 +58,14 @@ class SparePool:
         self.lost_networks: dict[tuple[str, str], int] = {}  # warm-ups that failed making their veth
 
     @staticmethod
-    def key_for(spec: ContainerSpec) -> tuple[str, str] | None:
+    def key_for(spec: ContainerSpec, policy) -> tuple[str, str] | None:
         """What a warm PID 1 for this spec is (image, network), or None if none could serve it:
-        a warm one has the image's plain rootfs and its own network namespace.  (Prewarming
-        a kind no warm PID 1 can serve would only make and kill namespaces.)"""
+        a warm one has the image's plain rootfs, its own network namespace and the default
+        security policy (security.policy_for).  (Prewarming a kind no warm PID 1 can serve
+        would only make and kill namespaces.)"""
         if spec.mounts or spec.read_only or spec.tty or spec.limits.storage_size is not None:
+            return None
+        if not security.is_default(policy):  # other capabilities, seccomp or --privileged
             return None
         if spec.network == "none":
             return spec.image, "none"
@@ -179,9 +182,9 @@ class SparePool:
             ctx.setup = child.Setup(
                 command=(), env={}, workdir="/", user=None, hostname="", image=ctx.image,
                 steps=rootfs.plan(ctx.image, ctx.spec, ctx.state_dir), stage=shim.stage,
-                stdio=ctx.stdio.container, bounding_dropped=shim.bounding_dropped, shim_pid=shim.me[0],
+                storage_size=rootfs.storage_budget(None), stdio=ctx.stdio.container, shim_pid=shim.me[0],
                 procs_files=tuple(spare.cgroup.procs_files) if spare.cgroup is not None else (),
-                join_cgroup=True, plug=plug,
+                join_cgroup=True, plug=plug, security=security.default_policy(),
                 cgroup_mounts=shim.cgroup_mounts if spare.cgroup is not None else ())
             ctx.proc = spare.warm = shim.spawner.spawn("run", spare.cid, ctx.setup, None, sync=True)
         finally:

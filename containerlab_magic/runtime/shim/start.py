@@ -14,7 +14,7 @@ import random
 import secrets
 import time
 
-from .. import child, rootfs
+from .. import child, rootfs, security
 from ..errors import HostUnsupported, SpecError
 from ..plan.build import build
 from ..plan.context import StartContext
@@ -45,14 +45,15 @@ class Starter:
         image = shim.images.resolve(spec.image)
         netns_pid = self._network_target(spec)
         self._check_limits(spec)
+        policy = security.policy_for(spec)  # (a new seccomp profile compiles here, before any step)
         name = spec.name or self._free_name()
-        key = shim.spares.key_for(spec)
+        key = shim.spares.key_for(spec, policy)
         if key is not None:
             shim.spares.want(key)
         while True:
             spare = shim.spares.take(key)
             ctx = StartContext(shim, spec, spare.cid if spare else secrets.token_hex(32), name, image,
-                               spare=spare, explain=explain, conn=conn, netns_pid=netns_pid,
+                               spare=spare, explain=explain, conn=conn, netns_pid=netns_pid, security=policy,
                                hostname=spec.hostname or name[:63].replace("_", "-").replace(".", "-"))
             executor = Executor(build(spec, cgroups=shim.cgroups is not None), ctx, shim.log, record=explain)
             request = StepRecord("request", f"the request over the socket: spec, image {spec.image} "
@@ -123,9 +124,9 @@ class Starter:
             command=spec.command, env=spec.environment, env_explicit=frozenset(k for k, _ in spec.env),
             workdir=spec.workdir, user=spec.user, hostname=ctx.hostname, image=ctx.image,
             steps=rootfs.plan(ctx.image, spec, ctx.state_dir), stage=shim.stage,
-            storage_size=spec.limits.storage_size, stdio=ctx.stdio.container,
+            storage_size=rootfs.storage_budget(spec.limits.storage_size), stdio=ctx.stdio.container,
             console_fd=ctx.stdio.console_theirs, netns_pid=ctx.netns_pid, host_network=spec.network == "host",
-            bounding_dropped=shim.bounding_dropped, init=spec.init, explain=ctx.explain,
+            init=spec.init, explain=ctx.explain, security=ctx.security,
             cgroup_mounts=shim.cgroup_mounts if ctx.cgroup is not None else ())
         sync = bool(ctx.cgroup is not None or spec.on_bridge or ctx.netns_pid)
         ctx.proc = shim.spawner.spawn("run", ctx.cid, ctx.setup, ctx.conn, sync=sync)
@@ -173,7 +174,7 @@ class Starter:
                 command=tuple(command), env=env, env_explicit=frozenset(message.get("env") or ()),
                 workdir=message.get("workdir") or spec.workdir, user=message.get("user") or spec.user,
                 stdio=stdio.container, console_fd=stdio.console_theirs, join_pid=state["pid"],
-                procs_files=tuple(cgroup.procs_files) if cgroup else (), bounding_dropped=shim.bounding_dropped)
+                procs_files=tuple(cgroup.procs_files) if cgroup else (), security=security.policy_for(spec))
             exec_id = secrets.token_hex(8)
             proc = shim.spawner.spawn("exec", cid, setup, conn, exec_id=exec_id)
             stdio.close_child_ends()

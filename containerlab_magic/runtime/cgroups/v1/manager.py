@@ -13,16 +13,17 @@ from ...errors import Conflict, HostUnsupported, SpecError
 from ...spec import Limits
 from .. import fs
 from ..base import Cgroup, CgroupManager, Controller, Usage
-from . import freezer
+from . import devices, freezer
 from .blkio import Blkio
 from .cpu import Cpu, CpuAcct
 from .cpuset import Cpuset
+from .devices import Devices
 from .freezer import Freezer
 from .memory import Memory
 from .pids import Pids
 
 LAB = "containerlab"
-CONTROLLERS: tuple[Controller, ...] = (Memory(), Cpu(), CpuAcct(), Cpuset(), Pids(), Blkio(), Freezer())
+CONTROLLERS: tuple[Controller, ...] = (Memory(), Cpu(), CpuAcct(), Cpuset(), Pids(), Blkio(), Freezer(), Devices())
 LIMIT_CONTROLLERS = {"memory": "memory", "memory_swap": "memory", "cpus": "cpu", "cpu_shares": "cpu",
                      "cpuset_cpus": "cpuset", "pids_limit": "pids", "blkio_weight": "blkio"}
 
@@ -195,6 +196,10 @@ class V1Cgroup(Cgroup):
             if not pids or fs.poll(lambda: not fs.procs(procs_file), 0.5 if has_freezer else 0.05):
                 return
         fs.wait_until(lambda: not fs.procs(procs_file), 5.0, "every process to exit", self._procs_dir)
+
+    def allow_all_devices(self) -> None:
+        if "devices" in self.dirs:
+            devices.allow_all(self.dirs["devices"])
 
     def remove(self) -> None:
         for path in reversed(self.unique_dirs):

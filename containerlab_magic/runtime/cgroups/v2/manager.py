@@ -12,7 +12,7 @@ from ...errors import Conflict, SpecError
 from ...spec import Limits
 from .. import fs
 from ..base import Cgroup, CgroupManager, Controller, Usage
-from . import freezer
+from . import devices, freezer
 from .cpu import Cpu, read_cpu_stat
 from .cpuset import Cpuset
 from .io import Io
@@ -71,6 +71,7 @@ class V2Manager(CgroupManager):
         if not self._mkdir_in_lab(group.dir):
             raise Conflict(f"cgroup {group.dir} already exists: remove the old container or run `containerlab-magic gc`")
         try:
+            devices.limit(group.dir)
             group.update(limits, initial=True)
         except BaseException:
             fs.rmdir(group.dir)
@@ -130,6 +131,9 @@ class V2Cgroup(Cgroup):
     def kill_all(self) -> None:
         if os.path.isdir(self.dir):
             freezer.kill_all(self.dir)
+
+    def allow_all_devices(self) -> None:
+        devices.detach(self.dir)
 
     def remove(self) -> None:
         fs.rmdir(self.dir)
