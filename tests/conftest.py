@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import tempfile
 import time
 
@@ -241,6 +242,9 @@ def pytest_sessionfinish(session, exitstatus):
         print("\nno test passed (all skipped or deselected): CONTAINERLAB_REQUIRE_PASSES=1 counts that "
               "as a failure; run as root on a host with the tools scripts/setup installs")
 
+    users = sys.modules.get("pod.users")  # test users this session made go with it
+    if users is not None:
+        users.remove_created()
     if STATE != os.path.join(_SESSION, "state"):  # a state root given from outside is not ours to end
         shutil.rmtree(_SESSION, ignore_errors=True)
         return

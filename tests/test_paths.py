@@ -167,3 +167,30 @@ def test_state_root_without_create_makes_nothing(monkeypatch, tmp_path):
     monkeypatch.setenv("CONTAINERLAB_STATE", str(tmp_path / "state"))
     assert paths.state_root(create=False) == str(tmp_path / "state")
     assert not (tmp_path / "state").exists()
+
+
+def test_a_test_user_the_session_made_is_removed_with_it():
+    """ensure_user makes a user only when missing, and remove_created (called at session end
+    by conftest) takes away exactly the users it made, home and subuid lines included."""
+    import pwd
+
+    name = "clabgone"
+    if os.geteuid() != 0:
+        pytest.skip("making users needs root (useradd)")
+    try:
+        pwd.getpwnam(name)
+        pytest.skip(f"user {name} exists already: not ours to remove")
+    except KeyError:
+        pass
+    made = users.CREATED[:]
+    users.CREATED.clear()
+    try:
+        home = users.ensure_user(name).pw_dir
+        assert users.CREATED == [name] and os.path.isdir(home)
+        assert users.remove_created() == [name]
+        with pytest.raises(KeyError):
+            pwd.getpwnam(name)
+        assert not os.path.exists(home)
+        assert name not in open("/etc/subuid").read()
+    finally:
+        users.CREATED[:0] = made

@@ -1,8 +1,9 @@
 """Run Python as a real unprivileged user of this host (setpriv(1)), with the checkout.
 
 The test user is `clabtest`: made with useradd(8) when missing (Debian's useradd
-also gives it /etc/subuid and /etc/subgid ranges) and left in place for later
-runs and CI; nothing here removes a user.  A second user for "cannot see each
+also gives it /etc/subuid and /etc/subgid ranges) and removed with its home at the
+end of the session that made it (remove_created, from tests/conftest.py); a user
+that was there before the session is left alone.  A second user for "cannot see each
 other's containers" is `nobody`, which every Debian system has.  The user's
 Python is /usr/bin/python3 (root's pyenv is not readable by others) with a copy
 of the package in a directory the user can read.
@@ -32,12 +33,30 @@ def why_not() -> str | None:
     return None
 
 
+CREATED: list[str] = []  # users this session made: remove_created takes them away again
+
+
 def ensure_user(name: str = TEST_USER) -> pwd.struct_passwd:
     try:
         return pwd.getpwnam(name)
     except KeyError:
         subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", name], check=True)
+        CREATED.append(name)
         return pwd.getpwnam(name)
+
+
+def remove_created() -> list[str]:
+    """Remove the users this session made, with their homes and /etc/subuid lines (userdel -r);
+    their processes must have ended (the session's containers are gone by then)."""
+    removed = []
+    while CREATED:
+        name = CREATED.pop()
+        subprocess.run(["userdel", "--remove", name], check=False, capture_output=True)
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            removed.append(name)
+    return removed
 
 
 def package_copy() -> str:
