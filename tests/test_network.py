@@ -417,7 +417,9 @@ def test_net_delay_needs_netem(lab):
 
 
 def pings_answered(ip: str, count: int) -> int:
-    out = subprocess.run([BUSYBOX, "ping", "-c", str(count), "-i", "0.02", "-W", "1", ip],
+    # -W is how long busybox waits for the first reply: after 100% loss the host's neighbour
+    # entry for the container has failed, and ARP retries it once a second (slower in a VM)
+    out = subprocess.run([BUSYBOX, "ping", "-c", str(count), "-i", "0.02", "-W", "5", ip],
                          capture_output=True, text=True).stdout
     return int(re.search(r"(\d+) packets received", out).group(1))
 

@@ -44,7 +44,9 @@ class CleanupVerbs:
                 orphaned = not alive(owner.get("shim_pid"), owner.get("shim_start"))
                 if orphaned or time.time() - os.stat(path).st_mtime > 30:
                     shutil.rmtree(path, ignore_errors=True)
-                    removed.append(f"unfinished state directory {os.path.basename(path)[5:17]}")
+                    short = os.path.basename(path)[5:17]
+                    removed.append(f"spare slot ({short}, unfinished)" if owner.get("status") == Status.SPARE
+                                   else f"unfinished state directory {short}")
             except FileNotFoundError:
                 pass
         known = set(self.store.ids())

@@ -25,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prewarm", action="store_true", help="keep the next container's PID 1 ready")
     args = parser.parse_args(argv)
     linux.default_all_signals()  # nothing ignored by whoever started us reaches a container
+    # ...but the shim itself keeps what Python set at its start: a write to a pipe whose reader
+    # is gone (a PID 1 that failed) is EPIPE, not death; PID 1 resets both before execve.
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the client, which stops its container
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if args.daemon:
