@@ -199,6 +199,30 @@ def test_the_command_starts_with_default_signals(engine, no_leaks):
     assert r.stdout.decode().split() == ["SigBlk:", "0000000000000000", "SigIgn:", "0000000000000000"], r
 
 
+IGNORING_PARENT = """
+import ctypes, sys
+act = ctypes.create_string_buffer(64); act[0] = 1  # SIG_IGN, through rt_sigaction(2): glibc guards 32 and 33
+for sig in (1, 32, 33):
+    ctypes.CDLL(None).syscall(13, sig, act, None, 8)
+from containerlab_magic.runtime import ContainerSpec, Engine
+with Engine() as engine:
+    spec = ContainerSpec(["grep", "SigIgn", "/proc/self/status"], image="busybox")
+    sys.stdout.write(engine.run(spec).wait(30).stdout.decode())
+"""
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the test's raw rt_sigaction call is x86_64's")
+def test_signals_a_caller_ignored_are_default_in_the_container(no_leaks):
+    """An ignored signal survives fork and exec: the shim must not pass on what its
+    caller ignored (a CI runner ignored signal 32, which Python cannot reset)."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-c", IGNORING_PARENT], capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, PYTHONPATH=root), cwd="/")
+    assert r.stdout.split() == ["SigIgn:", "0000000000000000"], r.stderr
+
 def test_immediate_stop_after_detached_run_never_runs_the_shims_handler(engine, no_leaks):
     for i in range(10):
         engine.run(ContainerSpec(["sleep", "30"], image="busybox", detach=True, name=f"quickstop{i}", init=True))

@@ -143,6 +143,27 @@ class _MountAttr(ctypes.Structure):
 
 MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC = 0x1, 0x2, 0x4, 0x8
 AT_EMPTY_PATH, AT_RECURSIVE = 0x1000, 0x8000
+_SYS_RT_SIGACTION = {"x86_64": 13, "aarch64": 134, "riscv64": 134, "ppc64le": 173, "s390x": 174}
+
+
+def default_all_signals() -> None:
+    """Give every signal its default action, as a fresh process has.
+
+    An ignored signal stays ignored across fork and execve(2) (signal(7)); whoever
+    started us may have ignored some, including 32 and 33, which glibc reserves for
+    itself and Python's signal module cannot reach.  So this uses rt_sigaction(2)
+    directly, with a kernel `struct sigaction` of zeros (SIG_DFL, no flags, empty
+    mask) and the kernel's 8-byte sigset size.  SIGKILL and SIGSTOP cannot change.
+    """
+    nr = _SYS_RT_SIGACTION.get(_MACHINE)
+    if nr is None:
+        return
+    action = ctypes.create_string_buffer(64)  # handler, flags, restorer, mask: all zero
+    for sig in range(1, 65):
+        if sig not in (9, 19):
+            _libc.syscall(nr, sig, action, None, 8)
+
+
 _SYS_MOUNT_SETATTR = 442  # the same number on every architecture (new syscalls are unified)
 
 

@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True)
     parser.add_argument("--prewarm", action="store_true", help="keep the next container's PID 1 ready")
     args = parser.parse_args(argv)
+    linux.default_all_signals()  # nothing ignored by whoever started us reaches a container
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the client, which stops its container
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if args.daemon:
