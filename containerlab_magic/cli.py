@@ -68,13 +68,14 @@ def _add_run(sub) -> None:
 def _verb_of(argv: list[str]) -> str | None:
     """The verb a command line names, if it is one (else the whole parser reports)."""
     first = argv[0] if argv else None
-    return first if first in VERBS or first == "network" else None
+    return first if first in VERBS or first in ("network", "image") else None
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(_verb_of(argv)).parse_args(argv)
-    verb = args.verb if args.verb != "network" else "network_" + args.net_verb
+    verb = {"network": lambda: "network_" + args.net_verb,
+            "image": lambda: "image_" + args.image_verb}.get(args.verb, lambda: args.verb)()
     try:
         return VERBS[verb](args)
     except ContainerError as e:
@@ -141,7 +142,7 @@ def cmd_run(args) -> int:
     if spec.network == "host":
         print(f"{PROG}: warning: --net host shares the host's network with the container", file=sys.stderr)
     try:
-        box = commands.run(engine, spec)
+        box = commands.run(engine, spec, on_pull=_announce_pull)
         if spec.detach:
             print(box.id)
             return 0
@@ -151,6 +152,14 @@ def cmd_run(args) -> int:
         return code
     finally:
         engine.close()
+
+
+def _announce_pull(name: str):
+    """docker's line before it pulls a missing image; the pull's progress renderer."""
+    from .cli_images import LayerProgress
+
+    print(f"Unable to find image '{name}' locally", file=sys.stderr)
+    return LayerProgress()
 
 
 def _runtime_times_its_steps() -> bool:
@@ -394,8 +403,11 @@ def cmd_cp(args) -> int:
 def cmd_port(args) -> int:
     from . import commands, formats
 
-    for line in formats.port_lines(commands.port(_engine(), args.container)):
+    engine = _engine()
+    for line in formats.port_lines(commands.port(engine, args.container)):
         print(line)
+    for port in commands.exposed(engine, args.container):
+        print(f"{port} (exposed by the image, not published: add -p HOST:{port.split('/')[0]})")
     return 0
 
 
@@ -450,13 +462,6 @@ def cmd_doctor(args) -> int:
     return 0
 
 
-def cmd_images(args) -> int:
-    from . import commands, formats
-
-    print(formats.text_table(formats.images_table(commands.images(_engine()))))
-    return 0
-
-
 def cmd_install_kernel(args) -> int:
     from .kernel import install
 
@@ -467,10 +472,23 @@ def cmd_install_kernel(args) -> int:
 VERBS = {
     "run": cmd_run, "ps": cmd_ps, "logs": cmd_logs, "exec": cmd_exec, "stop": cmd_stop, "kill": cmd_kill,
     "rm": cmd_rm, "wait": cmd_wait, "inspect": cmd_inspect, "top": cmd_top, "gc": cmd_gc, "doctor": cmd_doctor,
-    "images": cmd_images, "stats": cmd_stats, "update": cmd_update, "pause": cmd_pause, "unpause": cmd_pause,
+    "stats": cmd_stats, "update": cmd_update, "pause": cmd_pause, "unpause": cmd_pause,
     "cp": cmd_cp, "port": cmd_port, "network_create": cmd_network_create, "network_ls": cmd_network_ls,
     "network_inspect": cmd_network_inspect, "network_rm": cmd_network_rm, "install-kernel": cmd_install_kernel,
 }
+
+
+def _image_verb(verb: str):
+    def call(args) -> int:
+        from .cli_images import VERBS as IMAGE_VERBS
+
+        return IMAGE_VERBS[verb](args)
+    return call
+
+
+VERBS.update({verb: _image_verb(verb) for verb in (
+    "pull", "push", "login", "logout", "tag", "images", "image_ls", "rmi", "image_prune", "image_inspect",
+    "history", "image_history", "save", "load", "import", "export", "commit")})
 
 
 if __name__ == "__main__":

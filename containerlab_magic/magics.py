@@ -81,7 +81,7 @@ def cell_parser() -> MagicParser:
                     "or Python with --python. Options are those of `containerlab-magic run`.")
     p.add_argument("--image", help="image to run (default: ContainerMagics.default_image, 'host')")
     parsers.add_run_options(p, tty=False)
-    p.set_defaults(net=None, workdir="/")  # net None: take ContainerMagics.default_network
+    p.set_defaults(net=None, workdir=None)  # net None: take ContainerMagics.default_network
     for flag, text in CELL_HELP.items():  # where a cell differs from `containerlab-magic run`
         p._option_string_actions[flag].help = text
     if "--dry-run" not in p._option_string_actions:
