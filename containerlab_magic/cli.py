@@ -488,7 +488,7 @@ def _image_verb(verb: str):
 
 VERBS.update({verb: _image_verb(verb) for verb in (
     "pull", "push", "login", "logout", "tag", "images", "image_ls", "rmi", "image_prune", "image_inspect",
-    "history", "image_history", "save", "load", "import", "export", "commit")})
+    "history", "image_history", "save", "load", "import", "export", "commit", "build")})
 
 
 if __name__ == "__main__":

@@ -225,9 +225,29 @@ def cmd_commit(args) -> int:
     return 0
 
 
+def cmd_build(args) -> int:
+    from . import commands
+
+    text, where = commands.read_containerfile(args.context, args.file)
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    def on_output(stream: str, data: bytes) -> None:
+        target = sys.stdout.buffer if stream == "stdout" else sys.stderr.buffer
+        target.write(data)
+        target.flush()
+
+    commands.build(_engine(), args.context, text, args.tag, build_args=commands.parse_build_args(args.build_arg),
+                   say=say, on_output=on_output, limits=parsers.build_limits(args), network=args.network,
+                   where=where)
+    return 0
+
+
 VERBS = {
     "pull": cmd_pull, "push": cmd_push, "login": cmd_login, "logout": cmd_logout, "tag": cmd_tag,
     "images": cmd_images, "image_ls": cmd_images, "rmi": cmd_rmi, "image_prune": cmd_image_prune,
     "image_inspect": cmd_image_inspect, "history": cmd_history, "image_history": cmd_history, "save": cmd_save,
     "load": cmd_load, "import": cmd_import, "export": cmd_export, "commit": cmd_commit,
+    "build": cmd_build,
 }

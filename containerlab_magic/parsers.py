@@ -405,6 +405,27 @@ def _commit(p, tty: bool) -> None:
     p.add_argument("image", metavar="NAME[:TAG]")
 
 
+def _build(p, tty: bool) -> None:
+    p.add_argument("-t", "--tag", metavar="NAME[:TAG]", help="name the image")
+    p.add_argument("-f", "--file", metavar="FILE", help="the Containerfile (default: CONTEXT/Containerfile, "
+                                                        "else CONTEXT/Dockerfile)")
+    p.add_argument("--build-arg", action="append", default=[], metavar="K=V", help="a value for an ARG")
+    p.add_argument("--network", default="none", help="RUN's network: none (default), bridge or a network name")
+    p.add_argument("--memory", "-m", help="memory limit of each RUN container")
+    p.add_argument("--cpus", help="CPU limit of each RUN container")
+    p.add_argument("--pids-limit", help="process limit of each RUN container")
+    if tty:
+        p.add_argument("context", metavar="CONTEXT", help="the folder COPY and ADD read from")
+    else:  # %%container build: the cell is the Containerfile, the context defaults to the notebook's folder
+        p.add_argument("context", nargs="?", default=".", metavar="CONTEXT")
+
+
+def build_limits(args):
+    from .runtime.spec import Limits
+
+    return Limits.parse(memory=args.memory, cpus=args.cpus, pids_limit=args.pids_limit)
+
+
 def parse_changes(items) -> dict:
     """`--change 'CMD ["sh"]'` lines -> image config keys (docker's commit/import --change)."""
     from .runtime.images.containerfile import config_changes
@@ -444,6 +465,7 @@ VERBS = {
     "import": ("a root filesystem tarball as a one-layer image", _import),
     "export": ("a running container's filesystem as a tar", _export),
     "commit": ("a new image from a running container's changes", _commit),
+    "build": ("build an image from a Containerfile and a context folder", _build),
     "doctor": ("what this host supports, and fixes", _nothing),
     "gc": ("remove what crashes left behind", _nothing),
 }

@@ -69,7 +69,10 @@ def run(engine, spec, on_output=None, on_pull=None):
     store stays off the path of every successful `run` (a few ms of imports).
     Then, as docker does, a reference that is not in the store is pulled:
     `on_pull(name)` is told first and returns the pull's progress callback
-    (or None); without on_pull nothing is pulled."""
+    (or None); without on_pull nothing is pulled.  Unlike docker, only a
+    reference that names its registry (127.0.0.1:5000/app, registry.example/app)
+    or any name when CONTAINERLAB_REGISTRY sets a default: a mistyped bare word
+    (`run echo hi`) is an unknown image, never a lookup on the internet."""
     try:
         return engine.run(spec, on_output=on_output)
     except NotFound:
@@ -83,10 +86,16 @@ def run(engine, spec, on_output=None, on_pull=None):
 
 
 def _pullable(engine, name: str) -> bool:
-    """A reference (not a built-in name) that the store does not hold."""
+    """A reference with a registry (named, or the configured default) that the store does not hold."""
+    import os
+
     from ..runtime.images.reference import parse
     from .images import has_image
 
+    first, sep, _ = name.partition("/")
+    named = sep and ("." in first or ":" in first or first == "localhost")
+    if not (named or os.environ.get("CONTAINERLAB_REGISTRY")):
+        return False
     try:
         parse(name)
     except ValueError:

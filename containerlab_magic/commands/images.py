@@ -286,3 +286,48 @@ def export(engine, ref: str, path: str) -> int:
             os.unlink(path)  # no half-written tar left behind
         raise SpecError(f"export {ref}: cannot write {path}: {e.strerror}") from None
     return count
+
+
+# ---------------------------------------------------------------- build
+
+
+def read_containerfile(context: str, file: str | None) -> tuple[str, str]:
+    """(text, name for errors) of -f FILE, else CONTEXT/Containerfile, else CONTEXT/Dockerfile."""
+    candidates = [file] if file else [os.path.join(context, "Containerfile"), os.path.join(context, "Dockerfile")]
+    for path in candidates:
+        if path and os.path.isfile(path):
+            try:
+                with open(path, encoding="utf-8") as f:
+                    return f.read(), os.path.basename(path)
+            except (OSError, UnicodeDecodeError) as e:
+                raise SpecError(f"build: cannot read {path}: {e}: give a UTF-8 Containerfile") from None
+    raise SpecError(f"build: no {file or 'Containerfile or Dockerfile'} "
+                    f"{'found' if file else 'in ' + context}: give one with -f FILE")
+
+
+def build(engine, context: str, text: str, tag: str | None = None, *, build_args: dict | None = None,
+          say=None, on_output=None, limits=None, network: str = "none", where: str = "Containerfile") -> str:
+    """Build an image from Containerfile `text` and the `context` folder; its manifest digest.
+    say(line): the steps as they go; on_output(stream, data): RUN's output, live."""
+    from ..runtime.images.build import Build
+
+    if tag:
+        _not_builtin(tag, "build -t")
+        _checked_ref(tag)
+    options = {"network": network}
+    if limits is not None:
+        options["limits"] = limits
+    builder = Build(engine, _store(engine), context, text, build_args=build_args, say=say, on_output=on_output,
+                    spec_options=options, where=where)
+    return builder.run(tag)
+
+
+def parse_build_args(items) -> dict:
+    """--build-arg K=V (a bare K takes this shell's value, as docker)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise SpecError(f"invalid --build-arg {item!r}: write NAME=VALUE")
+        out[key] = value if sep else os.environ.get(key, "")
+    return out
