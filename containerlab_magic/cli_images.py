@@ -1,7 +1,7 @@
 """The CLI's image verbs: pull, push, login, logout, tag, images, rmi, image ..., history,
 save, load, import, export, commit, build.
 
-Parsing is in parsers.py, the work in commands/images.py (and commands/build.py);
+Parsing is in parsers.py, the work in commands/image_verbs.py;
 this module renders text.  Pull and push show a line per layer: on a terminal
 the lines are rewritten in place (ANSI cursor-up), otherwise a plain line is
 printed when a layer changes status (never per chunk: the store's callback

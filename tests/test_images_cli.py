@@ -165,3 +165,90 @@ def test_login_with_password_stdin(basic_registry, tmp_path, no_leaks):
     assert oct(os.stat(tmp_path / "auth.json").st_mode & 0o777) == "0o600"
     assert cli("logout", basic_registry.host, env=env).returncode == 0
     assert basic_registry.host not in (tmp_path / "auth.json").read_text()
+
+
+# ---------------------------------------------------------------- run honours the image config
+
+
+@pytest.fixture(scope="module")
+def configured(store, tmp_path_factory):
+    """A busybox image whose config sets every field run honours."""
+    from images import build
+
+    path = tmp_path_factory.mktemp("cfg") / "root.tar"
+    path.write_bytes(build.busybox_tar())
+    changes = ('ENTRYPOINT ["echo", "entry"]', 'CMD ["from-cmd"]', "ENV A=image B=image", "WORKDIR /srv",
+               "USER nobody", "EXPOSE 8080/tcp", "STOPSIGNAL SIGUSR1")
+    r = cli("import", *[a for c in changes for a in ("-c", c)], str(path), "localhost/configured:1")
+    assert r.returncode == 0, r.stderr
+    return "localhost/configured:1"
+
+
+def test_run_uses_entrypoint_and_cmd_as_docker(configured, no_leaks):
+    assert cli("run", configured).stdout == "entry from-cmd\n"  # Entrypoint + Cmd
+    assert cli("run", configured, "given").stdout == "entry given\n"  # a command replaces Cmd
+    r = cli("run", "--entrypoint", "sh", configured, "-c", "echo $A $B; pwd; id -u")  # Cmd dropped
+    assert r.stdout.split() == ["image", "image", "/srv", "65534"], r.stderr
+    r = cli("run", "--entrypoint", "sh", "-e", "A=mine", "-w", "/tmp", "-u", "0", configured, "-c",
+            "echo $A $B; pwd; id -u")
+    assert r.stdout.split() == ["mine", "image", "/tmp", "0"], r.stderr  # the flags win
+
+
+def test_exposed_ports_and_the_stop_signal(configured, no_leaks):
+    script = "trap 'echo got usr1; exit 7' USR1; echo ready; while :; do sleep 0.1; done"
+    r = cli("run", "-d", "--name", "cfg-stop", "--entrypoint", "sh", configured, "-c", script)
+    assert r.returncode == 0, r.stderr
+    try:
+        from test_cli import until
+        assert until(lambda: "ready" in cli("logs", "cfg-stop").stdout)
+        assert cli("port", "cfg-stop").stdout.startswith("8080/tcp (exposed by the image, not published")
+        assert cli("stop", "cfg-stop").returncode == 0
+        assert "got usr1" in cli("logs", "cfg-stop").stdout  # SIGUSR1, not SIGTERM, came first
+        assert json.loads(cli("inspect", "cfg-stop").stdout)[0]["State"]["ExitCode"] == 7
+    finally:
+        cli("rm", "-f", "cfg-stop")
+
+
+def test_run_pulls_a_missing_image_with_progress(store, pushed, no_leaks):
+    ref = pushed.ref("zstd:1")
+    if ref in store.oci.refs():
+        assert cli("rmi", ref).returncode == 0
+    r = cli("run", ref, "cat", "/data/zstd.txt")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "squeezed\n"
+    assert r.stderr.splitlines()[0] == f"Unable to find image '{ref}' locally"
+    assert ref in store.oci.refs()
+
+
+def test_a_bare_unknown_name_is_never_looked_up(store, no_leaks):
+    r = cli("run", "no-such-image-anywhere", "true")
+    assert r.returncode == 125
+    assert one_line(r.stderr).startswith("containerlab-magic: unknown image 'no-such-image-anywhere'")
+
+
+# ---------------------------------------------------------------- the notebook face
+
+
+def test_notebook_images_history_chart_and_build(store, pushed, tmp_path):
+    from IPython.testing.globalipapp import get_ipython, start_ipython
+
+    shell = start_ipython() or get_ipython()  # (None when another module started it first)
+    shell.run_line_magic("load_ext", "containerlab_magic")
+    try:
+        ref = pushed.ref("layered:3")
+        shell.run_line_magic("container", f"pull {ref}")
+        chart = shell.run_line_magic("container", "images")
+        svg = chart._repr_svg_()
+        assert svg.startswith("<svg") and svg.count("<rect") >= 3
+        assert 'stroke="black"' in svg  # layered:3 shares its busybox layer with another stored image
+        chart = shell.run_line_magic("container", f"history {ref}")
+        assert chart._repr_svg_().count("<rect") == 3
+        (tmp_path / "hello.txt").write_text("hi from the context\n")
+        shell.run_cell_magic("container", f"build -t localhost/nb:1 {tmp_path}",
+                             "FROM busybox\nCOPY hello.txt /hello.txt\nCMD [\"cat\", \"/hello.txt\"]\n")
+        assert "localhost/nb:1" in store.oci.refs()
+        from IPython.core.error import UsageError
+        with pytest.raises(UsageError, match=r"^the cell line 2: unknown instruction 'NOPE'"):
+            shell.run_cell_magic("container", "build -t localhost/nb:2", "FROM busybox\nNOPE\n")
+    finally:
+        shell.run_line_magic("unload_ext", "containerlab_magic")

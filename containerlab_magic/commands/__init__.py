@@ -28,7 +28,7 @@ _WHERE = {
     "usage": ("StatsRow", "stats"),
     "system": ("doctor", "gc", "images", "network_create", "network_inspect", "network_ls", "network_rm"),
     "processes": ("Process", "top"),
-    "images": ("ImageLine", "commit", "export", "has_image", "history", "image_inspect", "image_prune",
+    "image_verbs": ("ImageLine", "commit", "export", "has_image", "history", "image_inspect", "image_prune",
                "image_list", "import_", "build", "read_containerfile", "parse_build_args", "load", "login", "logout", "pull", "push", "rmi", "save", "tag"),
 }
 _MODULE = {name: module for module, names in _WHERE.items() for name in names}

@@ -60,7 +60,7 @@ def check_image(engine, name: str) -> None:
         raise NotFound(f"unknown image {name!r}; local images: {', '.join(names)}")
 
 
-def run(engine, spec, on_output=None, on_pull=None):
+def run(engine, spec, on_output=None, on_pull=None, *, explain: bool = False):
     """Start a container from a validated ContainerSpec; the Engine's Container
     (stream its output(), then wait() for its Result).
 
@@ -74,15 +74,15 @@ def run(engine, spec, on_output=None, on_pull=None):
     or any name when CONTAINERLAB_REGISTRY sets a default: a mistyped bare word
     (`run echo hi`) is an unknown image, never a lookup on the internet."""
     try:
-        return engine.run(spec, on_output=on_output)
+        return engine.run(spec, on_output=on_output, explain=explain)
     except NotFound:
         if on_pull is None or not _pullable(engine, spec.image):
             check_image(engine, spec.image)  # raises the user's line if the image is the missing thing
             raise
-    from .images import pull
+    from .image_verbs import pull
 
     pull(engine, spec.image, progress=on_pull(spec.image))
-    return engine.run(spec, on_output=on_output)
+    return engine.run(spec, on_output=on_output, explain=explain)
 
 
 def _pullable(engine, name: str) -> bool:
@@ -90,7 +90,7 @@ def _pullable(engine, name: str) -> bool:
     import os
 
     from ..runtime.images.reference import parse
-    from .images import has_image
+    from .image_verbs import has_image
 
     first, sep, _ = name.partition("/")
     named = sep and ("." in first or ":" in first or first == "localhost")
