@@ -6,6 +6,9 @@
     containerlab-magic stats [--no-stream] [NAME...] | update NAME --memory 128M | pause NAME | unpause NAME
     containerlab-magic cp NAME:PATH HOSTPATH | cp HOSTPATH NAME:PATH | port NAME
     containerlab-magic network create|ls|inspect|rm | images | doctor | gc
+    containerlab-magic pull REF | push NAME | login -u USER --password-stdin HOST | logout HOST | tag SRC DST
+    containerlab-magic rmi NAME | image prune|inspect|ls|history | history NAME | save -o F NAME | load -i F
+    containerlab-magic import FILE NAME | export -o F NAME | commit NAME IMAGE | build -t NAME CONTEXT
     python -m containerlab_magic ...     (the same)
 
 As with docker, the first word after run's options is always the image (see

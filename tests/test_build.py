@@ -135,3 +135,32 @@ def test_bad_containerfiles_are_one_line(store, tmp_path, text, error, no_leaks)
     r = cli("build", "-t", "localhost/bad:1", str(tmp_path))
     assert r.returncode == 125, r.stdout + r.stderr
     assert one_line(r.stderr).startswith("containerlab-magic: " + error), r.stderr
+
+
+# ---------------------------------------------------------------- the grammar, without containers
+
+
+def test_the_grammar_joins_lines_and_applies_docker_rules():
+    from containerlab_magic.runtime.images import containerfile as g
+
+    ins = g.parse("FROM a\n# note\nRUN one \\\n  # inside\n  two\nENV K=v\n")
+    assert [(i.line, i.keyword, i.args) for i in ins] == [(1, "FROM", "a"), (3, "RUN", "one  two"),
+                                                           (6, "ENV", "K=v")]
+    config = {"Cmd": ["base"]}
+    g.apply_config(config, g.parse('FROM a\nENTRYPOINT ["x"]')[1])
+    assert config == {"Entrypoint": ["x"]}  # a base image's Cmd goes with a new Entrypoint
+    config = {}
+    for i in g.parse('FROM a\nCMD ["c"]\nENTRYPOINT ["x"]\nWORKDIR /a\nWORKDIR b\nENV A=1 B=${A}2')[1:]:
+        g.apply_config(config, i, {}, own_cmd="Cmd" in config)
+    assert config == {"Cmd": ["c"], "Entrypoint": ["x"], "WorkingDir": "/a/b", "Env": ["A=1", "B=12"]}
+    assert g.command_form(g.parse("FROM a\nRUN echo hi")[1]) == ["/bin/sh", "-c", "echo hi"]
+
+
+def test_the_ignore_file_rule_last_match_wins(tmp_path):
+    from containerlab_magic.runtime.images.build import _ignore_patterns, _walk
+
+    (tmp_path / "logs").mkdir()
+    for name in ("a.log", "keep.log", "b.txt", "logs/x"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / ".dockerignore").write_text("*.log\n!keep.log\nlogs\n")
+    assert sorted(_walk(str(tmp_path), _ignore_patterns(str(tmp_path)))) == [".dockerignore", "b.txt", "keep.log"]
