@@ -157,7 +157,7 @@ def test_the_grammar_joins_lines_and_applies_docker_rules():
 
 
 def test_the_ignore_file_rule_last_match_wins(tmp_path):
-    from containerlab_magic.runtime.images.build import _ignore_patterns, _walk
+    from containerlab_magic.runtime.images.build_context import ignore_patterns as _ignore_patterns, walk as _walk
 
     (tmp_path / "logs").mkdir()
     for name in ("a.log", "keep.log", "b.txt", "logs/x"):

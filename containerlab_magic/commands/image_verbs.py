@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ..runtime.errors import NotFound, SpecError
+from ..runtime.errors import SpecError
 
 BUILTIN = ("host", "busybox")
 

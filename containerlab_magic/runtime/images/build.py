@@ -37,6 +37,9 @@ from dataclasses import dataclass, field
 from ..errors import ContainerError, SpecError
 from . import commit as layers
 from . import containerfile as grammar
+from .build_cache import BuildCache
+from .build_context import ignore_patterns as _ignore_patterns
+from .build_context import walk as _walk
 from .diff import image_view
 from .oci import OciStore
 from .reference import parse
@@ -69,6 +72,7 @@ class Build:
         self.ignore = _ignore_patterns(self.context)
         self.stages: dict[str, State] = {}
         self.hits = self.misses = 0
+        self.cache = BuildCache(self.oci)
         self._temp = f"{TEMP_REPO}:{os.getpid()}-{id(self) & 0xffffff:x}"
         self._temps = {str(parse(self._temp))}  # names made for the while: removed at the end
 
@@ -159,7 +163,7 @@ class Build:
             state.digest = self._write(state)
         key = hashlib.sha256(json.dumps([state.digest, expanded, content, sorted(self._run_args(state).items())
                                          if kw == "RUN" else []]).encode()).hexdigest()
-        hit = self._cached(key)
+        hit = self.cache.get(key)
         if hit:
             self.hits += 1
             self.say(" ---> Using cache")
@@ -178,7 +182,7 @@ class Build:
         else:
             self._apply(new, ins)
         new.digest = self._write(new)
-        self._remember(key, new.digest)
+        self.cache.put(key, new.digest)
         self.say(f" ---> {new.digest[7:19]}")
         return self._renamed(state, new)
 
@@ -344,45 +348,6 @@ class Build:
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
-    # ---------------------------------------------------------------- the cache
-
-    def _cache_path(self) -> str:
-        return os.path.join(self.oci.root, "build-cache.json")
-
-    def _cached(self, key: str) -> str | None:
-        try:
-            with open(self._cache_path()) as f:
-                digest = json.load(f).get(key)
-        except (OSError, ValueError):
-            return None
-        if not digest or not self.oci.blobs.has(digest):
-            return None
-        try:
-            record = self.oci.record(digest)
-        except (OSError, ValueError):
-            return None
-        if not all(self.oci.blobs.has(d.digest) for d in record.manifest.layers):
-            return None
-        return digest
-
-    def _remember(self, key: str, digest: str) -> None:
-        import fcntl
-
-        os.makedirs(os.path.join(self.oci.root, "locks"), exist_ok=True)
-        with open(os.path.join(self.oci.root, "locks", "build-cache.lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                with open(self._cache_path()) as f:
-                    cache = json.load(f)
-            except (OSError, ValueError):
-                cache = {}
-            cache[key] = digest
-            tmp = self._cache_path() + ".tmp"
-            with open(tmp, "w") as f:
-                json.dump(cache, f)
-            os.replace(tmp, self._cache_path())
-
-
 def _find(store: OciStore, name: str):
     from .catalog import find
 
@@ -397,39 +362,3 @@ def _is_tar(path: str) -> bool:
     with open(path, "rb") as f:
         head = f.read(4)
     return head[:2] == b"\x1f\x8b" or head == b"\x28\xb5\x2f\xfd" or tarfile.is_tarfile(path)
-
-
-def _ignore_patterns(context: str) -> list[tuple[bool, str]]:
-    """.containerignore (else .dockerignore): (negated, pattern) lines, # comments skipped."""
-    for name in (".containerignore", ".dockerignore"):
-        path = os.path.join(context, name)
-        if os.path.isfile(path):
-            with open(path) as f:
-                lines = [line.strip() for line in f]
-            return [(line.startswith("!"), os.path.normpath(line.lstrip("!").strip("/")))
-                    for line in lines if line and not line.startswith("#")]
-    return []
-
-
-def _ignored(rel: str, patterns: list[tuple[bool, str]]) -> bool:
-    """Docker's rule: the last matching pattern wins; a pattern matches a path or any of its parents."""
-    result = False
-    parts = rel.split("/")
-    prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
-    for negated, pattern in patterns:
-        pattern = pattern.replace("**/", "*").replace("/**", "/*")
-        if any(fnmatch.fnmatch(p, pattern) for p in prefixes):
-            result = not negated
-    return result
-
-
-def _walk(context: str, patterns) -> list[str]:
-    """Every path in the context (relative), less what the ignore file leaves out."""
-    out = []
-    for dirpath, dirnames, filenames in os.walk(context):
-        rel_dir = os.path.relpath(dirpath, context)
-        for name in sorted(dirnames + filenames):
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            if not _ignored(rel, patterns):
-                out.append(rel)
-    return out
