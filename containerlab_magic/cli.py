@@ -6,6 +6,9 @@
     containerlab-magic stats [--no-stream] [NAME...] | update NAME --memory 128M | pause NAME | unpause NAME
     containerlab-magic cp NAME:PATH HOSTPATH | cp HOSTPATH NAME:PATH | port NAME
     containerlab-magic network create|ls|inspect|rm | images | doctor | gc
+    containerlab-magic pull REF | push NAME | login -u USER --password-stdin HOST | logout HOST | tag SRC DST
+    containerlab-magic rmi NAME | image prune|inspect|ls|history | history NAME | save -o F NAME | load -i F
+    containerlab-magic import FILE NAME | export -o F NAME | commit NAME IMAGE | build -t NAME CONTEXT
     python -m containerlab_magic ...     (the same)
 
 As with docker, the first word after run's options is always the image (see
@@ -68,13 +71,14 @@ def _add_run(sub) -> None:
 def _verb_of(argv: list[str]) -> str | None:
     """The verb a command line names, if it is one (else the whole parser reports)."""
     first = argv[0] if argv else None
-    return first if first in VERBS or first == "network" else None
+    return first if first in VERBS or first in ("network", "image") else None
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(_verb_of(argv)).parse_args(argv)
-    verb = args.verb if args.verb != "network" else "network_" + args.net_verb
+    verb = {"network": lambda: "network_" + args.net_verb,
+            "image": lambda: "image_" + args.image_verb}.get(args.verb, lambda: args.verb)()
     try:
         return VERBS[verb](args)
     except ContainerError as e:
@@ -141,7 +145,7 @@ def cmd_run(args) -> int:
     if spec.network == "host":
         print(f"{PROG}: warning: --net host shares the host's network with the container", file=sys.stderr)
     try:
-        box = commands.run(engine, spec, explain=args.explain)
+        box = commands.run(engine, spec, on_pull=_announce_pull, explain=args.explain)
         if spec.detach:
             print(box.id)
             return 0
@@ -152,6 +156,13 @@ def cmd_run(args) -> int:
     finally:
         engine.close()
 
+
+def _announce_pull(name: str):
+    """docker's line before it pulls a missing image; the pull's progress renderer."""
+    from .cli_images import LayerProgress
+
+    print(f"Unable to find image '{name}' locally", file=sys.stderr)
+    return LayerProgress()
 
 
 def explain_text(steps) -> str:
@@ -389,8 +400,11 @@ def cmd_cp(args) -> int:
 def cmd_port(args) -> int:
     from . import commands, formats
 
-    for line in formats.port_lines(commands.port(_engine(), args.container)):
+    engine = _engine()
+    for line in formats.port_lines(commands.port(engine, args.container)):
         print(line)
+    for port in commands.exposed(engine, args.container):
+        print(f"{port} (exposed by the image, not published: add -p HOST:{port.split('/')[0]})")
     return 0
 
 
@@ -445,13 +459,6 @@ def cmd_doctor(args) -> int:
     return 0
 
 
-def cmd_images(args) -> int:
-    from . import commands, formats
-
-    print(formats.text_table(formats.images_table(commands.images(_engine()))))
-    return 0
-
-
 def cmd_install_kernel(args) -> int:
     from .kernel import install
 
@@ -462,10 +469,23 @@ def cmd_install_kernel(args) -> int:
 VERBS = {
     "run": cmd_run, "ps": cmd_ps, "logs": cmd_logs, "exec": cmd_exec, "stop": cmd_stop, "kill": cmd_kill,
     "rm": cmd_rm, "wait": cmd_wait, "inspect": cmd_inspect, "top": cmd_top, "gc": cmd_gc, "doctor": cmd_doctor,
-    "images": cmd_images, "stats": cmd_stats, "update": cmd_update, "pause": cmd_pause, "unpause": cmd_pause,
+    "stats": cmd_stats, "update": cmd_update, "pause": cmd_pause, "unpause": cmd_pause,
     "cp": cmd_cp, "port": cmd_port, "network_create": cmd_network_create, "network_ls": cmd_network_ls,
     "network_inspect": cmd_network_inspect, "network_rm": cmd_network_rm, "install-kernel": cmd_install_kernel,
 }
+
+
+def _image_verb(verb: str):
+    def call(args) -> int:
+        from .cli_images import VERBS as IMAGE_VERBS
+
+        return IMAGE_VERBS[verb](args)
+    return call
+
+
+VERBS.update({verb: _image_verb(verb) for verb in (
+    "pull", "push", "login", "logout", "tag", "images", "image_ls", "rmi", "image_prune", "image_inspect",
+    "history", "image_history", "save", "load", "import", "export", "commit", "build")})
 
 
 if __name__ == "__main__":

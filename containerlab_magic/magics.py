@@ -81,7 +81,7 @@ def cell_parser() -> MagicParser:
                     "or Python with --python. Options are those of `containerlab-magic run`.")
     p.add_argument("--image", help="image to run (default: ContainerMagics.default_image, 'host')")
     parsers.add_run_options(p, tty=False)
-    p.set_defaults(net=None, workdir="/")  # net None: take ContainerMagics.default_network
+    p.set_defaults(net=None, workdir=None)  # net None: take ContainerMagics.default_network
     for flag, text in CELL_HELP.items():  # where a cell differs from `containerlab-magic run`
         p._option_string_actions[flag].help = text
     if "--dry-run" not in p._option_string_actions:
@@ -170,7 +170,10 @@ class ContainerMagics(Magics):
 
     @cell_magic("container")
     def container_cell(self, line: str, cell: str):
-        """Run the cell in a new container. See %%container --help."""
+        """Run the cell in a new container. See %%container --help.
+        `%%container build -t NAME [CONTEXT]`: the cell is a Containerfile."""
+        if line.split()[:1] == ["build"]:
+            return self._build_cell(line, cell)
         args = _parse(cell_parser(), line)
         if args is None:
             return None
@@ -201,6 +204,19 @@ class ContainerMagics(Magics):
         if not result.ok:
             raise CellFailed(result.describe(), result)
         return None
+
+    def _build_cell(self, line: str, cell: str):
+        from .magic_images import verb_build
+
+        p = MagicParser(prog="%%container build", description="Build an image: the cell is the Containerfile, "
+                                                              "CONTEXT (default: this folder) has COPY's sources.")
+        parsers._build(p, tty=False)
+        args = _parse(p, line.split(None, 1)[1] if len(line.split()) > 1 else "")
+        if args is None:
+            return None
+        args.file = None
+        with _user_errors():
+            return verb_build(self, args, text=cell)
 
     def defaults(self) -> dict:
         """What a cell gets for each option it leaves out (traitlets, possibly set by the panel)."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 # Loaded on first use (PEP 562): `run` is on the path of every CLI call and needs
 # only .containers, not cp's or top's or inspect's modules.
 _WHERE = {
-    "containers": ("PsRow", "check_grace", "check_image", "exec_", "kill", "logs", "pause", "port", "ps", "rm",
+    "containers": ("PsRow", "check_grace", "check_image", "exec_", "exposed", "kill", "logs", "pause", "port", "ps", "rm",
                    "run", "stop", "unpause", "update", "wait"),
     "copy": ("CopyResult", "cp"),
     "explain": ("explain_run", "plan"),
@@ -28,6 +28,8 @@ _WHERE = {
     "usage": ("StatsRow", "stats"),
     "system": ("doctor", "gc", "images", "network_create", "network_inspect", "network_ls", "network_rm"),
     "processes": ("Process", "top"),
+    "image_verbs": ("ImageLine", "commit", "export", "has_image", "history", "image_inspect", "image_prune",
+               "image_list", "import_", "build", "read_containerfile", "parse_build_args", "load", "login", "logout", "pull", "push", "rmi", "save", "tag"),
 }
 _MODULE = {name: module for module, names in _WHERE.items() for name in names}
 __all__ = sorted(_MODULE)

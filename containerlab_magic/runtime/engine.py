@@ -98,9 +98,9 @@ class Engine(ResourceVerbs, CleanupVerbs):
         if error:
             if error.get("stage") == "exec":
                 if event["exit_code"] == 127:
-                    text = f"{spec.command[0] if spec else 'command'}: command not found in the image (exit 127)"
+                    text = f"{(spec.command or spec.entrypoint or ('command',))[0] if spec else 'command'}: command not found in the image (exit 127)"
                 else:
-                    text = f"{spec.command[0] if spec else 'command'}: cannot run: {error.get('message')}"
+                    text = f"{(spec.command or spec.entrypoint or ('command',))[0] if spec else 'command'}: cannot run: {error.get('message')}"
             else:
                 text = f"container setup failed at {error.get('stage')}: {error.get('message')}"
         return Result(exit_code=event["exit_code"], signal=event.get("signal"), duration=event.get("duration", 0.0),
@@ -125,8 +125,10 @@ class Engine(ResourceVerbs, CleanupVerbs):
         from .images import ImageStore
         from .plan.dry import dry_plan
 
+        from .image_config import apply
+
         image = ImageStore(self.data_root).resolve(spec.image)
-        return dry_plan(spec, image, self.store, self.cgroups)
+        return dry_plan(apply(spec, image), image, self.store, self.cgroups)
 
     def exec(self, ref: str, command: list[str], *, env: dict | None = None, workdir: str | None = None,
              user: str | None = None, tty: bool = False, interactive: bool = False,
@@ -229,13 +231,15 @@ class Engine(ResourceVerbs, CleanupVerbs):
                 pass  # it ended meanwhile (not running: nothing to thaw)
 
     def stop(self, ref: str, grace: float = 10.0) -> bool:
-        """SIGTERM, then SIGKILL after `grace` seconds. True if it needed SIGKILL."""
+        """SIGTERM (or the image's StopSignal), then SIGKILL after `grace` seconds. True if it needed SIGKILL."""
+        from .image_config import stop_signal
+
         cid = self.store.resolve(ref)
         state = self.store.read(cid) or {}
         if settle(state)["status"] != Status.RUNNING:
             return False
         pid, start = state["pid"], state.get("pid_start")
-        _signal_pid(pid, start, signal.SIGTERM)
+        _signal_pid(pid, start, stop_signal(state.get("spec") or {}))
         self._thaw_if_paused(cid)
         if wait_for(lambda: not alive(pid, start), grace, 0.01):
             self._settled(cid)

@@ -16,6 +16,7 @@ import time
 
 from .. import child, rootfs, security
 from ..errors import HostUnsupported, SpecError
+from ..image_config import apply as apply_image_config
 from ..plan.build import build
 from ..plan.context import StartContext
 from ..plan.executor import Executor
@@ -43,11 +44,12 @@ class Starter:
         spec = ContainerSpec.from_json(message["spec"])
         explain = bool(message.get("explain"))
         image = shim.images.resolve(spec.image)
+        spec = apply_image_config(spec, image)  # the one place the image's config fills the spec
         netns_pid = self._network_target(spec)
         self._check_limits(spec)
         policy = security.policy_for(spec)  # (a new seccomp profile compiles here, before any step)
         name = spec.name or self._free_name()
-        key = shim.spares.key_for(spec, policy)
+        key = shim.spares.key_for(spec, policy, image.digest)
         if key is not None:
             shim.spares.want(key)
         while True:
