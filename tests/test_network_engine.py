@@ -175,8 +175,10 @@ def test_net_rate_limits_throughput(net):
         return time.monotonic() - t
 
     fast, slow = fetch("fast"), fetch("slow")
-    # 512 KiB at 4 mbit/s takes ~1 s; unshaped it is loopback-fast: a ratio, not a time
-    assert slow > 4 * fast, (fast, slow)
+    # 512 KiB at 4 mbit/s cannot take less than ~1.05 s: the shaped link's own bound (a VM
+    # without KVM on a loaded host makes even the unshaped fetch slow, so no ratio to it)
+    least = 512 * 1024 * 8 / 4e6
+    assert slow >= 0.8 * least and slow > fast, (fast, slow)
     # stats show the link's shaping and what went through eth0 (the file, sent once)
     usage = engine.stats("slow")
     assert usage["network"] == "bridge" and usage["ip"] == engine.inspect("slow")["ip"]
