@@ -375,20 +375,41 @@ def test_containers_end_with_their_engine_process(engine, no_leaks):
     assert wait_for(gone, 10), "the dying shim did not remove the container's state"
 
 
+def _cgroup_dirs(pid: int, cid: str) -> list[str]:
+    """The container's own cgroup directories, from /proc/PID/cgroup (v1: one per hierarchy)."""
+    dirs = []
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            if cid in path:
+                hierarchy = controllers.replace("name=", "") or "unified"
+                base = "/sys/fs/cgroup" if os.path.isfile("/sys/fs/cgroup/cgroup.controllers") else \
+                    f"/sys/fs/cgroup/{hierarchy}"
+                dirs.append(base + path)
+    return dirs
+
+
 def test_gc_after_kill_9_of_owner_and_shim(engine, no_leaks):
     proc, pid, shim = _owner("orphan-b")
+    cid, start = engine.inspect("orphan-b")["id"], proc_start_time(pid)
+    groups, state_dir = _cgroup_dirs(pid, cid), os.path.join(engine.state_root, "containers", cid)
+    assert groups and all(os.path.isdir(g) for g in groups) and os.path.isdir(state_dir)
     os.kill(shim, signal.SIGKILL)  # the shim first, so nobody is left to clean up
     proc.kill()
     proc.wait()
     assert wait_for(lambda: proc_start_time(shim) is None, 10), "the shim did not die"
-    assert os.path.exists(f"/proc/{pid}"), "the container should outlive its dead shim until gc"
+    assert alive(pid, start), "the container should outlive its dead shim until gc"
     assert engine.inspect("orphan-b")["status"] == "running"
-    cid = engine.inspect("orphan-b")["id"]
-    assert os.path.exists(os.path.join(STATE, "cgroups", cid))
+    assert os.path.exists(os.path.join(STATE, "cgroups", cid))  # the ledger names its cgroup
     removed = engine.gc()
-    assert any("orphan-b" in item for item in removed)
-    assert not os.path.exists(os.path.join(STATE, "cgroups", cid))  # its cgroup went too
-    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    # the container, and nothing else but the dead shim's spare slots
+    assert any("orphan-b" in item and cid[:12] in item for item in removed), removed
+    assert all(item.startswith("spare") for item in removed if "orphan-b" not in item), removed
+    # what gc removed is gone from the host: the process, every cgroup, the state, the ledger entry
+    assert wait_for(lambda: not alive(pid, start), 10), "gc left the container's process running"
+    assert not [g for g in groups if os.path.exists(g)], "gc left the container's cgroups"
+    assert not os.path.exists(state_dir), "gc left the container's state directory"
+    assert not os.path.exists(os.path.join(STATE, "cgroups", cid))
     with pytest.raises(NotFound):
         engine.inspect("orphan-b")
     assert engine.gc() == []
