@@ -204,7 +204,9 @@ def test_freeze_stops_progress_and_thaw_resumes(groups):
     assert cg.frozen
     frozen_at = cpu_ns(cg)
     time.sleep(0.5)
-    assert cpu_ns(cg) == frozen_at
+    # a busy loop would add ~500 ms here; v2 flushes its CPU statistics lazily, so the
+    # last slice before the freeze may still arrive (12 ms seen in the VM)
+    assert cpu_ns(cg) - frozen_at < 50_000_000
     cg.thaw()
     assert not cg.frozen
     time.sleep(0.3)
