@@ -15,7 +15,7 @@ import secrets
 import time
 
 from .. import child, rootfs, security
-from ..errors import HostUnsupported, SpecError
+from ..errors import HostUnsupported, RuntimeFailure, SpecError
 from ..image_config import apply as apply_image_config
 from ..plan.build import build
 from ..plan.context import StartContext
@@ -151,6 +151,19 @@ class Starter:
 
     # ---------------------------------------------------------------- exec
 
+    def _wait_until_set_up(self, cid: str, ref: str, timeout: float = 10.0) -> None:
+        """An exec joins PID 1's namespaces (setns(2)): not before PID 1 has finished making
+        them.  `run` replies while PID 1 still builds its root, and until pivot_root its
+        mount namespace holds a copy of the host's mounts: an exec joining then would run
+        on the host's filesystem.  So wait until PID 1 has exec'd (a container another shim
+        started is past that: its run's reply went elsewhere first)."""
+        for proc in self.shim.procs.values():
+            if proc.cid == cid and proc.kind == "run":
+                if not proc.wait_for_exec(timeout):
+                    raise RuntimeFailure(f"container {ref} is still setting up after {timeout:g} s: "
+                                         "try the exec again")
+                return
+
     def exec(self, message: dict, conn) -> tuple[dict, list[int]]:
         shim = self.shim
         cid = shim.store.resolve(message["container"])
@@ -166,6 +179,7 @@ class Starter:
         command = message.get("command") or []
         if not command:
             raise SpecError("exec needs a command, e.g. `containerlab-magic exec NAME sh`")
+        self._wait_until_set_up(cid, message["container"])
         cgroup = shim.cgroups.open(cid) if (shim.cgroups and state.get("cgroup")) else None
         exec_spec = ContainerSpec(command=tuple(command), tty=bool(message.get("tty")),
                                   interactive=bool(message.get("interactive")))
