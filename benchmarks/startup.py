@@ -101,7 +101,7 @@ class CliRun(Contender):
     """
 
     def __init__(self, name: str, state_dir: str, data_dir: str):
-        self.name = name
+        self.name, self.state_dir, self.data_dir = name, state_dir, data_dir
         self.argv = cli_argv() + ["run", "busybox", *TRUE]
         path = os.environ.get("PYTHONPATH")
         self.env = dict(os.environ, CONTAINERLAB_STATE=state_dir, CONTAINERLAB_DATA=data_dir,
@@ -119,6 +119,35 @@ class CliRun(Contender):
         if proc.returncode != 0:
             last = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["(no message)"]
             raise Unavailable(f"{os.path.basename(self.argv[0])} ... exited {proc.returncode}: {last[0]}")
+
+    def close(self) -> None:
+        """End the daemon shim the runs started: it would wait for the next command (60 s),
+        its spare warm, while the benchmark removes the state root under it."""
+        import select
+        import signal
+        import socket
+
+        from containerlab_magic.runtime.shim.client import ShimClient
+
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            probe.connect(os.path.join(self.state_dir, "shim.sock"))
+        except OSError:
+            return  # none listens
+        finally:
+            probe.close()
+        client = ShimClient(self.state_dir, self.data_dir, daemon=True, prewarm=False)
+        try:
+            client.start()
+            pidfd = os.pidfd_open(client.shim_pid)
+        finally:
+            client.close()
+        try:
+            signal.pidfd_send_signal(pidfd, signal.SIGTERM)  # it drops its spares on the way out
+            if not select.select([pidfd], [], [], 10)[0]:
+                print(f"  (the CLI's daemon shim {client.shim_pid} did not end within 10 s)")
+        finally:
+            os.close(pidfd)
 
 
 # ---------------------------------------------------------------- measuring

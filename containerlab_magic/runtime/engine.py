@@ -45,14 +45,14 @@ class Engine(ResourceVerbs, CleanupVerbs):
                  prewarm: bool | None = None):
         """prewarm: keep the next container's PID 1 ready (namespaces made, rootfs mounted,
         waiting for its command), so the next similar run starts in a fraction of the time.
-        Default: on for a private engine, off for the CLI's daemon; CONTAINERLAB_PREWARM=0
-        turns it off."""
+        Default: on (for the daemon: when this engine is the one that starts it);
+        CONTAINERLAB_PREWARM=0 turns it off."""
         self.state_root = state_dir or state_root()
         self.data_root = data_dir or data_root()
         self.store = StateStore(self.state_root)
         self.daemon = daemon
         if prewarm is None:
-            prewarm = not daemon and os.environ.get("CONTAINERLAB_PREWARM", "1") != "0"
+            prewarm = os.environ.get("CONTAINERLAB_PREWARM", "1") != "0"
         self.prewarm = prewarm
         self._client = ShimClient(self.state_root, self.data_root, daemon=daemon, prewarm=prewarm,
                                   command=self._shim_command)

@@ -26,6 +26,24 @@ from ..errors import Conflict, HostUnsupported, NotFound, RuntimeFailure, SpecEr
 
 ERRORS = {cls.__name__: cls for cls in (SpecError, NotFound, Conflict, RuntimeFailure, HostUnsupported)}
 MAX_UNCLAIMED = 1024  # events nobody waits for (a dropped Container) kept at most
+DAEMON_LINGER = 60.0  # seconds an idle daemon waits for the next command (CONTAINERLAB_DAEMON_LINGER)
+MAX_LINGER = 86400.0
+
+
+def daemon_linger() -> float:
+    """How long the daemon shim stays when it has nothing to serve: long enough for an
+    interactive user's next command to find it running (and its spares warm)."""
+    text = os.environ.get("CONTAINERLAB_DAEMON_LINGER", "").strip()
+    if not text:
+        return DAEMON_LINGER
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= MAX_LINGER:  # (nan fails both comparisons)
+        raise SpecError(f"invalid CONTAINERLAB_DAEMON_LINGER={text!r}: give seconds from 0 to "
+                        f"{MAX_LINGER:g}, e.g. 60 (how long the idle daemon shim waits for the next command)")
+    return seconds
 
 
 class ShimClient:
@@ -73,6 +91,7 @@ class ShimClient:
 
     def _connect_daemon(self) -> socket.socket:
         path = os.path.join(self.state_root, "shim.sock")
+        extra = ("--linger", f"{daemon_linger():g}") + (("--prewarm",) if self.prewarm else ())
         for attempt in range(20):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             try:
@@ -84,7 +103,7 @@ class ShimClient:
             log_fd = os.open(os.path.join(self.state_root, "shim.log"),
                              os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
             with os.fdopen(log_fd, "ab") as log:
-                proc = subprocess.Popen(self._command("--daemon"), stdin=subprocess.DEVNULL,
+                proc = subprocess.Popen(self._command("--daemon", *extra), stdin=subprocess.DEVNULL,
                                         stdout=subprocess.PIPE, stderr=log, start_new_session=True,
                                         env=_shim_env())
             proc.stdout.readline()  # "ready" (or "busy": another one won the race)
