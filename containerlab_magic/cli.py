@@ -72,7 +72,20 @@ def _verb_of(argv: list[str]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    """The command line (sys.argv when argv is None: the process's entry point)."""
+    if argv is None:
+        try:
+            return _verb(sys.argv[1:])
+        finally:
+            # The process ends next: its collector need not visit every object again on
+            # the way out (the interpreter's last collection costs ~10 ms of a ~70 ms run).
+            import gc
+
+            gc.freeze()
+    return _verb(argv)
+
+
+def _verb(argv: list[str]) -> int:
     args = build_parser(_verb_of(argv)).parse_args(argv)
     verb = args.verb if args.verb != "network" else "network_" + args.net_verb
     try:
