@@ -154,7 +154,8 @@ def cmd_run(args) -> int:
     if spec.network == "host":
         print(f"{PROG}: warning: --net host shares the host's network with the container", file=sys.stderr)
     try:
-        box = commands.run(engine, spec, explain=args.explain)
+        size = os.get_terminal_size() if spec.tty and sys.stdout.isatty() else None
+        box = commands.run(engine, spec, explain=args.explain, tty_size=size and (size.lines, size.columns))
         if spec.detach:
             print(box.id)
             return 0

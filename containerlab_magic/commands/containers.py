@@ -60,7 +60,7 @@ def check_image(engine, name: str) -> None:
         raise NotFound(f"unknown image {name!r}; local images: {', '.join(names)}")
 
 
-def run(engine, spec, on_output=None, explain: bool = False):
+def run(engine, spec, on_output=None, explain: bool = False, tty_size: tuple[int, int] | None = None):
     """Start a container from a validated ContainerSpec; the Engine's Container
     (stream its output(), then wait() for its Result).
 
@@ -68,7 +68,7 @@ def run(engine, spec, on_output=None, explain: bool = False):
     is asked about only when the runtime reports something not found: the image
     store stays off the path of every successful `run` (a few ms of imports)."""
     try:
-        return engine.run(spec, on_output=on_output, explain=explain)
+        return engine.run(spec, on_output=on_output, explain=explain, tty_size=tty_size)
     except NotFound:
         check_image(engine, spec.image)  # raises the user's line if the image is the missing thing
         raise

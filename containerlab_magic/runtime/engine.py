@@ -111,10 +111,13 @@ class Engine(ResourceVerbs, CleanupVerbs):
     # ------------------------------------------------------------ verbs
 
     def run(self, spec: ContainerSpec, on_output: OutputCallback | None = None, *,
-            explain: bool = False) -> Container:
+            explain: bool = False, tty_size: tuple[int, int] | None = None) -> Container:
         """Start a container; its output can be read as it arrives (see Container).
-        explain=True: Container.explain() returns the steps as they ran, timed."""
+        explain=True: Container.explain() returns the steps as they ran, timed.
+        tty_size: (rows, columns) of a --tty container's terminal from its start."""
         message = {"op": "run", "spec": spec.to_json()}
+        if tty_size and spec.tty:
+            message["tty_size"] = [int(tty_size[0]), int(tty_size[1])]
         if explain:
             message.update(explain=True, sent_ns=time.perf_counter_ns())
         reply, fds = self._request(message)
