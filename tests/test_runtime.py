@@ -441,6 +441,12 @@ def test_tty_comes_from_the_containers_own_devpts(engine, no_leaks):
     assert b"30 100\n" in out, out
 
 
+def test_tty_has_the_callers_size_before_its_command_runs(engine, no_leaks):
+    # no resize after the start: the size comes with the request, set on the pty before go
+    box = engine.run(ContainerSpec(["stty", "size"], image="busybox", tty=True), tty_size=(33, 111))
+    assert box.wait(10).stdout.replace(b"\r", b"") == b"33 111\n"
+
+
 def test_interactive_stdin(engine, no_leaks):
     box = engine.run(ContainerSpec(["sh", "-c", "cat; echo end"], image="busybox", interactive=True))
     box.write(b"line one\n")

@@ -60,7 +60,8 @@ def check_image(engine, name: str) -> None:
         raise NotFound(f"unknown image {name!r}; local images: {', '.join(names)}")
 
 
-def run(engine, spec, on_output=None, on_pull=None, *, explain: bool = False):
+def run(engine, spec, on_output=None, on_pull=None, *, explain: bool = False,
+        tty_size: tuple[int, int] | None = None):
     """Start a container from a validated ContainerSpec; the Engine's Container
     (stream its output(), then wait() for its Result).
 
@@ -74,7 +75,7 @@ def run(engine, spec, on_output=None, on_pull=None, *, explain: bool = False):
     or any name when CONTAINERLAB_REGISTRY sets a default: a mistyped bare word
     (`run echo hi`) is an unknown image, never a lookup on the internet."""
     try:
-        return engine.run(spec, on_output=on_output, explain=explain)
+        return engine.run(spec, on_output=on_output, explain=explain, tty_size=tty_size)
     except NotFound:
         if on_pull is None or not _pullable(engine, spec.image):
             check_image(engine, spec.image)  # raises the user's line if the image is the missing thing
@@ -82,7 +83,7 @@ def run(engine, spec, on_output=None, on_pull=None, *, explain: bool = False):
     from .image_verbs import pull
 
     pull(engine, spec.image, progress=on_pull(spec.image))
-    return engine.run(spec, on_output=on_output, explain=explain)
+    return engine.run(spec, on_output=on_output, explain=explain, tty_size=tty_size)
 
 
 def _pullable(engine, name: str) -> bool:

@@ -45,14 +45,14 @@ class Engine(ResourceVerbs, CleanupVerbs):
                  prewarm: bool | None = None):
         """prewarm: keep the next container's PID 1 ready (namespaces made, rootfs mounted,
         waiting for its command), so the next similar run starts in a fraction of the time.
-        Default: on for a private engine, off for the CLI's daemon; CONTAINERLAB_PREWARM=0
-        turns it off."""
+        Default: on (for the daemon: when this engine is the one that starts it);
+        CONTAINERLAB_PREWARM=0 turns it off."""
         self.state_root = state_dir or state_root()
         self.data_root = data_dir or data_root()
         self.store = StateStore(self.state_root)
         self.daemon = daemon
         if prewarm is None:
-            prewarm = not daemon and os.environ.get("CONTAINERLAB_PREWARM", "1") != "0"
+            prewarm = os.environ.get("CONTAINERLAB_PREWARM", "1") != "0"
         self.prewarm = prewarm
         self._client = ShimClient(self.state_root, self.data_root, daemon=daemon, prewarm=prewarm,
                                   command=self._shim_command)
@@ -111,10 +111,13 @@ class Engine(ResourceVerbs, CleanupVerbs):
     # ------------------------------------------------------------ verbs
 
     def run(self, spec: ContainerSpec, on_output: OutputCallback | None = None, *,
-            explain: bool = False) -> Container:
+            explain: bool = False, tty_size: tuple[int, int] | None = None) -> Container:
         """Start a container; its output can be read as it arrives (see Container).
-        explain=True: Container.explain() returns the steps as they ran, timed."""
+        explain=True: Container.explain() returns the steps as they ran, timed.
+        tty_size: (rows, columns) of a --tty container's terminal from its start."""
         message = {"op": "run", "spec": spec.to_json()}
+        if tty_size and spec.tty:
+            message["tty_size"] = [int(tty_size[0]), int(tty_size[1])]
         if explain:
             message.update(explain=True, sent_ns=time.perf_counter_ns())
         reply, fds = self._request(message)

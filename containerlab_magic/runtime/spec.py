@@ -10,17 +10,30 @@ edge trusts these objects and never re-validates them.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
 
 from .errors import SpecError
 
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
-HOSTNAME_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
-ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+
+class _Pattern:
+    """A regular expression compiled on first use: this module is on the path of every
+    CLI call, and most runs give no name, hostname, env or size to check."""
+
+    def __init__(self, pattern: str, flags: int = 0):
+        self.pattern, self.flags, self._compiled = pattern, flags, None
+
+    def match(self, text: str):
+        if self._compiled is None:
+            self._compiled = re.compile(self.pattern, self.flags)
+        return self._compiled.match(text)
+
+
+NAME_RE = _Pattern(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+HOSTNAME_RE = _Pattern(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
+ENV_KEY_RE = _Pattern(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SIZE_RE = _Pattern(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 # Upper bounds checked up front, so a typo gets a sentence instead of a kernel errno (or,
@@ -212,6 +225,8 @@ class PortMap:
             host_ip, host, ctr = parts
         else:
             raise SpecError(f"invalid port {text!r}: write HOST:CONTAINER, e.g. -p 8080:80")
+        import ipaddress  # -p only: off the path of a plain run
+
         try:
             ipaddress.ip_address(host_ip)
             host_port, ctr_port = int(host), int(ctr)

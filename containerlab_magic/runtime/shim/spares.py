@@ -126,7 +126,9 @@ class SparePool:
         a container that just started still runs (a warm-up keeps the loop busy for a few
         milliseconds; a short command ending meanwhile would be noticed that much later)."""
         shim = self.shim
-        if not (self.prewarm and shim.conns and self._next_warm() is not None):
+        # A private shim with no engine left is about to end; an idle daemon is waiting
+        # for the CLI's next command, which a warm spare serves.
+        if not (self.prewarm and (shim.conns or shim.daemon) and self._next_warm() is not None):
             return None
         due = shim.last_event + WARM_WHEN_QUIET
         for proc in shim.procs.values():

@@ -56,6 +56,7 @@ class Starter:
             spare = shim.spares.take(key)
             ctx = StartContext(shim, spec, spare.cid if spare else secrets.token_hex(32), name, image,
                                spare=spare, explain=explain, conn=conn, netns_pid=netns_pid, security=policy,
+                               tty_size=_tty_size(message.get("tty_size")),
                                hostname=spec.hostname or name[:63].replace("_", "-").replace(".", "-"))
             executor = Executor(build(spec, cgroups=shim.cgroups is not None), ctx, shim.log, record=explain)
             request = StepRecord("request", f"the request over the socket: spec, image {spec.image} "
@@ -206,3 +207,10 @@ class Starter:
         stdio.close_all()
         return {"id": cid, "exec_id": exec_id, "pid": proc.pid,
                 "streams": "pty" if exec_spec.tty else "pipes"}, reply_fds
+
+
+def _tty_size(value) -> tuple[int, int] | None:
+    """The caller's terminal size from a run request, if it gave a sane one."""
+    if isinstance(value, list) and len(value) == 2 and all(type(v) is int and 0 < v < 65536 for v in value):
+        return value[0], value[1]
+    return None
