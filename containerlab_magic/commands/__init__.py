@@ -28,6 +28,7 @@ _WHERE = {
     "usage": ("StatsRow", "stats"),
     "system": ("doctor", "gc", "images", "network_create", "network_inspect", "network_ls", "network_rm"),
     "processes": ("Process", "top"),
+    "stack": ("stack_down", "stack_logs", "stack_ps", "stack_up"),
 }
 _MODULE = {name: module for module, names in _WHERE.items() for name in names}
 __all__ = sorted(_MODULE)
@@ -39,7 +40,7 @@ def __getattr__(name: str):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(importlib.import_module(f".{module}", __name__), name.removeprefix("stack_") if module == "stack" else name)
     globals()[name] = value  # once found, a plain attribute
     return value
 
