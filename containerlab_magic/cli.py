@@ -6,6 +6,7 @@
     containerlab-magic stats [--no-stream] [NAME...] | update NAME --memory 128M | pause NAME | unpause NAME
     containerlab-magic cp NAME:PATH HOSTPATH | cp HOSTPATH NAME:PATH | port NAME
     containerlab-magic network create|ls|inspect|rm | images | doctor | gc
+    containerlab-magic stack up [-d] FILE | down FILE | ps FILE | logs [-f] FILE
     python -m containerlab_magic ...     (the same)
 
 As with docker, the first word after run's options is always the image (see
@@ -43,6 +44,10 @@ def build_parser(verb: str | None = None) -> Parser:
         _add_run(sub)
     if verb != "run":
         parsers.add_verbs(sub, Parser, only=verb)
+    if verb in (None, "stack"):
+        from .stack_face import add_parser
+
+        add_parser(sub)
     if verb in (None, "install-kernel"):
         p = sub.add_parser("install-kernel", help='a Jupyter kernel "Python 3 (container lab)" with the magics loaded')
         p.add_argument("--user", action="store_true", help="for this user only (default: system-wide)")
@@ -68,13 +73,17 @@ def _add_run(sub) -> None:
 def _verb_of(argv: list[str]) -> str | None:
     """The verb a command line names, if it is one (else the whole parser reports)."""
     first = argv[0] if argv else None
-    return first if first in VERBS or first == "network" else None
+    return first if first in VERBS or first in ("network", "stack") else None
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(_verb_of(argv)).parse_args(argv)
     verb = args.verb if args.verb != "network" else "network_" + args.net_verb
+    if verb == "stack":
+        from .stack_face import cmd_stack
+
+        VERBS[verb] = cmd_stack
     try:
         return VERBS[verb](args)
     except ContainerError as e:

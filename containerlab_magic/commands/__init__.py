@@ -28,8 +28,10 @@ _WHERE = {
     "usage": ("StatsRow", "stats"),
     "system": ("doctor", "gc", "images", "network_create", "network_inspect", "network_ls", "network_rm"),
     "processes": ("Process", "top"),
-    "stack": ("stack_down", "stack_logs", "stack_ps", "stack_up"),
+    "stack": ("stack_down", "stack_logs", "stack_ps", "stack_restarter", "stack_up"),
 }
+_STACK = {"stack_down": "down", "stack_logs": "logs", "stack_ps": "ps", "stack_restarter": "Restarter",
+          "stack_up": "up"}
 _MODULE = {name: module for module, names in _WHERE.items() for name in names}
 __all__ = sorted(_MODULE)
 
@@ -40,7 +42,7 @@ def __getattr__(name: str):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(f".{module}", __name__), name.removeprefix("stack_") if module == "stack" else name)
+    value = getattr(importlib.import_module(f".{module}", __name__), _STACK.get(name, name))
     globals()[name] = value  # once found, a plain attribute
     return value
 

@@ -217,18 +217,25 @@ def logs(engine, name: str, follow: bool = False):
     if not rows:
         raise NotFound(f"no stack {name!r} here (or it has no containers)")
     lines: queue.Queue = queue.Queue()
-    services = {s["id"]: (s.get("labels") or {}).get(SERVICE_LABEL, s.get("name")) for s in rows}
+    services = {s.get("name") or s["id"]: (s.get("labels") or {}).get(SERVICE_LABEL, s.get("name")) for s in rows}
 
-    def pump(cid: str, service: str) -> None:
+    def pump(ref: str, service: str) -> None:
         pending = {"stdout": b"", "stderr": b""}
-        try:
-            for stream, data in engine.logs(cid, follow=follow):
-                pending[stream] += data
-                *whole, pending[stream] = pending[stream].split(b"\n")
-                for line in whole:
-                    lines.put((service, stream, line + b"\n"))
-        except ContainerError:
-            pass  # removed while followed
+        cid = None
+        while True:
+            try:
+                cid = _next_id(engine, ref, cid, follow)
+                if cid is None:
+                    break
+                for stream, data in engine.logs(cid, follow=follow):
+                    pending[stream] += data
+                    *whole, pending[stream] = pending[stream].split(b"\n")
+                    for line in whole:
+                        lines.put((service, stream, line + b"\n"))
+            except ContainerError:
+                break  # removed while followed
+            if not follow:
+                break
         for stream, rest in pending.items():
             if rest:
                 lines.put((service, stream, rest + b"\n"))
@@ -244,6 +251,19 @@ def logs(engine, name: str, follow: bool = False):
             ended += 1
         else:
             yield item
+
+
+def _next_id(engine, ref: str, last: str | None, follow: bool, grace: float = 2.0) -> str | None:
+    """The id to follow under a member's name: the first, then one restarted after a failure
+    (the Restarter starts it again within its poll), else None."""
+    deadline = time.monotonic() + grace
+    while True:
+        state = engine.inspect(ref)
+        if state["id"] != last:
+            return state["id"]
+        if not follow or not state.get("exit_code") or time.monotonic() > deadline:
+            return None
+        time.sleep(0.05)
 
 
 class Restarter:
