@@ -1,0 +1,137 @@
+"""Graders for the course's exercises (notebooks/en, notebooks/ko).
+
+Each check looks at the real thing (a container's state and cgroup through
+the kernel's Engine, a stack's members, a value the student computed) and
+returns a `Report`: one line per point, what is right (✓) and what is missing
+(✗), shown as a list in the notebook.  A check never raises for a wrong
+answer: the report says what to change.  `Report.passed` is True when every
+point holds.
+
+    from containerlab_magic.course import check_container
+    check_container("first", image="busybox", hostname="lab", running=True)
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+
+from .runtime.errors import ContainerError
+from .runtime.spec import format_size, parse_size
+
+
+@dataclass
+class Report:
+    title: str
+    points: list[tuple[bool, str]] = field(default_factory=list)
+
+    def add(self, ok: bool, text: str) -> "Report":
+        self.points.append((bool(ok), text))
+        return self
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.points) and all(ok for ok, _ in self.points)
+
+    def summary(self) -> str:
+        right = sum(ok for ok, _ in self.points)
+        return f"{self.title}: {right}/{len(self.points)}" + (" - all done!" if self.passed else "")
+
+    def __repr__(self) -> str:
+        return "\n".join([self.summary()] + [f"  {'✓' if ok else '✗'} {text}" for ok, text in self.points])
+
+    def _repr_html_(self) -> str:
+        items = "".join(f"<li style='color:{'#1a7f37' if ok else '#cf222e'}'>{'✓' if ok else '✗'} "
+                        f"{html.escape(text)}</li>" for ok, text in self.points)
+        return f"<b>{html.escape(self.summary())}</b><ul style='list-style:none'>{items}</ul>"
+
+
+def _engine():
+    from IPython import get_ipython
+
+    from .magics import _loaded
+
+    magics = _loaded.get(id(get_ipython()))
+    if magics is None:
+        from .runtime.errors import SpecError
+
+        raise SpecError("load the lab first: %load_ext containerlab_magic")
+    return magics.engine
+
+
+def check_container(name: str, *, image: str | None = None, hostname: str | None = None,
+                    running: bool | None = None, memory: str | None = None, cpus: float | None = None,
+                    pids_limit: int | None = None, network: str | None = None, labels: dict | None = None,
+                    engine=None) -> Report:
+    """Does container NAME exist and look as asked?"""
+    engine = engine or _engine()
+    report = Report(f"container {name}")
+    try:
+        state = engine.inspect(name)
+    except ContainerError:
+        return report.add(False, f"there is no container named {name}: start one with --name {name}")
+    spec = state.get("spec") or {}
+    report.add(True, f"a container named {name} exists")
+    if image is not None:
+        report.add(spec.get("image") == image, f"image is {spec.get('image')!r}" +
+                   ("" if spec.get("image") == image else f", want {image!r}"))
+    if hostname is not None:
+        got = spec.get("hostname") or ""
+        report.add(got == hostname, f"hostname is {got!r}" + ("" if got == hostname else f", want {hostname!r}"))
+    if running is not None:
+        is_running = state.get("status") == "running"
+        report.add(is_running == running, f"it is {state.get('status')}" +
+                   ("" if is_running == running else f", want {'running (try --detach)' if running else 'ended'}"))
+    limits = spec.get("limits") or {}
+    if memory is not None:
+        want = parse_size(memory)
+        got = limits.get("memory")
+        report.add(got == want, f"memory limit is {format_size(got) if got else 'none'}" +
+                   ("" if got == want else f", want {format_size(want)} (--memory {memory})"))
+    if cpus is not None:
+        got = limits.get("cpus")
+        report.add(got == cpus, f"CPU limit is {got if got else 'none'}" +
+                   ("" if got == cpus else f", want {cpus:g} (--cpus {cpus:g})"))
+    if pids_limit is not None:
+        got = limits.get("pids_limit")
+        report.add(got == pids_limit, f"pids limit is {got if got else 'none'}" +
+                   ("" if got == pids_limit else f", want {pids_limit} (--pids-limit {pids_limit})"))
+    if network is not None:
+        got = spec.get("network")
+        report.add(got == network, f"network is {got!r}" + ("" if got == network else f", want {network!r}"))
+    for key, value in (labels or {}).items():
+        got = dict(tuple(kv) for kv in spec.get("labels") or ()).get(key)
+        report.add(got == value, f"label {key}={got}" if got == value else f"label {key}={value} is missing")
+    return report
+
+
+def check_output(text, *expected: str, title: str = "output") -> Report:
+    """Does the text (a str, bytes, or a cell's Result) contain each expected piece?"""
+    if hasattr(text, "stdout"):
+        text = text.stdout
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    report = Report(title)
+    for piece in expected:
+        report.add(piece in (text or ""), f"shows {piece!r}" if piece in (text or "") else f"{piece!r} is missing")
+    return report
+
+
+def check_value(got, want, what: str) -> Report:
+    """One computed value against the expected one."""
+    return Report(what).add(got == want, f"{what} = {got!r}" + ("" if got == want else f", want {want!r}"))
+
+
+def check_stack(name: str, services: list[str], engine=None) -> Report:
+    """Is stack NAME up with (at least) these services running?"""
+    from . import commands
+
+    engine = engine or _engine()
+    report = Report(f"stack {name}")
+    rows = {row.labels.get("com.docker.compose.service"): row for row in commands.stack_ps(engine, name)}
+    for service in services:
+        row = rows.get(service)
+        report.add(row is not None and row.status == "running",
+                   f"{service} is running" if row is not None and row.status == "running" else
+                   f"{service} is {'missing: add it under services:' if row is None else row.status}")
+    return report

@@ -1,0 +1,410 @@
+"""The course's lessons: ("md", English, Korean) and ("code", source) cells.
+
+scripts/course_notebooks.py writes each lesson as notebooks/en/NAME.ipynb and
+notebooks/ko/NAME.ipynb.  Code cells are the same in both languages.
+"""
+
+ROOT_NOTE = ("md", """
+> **Needs root.** Cells marked *(root)* make network bridges or change cgroups on the host. In this lab's
+> root mode they just run; on the rootless rung (a JupyterHub or Binder user) the next cell says which
+> rung you are on and what that means.
+""", """
+> **root 권한이 필요합니다.** *(root)* 표시가 붙은 셀은 호스트에 네트워크 브리지를 만들거나 cgroup을 바꿉니다.
+> 이 랩의 root 모드에서는 그냥 실행되고, rootless 단계(JupyterHub나 Binder 사용자)에서는 바로 아래 셀이
+> 지금 어느 단계에서 돌고 있는지, 그게 무슨 뜻인지 알려 줍니다.
+""")
+
+WHO = ("code", """
+import os
+print("this kernel runs as", "root: every cell of this notebook can run" if os.geteuid() == 0
+      else f"uid {os.geteuid()} (rootless): run %container doctor to see what this host allows")
+""")
+
+FIRST = [
+    ("md", """
+# 01 · Your first container
+
+A container is a **light package**: your application plus the exact language runtime and libraries it
+needs, started as an ordinary process that the Linux kernel gives its own view of the machine.
+In this notebook you compare a plain cell (your notebook's own process) with a `%%container` cell
+(a new container), look at what an image holds, and watch the steps the kernel takes to start one.
+Every figure below is measured now, on your machine.
+""", """
+# 01 · 첫 번째 컨테이너
+
+컨테이너는 **가벼운 꾸러미**입니다. 애플리케이션과, 그 애플리케이션이 필요로 하는 언어 런타임·라이브러리를
+정확히 함께 담아 두고, 리눅스 커널이 "이 기계를 혼자 쓰는 것처럼" 보이게 해 주는 평범한 프로세스로 실행합니다.
+이 노트북에서는 보통 셀(노트북 자신의 프로세스)과 `%%container` 셀(새 컨테이너)을 나란히 비교하고,
+이미지 안에 무엇이 들어 있는지 살펴본 뒤, 커널이 컨테이너 하나를 띄우기 위해 거치는 단계를 직접 봅니다.
+아래의 숫자는 모두 지금 여러분의 기계에서 측정한 값입니다.
+"""),
+    ("code", "%load_ext containerlab_magic"),
+    ROOT_NOTE, WHO,
+    ("md", """
+## 1. A plain cell and a container cell
+
+A plain cell runs in the notebook's kernel: it sees the host's name, has some large PID, and sees every
+process of the machine.
+""", """
+## 1. 보통 셀과 컨테이너 셀
+
+보통 셀은 노트북 커널 안에서 실행됩니다. 호스트의 이름을 보고, 큰 PID 번호를 갖고, 기계에 있는 모든
+프로세스를 볼 수 있습니다.
+"""),
+    ("code", """
+import os, socket
+print("hostname:", socket.gethostname())
+print("my PID:", os.getpid())
+print("processes I can see:", sum(name.isdigit() for name in os.listdir("/proc")))
+"""),
+    ("md", """
+The same questions in a container. `--hostname lab` names it; inside, the shell is **PID 1** (the first
+process of its own PID namespace) and `ps` lists only the container's processes.
+""", """
+같은 질문을 컨테이너 안에서 해 봅시다. `--hostname lab`으로 이름을 붙였고, 안에서는 셸이 **PID 1**
+(자기만의 PID 네임스페이스에서 첫 번째 프로세스)이며, `ps`에는 컨테이너 안의 프로세스만 보입니다.
+"""),
+    ("code", """
+%%container --image busybox --hostname lab
+echo "hostname: $(hostname)"
+echo "my PID: $$"
+echo "processes I can see: $(ls -d /proc/[0-9]* | wc -l)"
+ps
+"""),
+    ("md", """
+Its files are its own too: the root directory is the image's, and what a container writes vanishes with
+it. The second cell is a new container: the note is gone.
+""", """
+파일도 컨테이너만의 것입니다. 루트 디렉터리는 이미지의 것이고, 컨테이너가 쓴 내용은 컨테이너와 함께
+사라집니다. 두 번째 셀은 새 컨테이너라서 메모가 남아 있지 않습니다.
+"""),
+    ("code", """
+%%container --image busybox
+echo hello > /tmp/note && cat /tmp/note
+ls /
+"""),
+    ("code", """
+%%container --image busybox
+cat /tmp/note 2>&1 || echo "no note: this is a fresh container"
+"""),
+    ("md", """
+## 2. What an image holds: app + runtime + libraries
+
+An image carries the runtime its app needs. The `host` image carries the host's Python; the tiny
+`busybox` image carries a shell and small tools, and **no Python at all**: a Python app shipped in it
+could not run.
+""", """
+## 2. 이미지에 담긴 것: 앱 + 런타임 + 라이브러리
+
+이미지에는 앱이 필요로 하는 런타임이 함께 들어 있습니다. `host` 이미지에는 호스트의 파이썬이 들어 있고,
+아주 작은 `busybox` 이미지에는 셸과 작은 도구들만 있을 뿐 **파이썬이 전혀 없습니다**. 그래서 파이썬 앱을
+busybox 이미지에 담아 보내면 실행할 수 없습니다.
+"""),
+    ("code", """
+%%container --image host
+python3 -c 'import sys, ssl; print("python", sys.version.split()[0], "with", ssl.OPENSSL_VERSION)'
+"""),
+    ("code", """
+%%container --image busybox
+python3 --version 2>&1 || echo "exit $?: busybox has no python3"
+du -sh /bin 2>/dev/null | sed 's/^/busybox tools: /'
+"""),
+    ("code", "%container images"),
+    ("md", """
+## 3. The steps that start a container, timed
+
+`--explain` lists what the runtime did for this container (namespaces cloned, cgroup made, root
+filesystem mounted, ...) with the time each step took, measured on this start. Compare the total with
+the seconds a virtual machine needs to boot.
+""", """
+## 3. 컨테이너가 시작되는 단계와 걸린 시간
+
+`--explain`은 이 컨테이너를 위해 런타임이 한 일(네임스페이스 복제, cgroup 생성, 루트 파일시스템 마운트 등)을
+단계마다 걸린 시간과 함께 보여 줍니다. 방금 실행에서 측정한 값입니다. 전체 시간을 가상 머신이 부팅하는 데
+걸리는 몇 초와 비교해 보세요.
+"""),
+    ("code", """
+%%container --image busybox --explain
+true
+"""),
+    ("md", """
+## Exercises
+
+1. Start a **detached** busybox container named `first`, with hostname `lab`, that runs `sleep 300`.
+   The attempt below forgets something: run it, run the check, read what is missing, fix the attempt and
+   run both again.
+
+<details><summary>Hint</summary>
+
+`%%container` takes docker's run flags: `--image`, `--name`, `--hostname`, `--detach`.
+Remove the old one first with `%container rm -f first`.
+</details>
+""", """
+## 연습 문제
+
+1. busybox 이미지로 `sleep 300`을 실행하는 **백그라운드(detached)** 컨테이너를 만드세요. 이름은 `first`,
+   호스트 이름은 `lab`입니다. 아래 시도에는 빠진 것이 하나 있습니다. 실행하고, 검사 셀을 실행해서 무엇이
+   빠졌는지 읽은 다음, 시도를 고쳐서 둘 다 다시 실행해 보세요.
+
+<details><summary>힌트</summary>
+
+`%%container`는 docker run의 옵션을 그대로 받습니다: `--image`, `--name`, `--hostname`, `--detach`.
+다시 만들기 전에 `%container rm -f first`로 먼저 지우세요.
+</details>
+"""),
+    ("code", """
+%%container --image busybox --name first --detach
+sleep 300
+"""),
+    ("code", """
+from containerlab_magic.course import check_container
+check_container("first", image="busybox", hostname="lab", running=True)
+"""),
+    ("md", """
+2. Which image can run a Python app, `"host"` or `"busybox"`? Set `answer` and check it.
+
+<details><summary>Hint</summary>
+
+Look at the two cells of section 2: which one printed a Python version?
+</details>
+""", """
+2. 파이썬 앱을 실행할 수 있는 이미지는 `"host"`와 `"busybox"` 중 어느 것일까요? `answer`에 값을 넣고 확인해 보세요.
+
+<details><summary>힌트</summary>
+
+2절의 두 셀을 다시 보세요. 파이썬 버전을 출력한 쪽은 어디였나요?
+</details>
+"""),
+    ("code", """
+from containerlab_magic.course import check_value
+answer = "host"
+check_value(answer, "host", "the image with Python")
+"""),
+    ("code", "%container rm -f first"),
+]
+
+NETWORKS = [
+    ("md", """
+# 05 · Networks and microservices
+
+Containers share the machine's network at the operating-system level, each with its own network
+namespace: its own interfaces, addresses and ports. Here you join containers with a bridge, reach
+them by name, publish a port to the host, then run a small **microservice** app (a web front, an API
+and a data store) as one stack, break one service and watch the others, and finally slow a link down
+and measure it.
+""", """
+# 05 · 네트워크와 마이크로서비스
+
+컨테이너는 운영체제 수준에서 기계의 네트워크를 함께 쓰지만, 저마다 자기 네트워크 네임스페이스(자기만의
+인터페이스, 주소, 포트)를 갖습니다. 이 노트북에서는 브리지로 컨테이너를 서로 잇고, 이름으로 찾아가고,
+포트를 호스트에 공개해 본 다음, 작은 **마이크로서비스** 앱(웹 프런트, API, 데이터 저장소)을 하나의 스택으로
+띄웁니다. 서비스 하나를 멈춰서 나머지가 어떻게 되는지 보고, 마지막으로 링크 속도를 낮춰 직접 측정합니다.
+"""),
+    ("code", "%load_ext containerlab_magic"),
+    ROOT_NOTE, WHO,
+    ("md", """
+## 1. A bridge, and names *(root)*
+
+`network create` makes a Linux bridge with its own subnet. Each container on it gets a veth pair, an
+address, and the names of the other members in its `/etc/hosts`.
+""", """
+## 1. 브리지와 이름 *(root)*
+
+`network create`는 자기 서브넷을 가진 리눅스 브리지를 만듭니다. 여기에 붙는 컨테이너마다 veth 한 쌍과
+주소가 생기고, 다른 멤버들의 이름이 `/etc/hosts`에 적힙니다.
+"""),
+    ("code", "%container network create course05"),
+    ("code", """
+%%container --image busybox --net course05 --name hello-web --detach
+mkdir -p /www && echo "hello from the web container" > /www/index.html
+httpd -f -p 80 -h /www
+"""),
+    ("code", """
+%%container --image busybox --net course05
+cat /etc/hosts
+wget -qO- http://hello-web/index.html
+"""),
+    ("md", """
+## 2. Publishing a port
+
+`-p HOST:CONTAINER` makes the container's port reachable from the host (on 127.0.0.1). This plain
+cell is the notebook's own process, outside every container.
+""", """
+## 2. 포트 공개하기
+
+`-p 호스트:컨테이너`를 쓰면 컨테이너의 포트에 호스트(127.0.0.1)에서 접속할 수 있습니다. 아래의 보통 셀은
+어떤 컨테이너에도 들어 있지 않은, 노트북 자신의 프로세스입니다.
+"""),
+    ("code", """
+%%container --image busybox --net course05 --name published -p 28585:80 --detach
+mkdir -p /www && echo "published on the host" > /www/index.html
+httpd -f -p 80 -h /www
+"""),
+    ("code", """
+import time, urllib.request
+
+def fetch(url, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while True:  # the server may still be starting: poll until the deadline
+        try:
+            return urllib.request.urlopen(url, timeout=2).read().decode()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+print(fetch("http://127.0.0.1:28585/index.html"))
+"""),
+    ("md", """
+## 3. Three services as one stack *(root)*
+
+A `%%stack NAME` cell is a compose-style YAML document. The store counts visits, the API asks the store
+and answers JSON, and the web front (busybox `httpd` with a CGI script) asks the API. `depends_on`
+starts them in order; the web front waits until the API's healthcheck passes. Services find each other
+by service name.
+""", """
+## 3. 서비스 세 개를 하나의 스택으로 *(root)*
+
+`%%stack 이름` 셀의 내용은 compose 형식의 YAML 문서입니다. store는 방문 횟수를 세고, api는 store에 물어
+JSON으로 답하며, web 프런트(CGI 스크립트를 쓰는 busybox `httpd`)는 api에 묻습니다. `depends_on` 순서대로
+시작되고, web은 api의 healthcheck가 통과할 때까지 기다립니다. 서비스끼리는 서비스 이름으로 서로를 찾습니다.
+"""),
+    ("code", """
+import os
+os.makedirs("/tmp/course05-www/cgi-bin", exist_ok=True)
+with open("/tmp/course05-www/cgi-bin/visits", "w") as f:
+    f.write("#!/bin/sh\\necho 'Content-Type: application/json'\\necho\\nnc api 8000 </dev/null\\n")
+os.chmod("/tmp/course05-www/cgi-bin/visits", 0o755)
+"""),
+    ("code", """
+%%stack shop
+services:
+  store:
+    image: busybox
+    command: ["sh", "-c", "echo store ready; n=0; while true; do n=$((n+1)); echo $n | nc -l -p 7000; done"]
+  api:
+    image: busybox
+    command: ["sh", "-c", "echo api ready; while true; do echo \\"{\\\\\\"visits\\\\\\": $(nc store 7000 </dev/null)}\\" | nc -l -p 8000; done"]
+    depends_on: [store]
+    healthcheck:
+      test: ["CMD-SHELL", "nc 127.0.0.1 8000 </dev/null | grep -q visits"]
+      interval: 200ms
+      retries: 25
+    mem_limit: 32M
+  web:
+    image: busybox
+    command: httpd -f -p 80 -h /www
+    volumes: ["/tmp/course05-www:/www:ro"]
+    ports: ["28586:80"]
+    depends_on:
+      api: {condition: service_healthy}
+"""),
+    ("code", """
+import json
+first = json.loads(fetch("http://127.0.0.1:28586/cgi-bin/visits"))
+second = json.loads(fetch("http://127.0.0.1:28586/cgi-bin/visits"))
+print(first, second, "-> the count went up by", second["visits"] - first["visits"])
+"""),
+    ("md", """
+Now kill the data store. The web front and the API keep running (separate processes, separate
+containers); only the answers that need the store break. (The API asked the store for its next count
+before it died, so one more answer still has a number; the one after has none.)
+""", """
+이제 데이터 저장소(store)를 강제로 종료해 봅시다. web과 api는 별개의 프로세스, 별개의 컨테이너이므로 계속
+실행되고, store가 필요한 답만 깨집니다. (api는 store가 죽기 전에 다음 숫자를 미리 받아 두었기 때문에 한 번은
+숫자가 나오고, 그다음부터는 숫자가 비어 있습니다.)
+"""),
+    ("code", "%container kill shop-store-1"),
+    ("code", """
+for attempt in range(2):
+    try:
+        body = fetch("http://127.0.0.1:28586/cgi-bin/visits", timeout=3).strip()
+        print(f"answer {attempt + 1}: {body!r}", "(a count)" if any(c.isdigit() for c in body) else "(no count)")
+    except OSError as e:
+        print("the web front answered, but the request failed:", e)
+"""),
+    ("code", "%stack ps shop"),
+    ("code", "%stack logs shop"),
+    ("md", """
+## 4. A shaped link, measured *(root)*
+
+`--net-rate` puts a token-bucket filter (tc `tbf`) on the container's link. Download the same 1 MiB file
+from a fast and from a slow container and compare the rates, measured here.
+""", """
+## 4. 속도를 제한한 링크, 직접 측정하기 *(root)*
+
+`--net-rate`는 컨테이너의 링크에 토큰 버킷 필터(tc `tbf`)를 겁니다. 빠른 컨테이너와 느린 컨테이너에서
+같은 1 MiB 파일을 내려받아 속도를 비교해 봅시다. 여기서 직접 잰 값입니다.
+"""),
+    ("code", """
+%%container --image busybox --net course05 --name fast -p 28587:80 --detach
+mkdir -p /www && head -c 1048576 /dev/zero > /www/blob && httpd -f -p 80 -h /www
+"""),
+    ("code", """
+%%container --image busybox --net course05 --name slow -p 28588:80 --net-rate 4mbit --detach
+mkdir -p /www && head -c 1048576 /dev/zero > /www/blob && httpd -f -p 80 -h /www
+"""),
+    ("code", """
+def rate_mbit(port):
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            start = time.perf_counter()
+            size = len(urllib.request.urlopen(f"http://127.0.0.1:{port}/blob", timeout=30).read())
+            return size * 8 / (time.perf_counter() - start) / 1e6
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+fast, slow = rate_mbit(28587), rate_mbit(28588)
+print(f"fast: {fast:.0f} Mbit/s   slow: {slow:.1f} Mbit/s   (limit 4 Mbit/s)")
+print("the shaped link is", "slower" if slow < fast / 2 else "NOT slower", "than the other")
+"""),
+    ("md", """
+## Exercises
+
+1. Bring up a stack named `pair` with two services, `ping` and `pong` (busybox, `sleep 300` each). The
+   attempt below has only one of them: run it, check, fix it (take it down first with `%stack down pair`).
+
+<details><summary>Hint</summary>
+
+Each service is a key under `services:` with at least `image:` and `command:`.
+</details>
+""", """
+## 연습 문제
+
+1. 서비스 두 개 `ping`과 `pong`(둘 다 busybox, `sleep 300`)으로 이루어진 `pair`라는 스택을 띄우세요.
+   아래 시도에는 하나만 있습니다. 실행하고, 검사하고, 고쳐 보세요(고치기 전에 `%stack down pair`로 내리세요).
+
+<details><summary>힌트</summary>
+
+서비스는 `services:` 아래의 키 하나이고, 적어도 `image:`와 `command:`가 있어야 합니다.
+</details>
+"""),
+    ("code", """
+%%stack pair
+services:
+  ping:
+    image: busybox
+    command: sleep 300
+"""),
+    ("code", """
+from containerlab_magic.course import check_stack
+check_stack("pair", ["ping", "pong"])
+"""),
+    ("md", """
+2. Clean up: everything this notebook made goes.
+""", """
+2. 정리하기: 이 노트북이 만든 것을 모두 지웁니다.
+"""),
+    ("code", """
+%stack down pair
+%stack down shop
+%container rm -f hello-web published fast slow
+%container network rm course05
+import shutil; shutil.rmtree("/tmp/course05-www")
+"""),
+]
+
+LESSONS = {"01-first-container": FIRST, "05-networks-and-microservices": NETWORKS}
