@@ -82,7 +82,9 @@ def check_container(name: str, *, image: str | None = None, hostname: str | None
         is_running = state.get("status") == "running"
         report.add(is_running == running, f"it is {state.get('status')}" +
                    ("" if is_running == running else f", want {'running (try --detach)' if running else 'ended'}"))
-    limits = spec.get("limits") or {}
+    import dataclasses
+
+    limits = dataclasses.asdict(engine.limits(name))  # with live changes (%cgroup NAME memory=...) applied
     if memory is not None:
         want = parse_size(memory)
         got = limits.get("memory")

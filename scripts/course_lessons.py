@@ -408,3 +408,200 @@ import shutil; shutil.rmtree("/tmp/course05-www")
 ]
 
 LESSONS = {"01-first-container": FIRST, "05-networks-and-microservices": NETWORKS}
+
+LIMITS = [
+    ("md", """
+# 03 · Sharing and limits
+
+Containers share one machine's CPU, memory, storage and processes at the operating-system level. The
+kernel's **cgroups** decide how much of each a container may take: a memory limit (and what happens past
+it), a CPU quota, a cap on the number of processes, a size for what it writes. Every number below is
+measured in this run.
+""", """
+# 03 · 자원 나눠 쓰기와 제한
+
+컨테이너는 한 기계의 CPU, 메모리, 저장 공간, 프로세스를 운영체제 수준에서 함께 씁니다. 컨테이너가 각각을
+얼마나 가져갈 수 있는지는 커널의 **cgroup**이 정합니다. 메모리 한도(그리고 한도를 넘으면 벌어지는 일),
+CPU 할당량, 프로세스 개수 상한, 쓸 수 있는 저장 공간 크기를 차례로 봅니다. 아래 숫자는 모두 이번 실행에서
+잰 값입니다.
+"""),
+    ("code", "%load_ext containerlab_magic"),
+    ROOT_NOTE, WHO,
+    ("md", """
+## 1. Memory: a limit, and the OOM kill *(root: cgroups)*
+
+With `--memory 32M` the container's cgroup may hold 32 MiB. A Python process that asks for 100 MiB is
+killed by the kernel's out-of-memory killer (signal 9, exit 137); the shell around it survives and
+reports it.
+""", """
+## 1. 메모리: 한도와 OOM 강제 종료 *(root: cgroup)*
+
+`--memory 32M`을 주면 컨테이너의 cgroup은 32 MiB까지만 쓸 수 있습니다. 100 MiB를 달라고 하는 파이썬
+프로세스는 커널의 OOM(메모리 부족) 킬러에게 강제 종료되고(시그널 9, 종료 코드 137), 그 바깥의 셸은 살아남아
+결과를 알려 줍니다.
+"""),
+    ("code", """
+%%container --image host --memory 32M
+python3 -c 'x = bytearray(100 << 20); print("got 100 MiB")'
+echo "python3 ended with exit code $?"
+"""),
+    ("code", """
+print(_container.describe())
+print("OOM kills in this container:", _container.memory_kills)
+"""),
+    ("md", """
+## 2. CPU: a quota, measured
+
+`--cpus 0.25` lets the container use a quarter of one CPU's time. The same busy loop runs for one second
+of wall-clock time with and without the quota; `process_time()` says how much CPU it actually got.
+""", """
+## 2. CPU: 할당량을 직접 재기
+
+`--cpus 0.25`는 컨테이너가 CPU 하나의 4분의 1만 쓰게 합니다. 같은 바쁜 반복문을 할당량이 있을 때와 없을 때
+각각 1초(벽시계 시간) 동안 돌리고, `process_time()`으로 실제로 받은 CPU 시간을 잽니다.
+"""),
+    ("code", """
+%%container --python --out unlimited
+import time
+start, cpu = time.monotonic(), time.process_time()
+while time.monotonic() - start < 1.0:
+    pass
+unlimited = time.process_time() - cpu
+print(f"CPU time in 1 s without a quota: {unlimited:.2f} s")
+"""),
+    ("code", """
+%%container --python --cpus 0.25 --out quarter
+import time
+start, cpu = time.monotonic(), time.process_time()
+while time.monotonic() - start < 1.0:
+    pass
+quarter = time.process_time() - cpu
+print(f"CPU time in 1 s with --cpus 0.25: {quarter:.2f} s")
+"""),
+    ("code", """
+print(f"with --cpus 0.25 the loop got {quarter:.2f} CPU-seconds per second: the quota caps it")
+print(f"without a quota it got {unlimited:.2f} (all that the machine's other work left it)")
+"""),
+    ("md", """
+## 3. Processes: a fork bomb, stopped
+
+`--pids-limit 20` caps the number of processes (the cgroup's `pids.max`). A loop that tries to start
+50 child processes gets fewer than 20; the kernel refuses the rest (`fork` fails with EAGAIN), and
+the machine stays fine.
+""", """
+## 3. 프로세스: 포크 폭탄 막기
+
+`--pids-limit 20`은 프로세스 개수에 상한을 둡니다(cgroup의 `pids.max`). 자식 프로세스를 50개 띄우려는
+반복문은 20개도 채 띄우지 못하고, 나머지는 커널이 거절합니다(`fork`가 EAGAIN으로 실패). 기계 전체는 멀쩡합니다.
+"""),
+    ("code", """
+%%container --python --pids-limit 20
+import os, time
+children, refused = [], 0
+for _ in range(50):
+    try:
+        pid = os.fork()
+    except BlockingIOError:  # EAGAIN: the cgroup's pids.max is reached
+        refused += 1
+        continue
+    if pid == 0:
+        time.sleep(2)
+        os._exit(0)
+    children.append(pid)
+print(f"started {len(children)} children; the kernel refused {refused} forks")
+print("pids.max =", open("/sys/fs/cgroup/pids/pids.max").read().strip())
+for pid in children:
+    os.waitpid(pid, 0)
+"""),
+    ("md", """
+## 4. Storage: a size for what it writes
+
+Everything a container writes goes to its own writable layer. `--storage-size 8M` makes that layer 8 MiB:
+writing 20 MiB fails with "No space left on device", inside the container only.
+""", """
+## 4. 저장 공간: 쓸 수 있는 크기
+
+컨테이너가 쓰는 내용은 모두 자기만의 쓰기 계층으로 갑니다. `--storage-size 8M`이면 그 계층이 8 MiB가 되어,
+20 MiB를 쓰려고 하면 "No space left on device"로 실패합니다. 컨테이너 안에서만 그렇습니다.
+"""),
+    ("code", """
+%%container --image busybox --storage-size 8M
+dd if=/dev/zero of=/tmp/big bs=1M count=20 2>&1 | grep -i -e "no space" -e copied
+ls -l /tmp/big | awk '{print "written:", $5, "bytes"}'
+"""),
+    ("md", """
+## 5. Looking at a cgroup, and changing it live *(root: cgroups)*
+
+`%cgroup NAME` shows usage against limits and the cgroup files behind each figure.
+`%cgroup NAME memory=128M` changes the limit of a running container.
+""", """
+## 5. cgroup 들여다보기, 실행 중에 바꾸기 *(root: cgroup)*
+
+`%cgroup 이름`은 사용량과 한도, 그리고 각 숫자를 읽어 온 cgroup 파일을 보여 줍니다.
+`%cgroup 이름 memory=128M`은 실행 중인 컨테이너의 한도를 바꿉니다.
+"""),
+    ("code", """
+%%container --image busybox --name limited --memory 64M --cpus 0.5 --detach
+sleep 300
+"""),
+    ("code", "%cgroup limited"),
+    ("code", "%cgroup limited memory=128M"),
+    ("code", """
+from containerlab_magic.course import check_container
+check_container("limited", memory="128M", cpus=0.5)
+"""),
+    ("md", """
+## Exercises
+
+1. Start a detached busybox container `capped` running `sleep 300`, with **48 MiB** of memory and at most
+   **30 processes**. The attempt below misses one limit: run it, check it, fix it.
+
+<details><summary>Hint</summary>
+
+`--memory 48M --pids-limit 30`. Remove the old one first: `%container rm -f capped`.
+</details>
+""", """
+## 연습 문제
+
+1. `sleep 300`을 실행하는 백그라운드 busybox 컨테이너 `capped`를 만드세요. 메모리는 **48 MiB**, 프로세스는
+   **최대 30개**입니다. 아래 시도에는 한도 하나가 빠져 있습니다. 실행하고, 검사하고, 고쳐 보세요.
+
+<details><summary>힌트</summary>
+
+`--memory 48M --pids-limit 30`. 먼저 기존 컨테이너를 지우세요: `%container rm -f capped`.
+</details>
+"""),
+    ("code", """
+%%container --image busybox --name capped --memory 48M --detach
+sleep 300
+"""),
+    ("code", """
+check_container("capped", memory="48M", pids_limit=30, running=True)
+"""),
+    ("md", """
+2. In section 2, how many CPU-seconds per second did the quota leave? Set `fraction` to the value you
+   measured, rounded to one decimal, and check it against `--cpus 0.25`.
+
+<details><summary>Hint</summary>
+
+`round(quarter, 1)`: the loop ran for one second, so its CPU time is the share of one CPU it got.
+</details>
+""", """
+2. 2절에서 할당량을 걸었을 때 1초마다 CPU 시간을 몇 초 받았나요? 측정한 값을 소수 첫째 자리까지 반올림해
+   `fraction`에 넣고, `--cpus 0.25`와 비교해 확인해 보세요.
+
+<details><summary>힌트</summary>
+
+`round(quarter, 1)`: 반복문이 1초 동안 돌았으니, 받은 CPU 시간이 곧 CPU 하나 중에서 받은 몫입니다.
+</details>
+"""),
+    ("code", """
+from containerlab_magic.course import check_value
+fraction = round(quarter, 1)
+check_value(fraction in (0.2, 0.3), True, f"measured {fraction} is about 0.25")
+"""),
+    ("code", "%container rm -f limited capped"),
+]
+
+LESSONS["03-sharing-and-limits"] = LIMITS
+LESSONS = dict(sorted(LESSONS.items()))
