@@ -137,3 +137,51 @@ def check_stack(name: str, services: list[str], engine=None) -> Report:
                    f"{service} is running" if row is not None and row.status == "running" else
                    f"{service} is {'missing: add it under services:' if row is None else row.status}")
     return report
+
+
+# The grader's harness, run by python3 -I in the container: the student's code is exec'd there, never
+# here, and only JSON comes back (the last line of stdout).
+HARNESS = r"""
+import json, sys
+cases, code, name = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+space = {}
+exec(compile(code, "<answer>", "exec"), space)
+function = space.get(name)
+results = []
+for args in cases:
+    try:
+        results.append(["ok", function(*args)] if callable(function) else ["error", f"no function {name}()"])
+    except Exception as e:
+        results.append(["error", f"{type(e).__name__}: {e}"])
+print("\nRESULTS " + json.dumps(results))
+"""
+
+
+def grade(code: str, function: str, cases: list, *, timeout: float = 3.0, memory: str = "64M",
+          engine=None) -> Report:
+    """Run untrusted `code` in a fresh container (host image, no network, read-only root, memory,
+    CPU, process and time limits), call `function` on each case's arguments and compare with the
+    expected value.  cases: [((args...), expected), ...]; values must be JSON."""
+    import json
+
+    from .runtime.spec import ContainerSpec, Limits
+
+    engine = engine or _engine()
+    report = Report(f"{function}()")
+    spec = ContainerSpec(["python3", "-I", "-c", HARNESS, json.dumps([list(a) for a, _ in cases]), code, function],
+                         image="host", network="none", read_only=True, timeout=timeout,
+                         limits=Limits(memory=parse_size(memory), cpus=0.5, pids_limit=16))
+    result = engine.run(spec).wait()
+    lines = result.stdout.decode(errors="replace").splitlines()
+    found = [line for line in lines if line.startswith("RESULTS ")]
+    if not found:
+        why = result.describe() if not result.ok else "it printed no results"
+        last = result.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
+        return report.add(False, f"the answer did not finish: {why}" + (f" ({last[0]})" if last[0] else ""))
+    for (args, want), (kind, got) in zip(cases, json.loads(found[-1][8:])):
+        call = f"{function}({', '.join(map(repr, args))})"
+        if kind == "error":
+            report.add(False, f"{call} raised {got}")
+        else:
+            report.add(got == want, f"{call} = {got!r}" + ("" if got == want else f", want {want!r}"))
+    return report

@@ -605,3 +605,176 @@ check_value(fraction in (0.2, 0.3), True, f"measured {fraction} is about 0.25")
 
 LESSONS["03-sharing-and-limits"] = LIMITS
 LESSONS = dict(sorted(LESSONS.items()))
+
+SANDBOX = [
+    ("md", """
+# 07 · Sandboxing code, and CI/CD
+
+Because a container starts in milliseconds with its own limits, it is a good place to run code you do
+not trust (a student's answer, a plugin) and a good unit for pipelines: the same image goes from a test
+run to production. You pass data in and out of a Python container, fence untrusted code with limits,
+build a tiny grader, and run this course's own kind of test (nbval) on a notebook.
+""", """
+# 07 · 코드 샌드박싱과 CI/CD
+
+컨테이너는 자기만의 제한을 가진 채 몇 밀리초 만에 시작되기 때문에, 믿을 수 없는 코드(학생의 답안, 플러그인)를
+실행하기 좋은 곳이고, 파이프라인의 단위로도 알맞습니다. 같은 이미지가 테스트 실행에서 운영 환경까지 그대로
+갑니다. 이 노트북에서는 파이썬 컨테이너에 데이터를 넣고 빼 보고, 믿을 수 없는 코드를 제한으로 가두고,
+작은 채점기를 만들고, 이 강좌를 검사하는 것과 같은 방식(nbval)으로 노트북 하나를 테스트합니다.
+"""),
+    ("code", "%load_ext containerlab_magic"),
+    ROOT_NOTE, WHO,
+    ("md", """
+## 1. Data in and out, as JSON
+
+`--python` runs the cell's Python in a container. `--in numbers` sends a notebook variable in and
+`--out summary` brings one back, as JSON (never pickle: nothing the container returns can run code in
+your kernel).
+""", """
+## 1. JSON으로 데이터 넣고 빼기
+
+`--python`은 셀의 파이썬 코드를 컨테이너 안에서 실행합니다. `--in numbers`는 노트북 변수를 안으로 보내고,
+`--out summary`는 값을 밖으로 가져옵니다. 형식은 JSON입니다(pickle은 쓰지 않습니다. 컨테이너가 돌려주는 것이
+여러분의 커널에서 코드를 실행할 수는 없다는 뜻입니다).
+"""),
+    ("code", "numbers = [3, 1, 4, 1, 5, 9, 2, 6]"),
+    ("code", """
+%%container --python --in numbers --out summary
+import os
+summary = {"total": sum(numbers), "largest": max(numbers), "computed by pid": os.getpid()}
+"""),
+    ("code", "summary"),
+    ("md", """
+## 2. A fence for untrusted code
+
+Untrusted code gets no network (`--net none` is the default: only `lo`), a read-only root, and limits.
+Here it tries to reach an address, write into `/usr`, and read the host's users: each attempt fails
+inside the container.
+""", """
+## 2. 믿을 수 없는 코드를 가두는 울타리
+
+믿을 수 없는 코드에는 네트워크를 주지 않고(`--net none`이 기본값이라 `lo`만 있습니다), 루트를 읽기 전용으로
+두고, 제한을 겁니다. 아래 코드는 어떤 주소에 접속하고, `/usr`에 쓰고, 호스트의 사용자 목록을 읽으려고 합니다.
+시도는 모두 컨테이너 안에서 실패합니다.
+"""),
+    ("code", """
+%%container --python --read-only --memory 64M --pids-limit 16 --timeout 10
+import os, socket
+def attempt(what, action):
+    try:
+        action()
+        print(f"{what}: allowed")
+    except OSError as e:
+        print(f"{what}: refused ({e.strerror})")
+
+attempt("connect to 192.0.2.1:80", lambda: socket.create_connection(("192.0.2.1", 80), timeout=1))
+attempt("write /usr/evil", lambda: open("/usr/evil", "w"))
+print("network interfaces:", sorted(os.listdir("/sys/class/net")))
+print("users this container knows:", [line.split(":")[0] for line in open("/etc/passwd")])
+"""),
+    ("md", """
+## 3. A tiny grader
+
+`containerlab_magic.course.grade` runs an answer in a fresh container (no network, read-only, 64 MiB,
+half a CPU, 16 processes, a few seconds), calls the function on each test case and says what is right and
+what is wrong. An endless loop or a memory hog only costs its own container.
+""", """
+## 3. 작은 채점기
+
+`containerlab_magic.course.grade`는 답안을 새 컨테이너에서 실행합니다(네트워크 없음, 읽기 전용, 64 MiB,
+CPU 절반, 프로세스 16개, 몇 초). 테스트 사례마다 함수를 불러 보고, 무엇이 맞고 무엇이 틀렸는지 알려 줍니다.
+무한 반복이나 메모리를 마구 쓰는 답안도 자기 컨테이너만 희생시킬 뿐입니다.
+"""),
+    ("code", """
+from containerlab_magic.course import grade
+cases = [((2, 3), 5), ((-1, 1), 0), ((10, 20), 30)]
+grade("def add(a, b):\\n    return a + b", "add", cases)
+"""),
+    ("code", 'grade("def add(a, b):\\n    return a - b", "add", cases)'),
+    ("code", 'grade("def add(a, b):\\n    while True:\\n        pass", "add", cases, timeout=1)'),
+    ("code", 'grade("def add(a, b):\\n    hog = bytearray(500 << 20)\\n    return a + b", "add", cases)'),
+    ("md", """
+## 4. How this course is tested: nbval
+
+In CI every notebook of this course runs top to bottom under `pytest --nbval-lax`: a cell that fails (a
+container that exits non-zero, a wrong assertion) fails the build. Here is the same test on a small
+notebook written just now: build it, test it, see the verdict.
+""", """
+## 4. 이 강좌를 검사하는 방법: nbval
+
+CI에서는 이 강좌의 노트북을 하나하나 `pytest --nbval-lax`로 처음부터 끝까지 실행합니다. 실패하는 셀(0이 아닌
+코드로 끝나는 컨테이너, 틀린 assert)이 하나라도 있으면 빌드가 실패합니다. 방금 만든 작은 노트북에 같은 검사를
+해 봅시다. 만들고, 테스트하고, 결과를 봅니다.
+"""),
+    ("code", """
+import os, subprocess, sys, tempfile
+import nbformat
+
+folder = tempfile.mkdtemp()
+nb = nbformat.v4.new_notebook()
+nb.cells = [nbformat.v4.new_code_cell("%load_ext containerlab_magic"),
+            nbformat.v4.new_code_cell("%%container --image busybox\\necho built and tested in a container")]
+nbformat.write(nb, os.path.join(folder, "pipeline.ipynb"))
+run = subprocess.run([sys.executable, "-m", "pytest", "-q", "--color=no", "-p", "no:cacheprovider", "--nbval-lax",
+                      "--nbval-current-env", "pipeline.ipynb"], cwd=folder, capture_output=True, text=True)
+print(run.stdout.strip().splitlines()[-1])
+"""),
+    ("code", """
+import shutil
+shutil.rmtree(folder)
+"""),
+    ("md", """
+## Exercises
+
+1. Write `square(x)` that returns x times x. The answer below is wrong for most inputs: grade it, read
+   the report, fix the answer and grade it again.
+
+<details><summary>Hint</summary>
+
+`x * x` (or `x ** 2`). The grader shows each call and what it wanted.
+</details>
+""", """
+## 연습 문제
+
+1. x를 제곱해서 돌려주는 `square(x)`를 작성하세요. 아래 답안은 대부분의 입력에서 틀립니다. 채점하고,
+   결과를 읽고, 답안을 고쳐서 다시 채점해 보세요.
+
+<details><summary>힌트</summary>
+
+`x * x`(또는 `x ** 2`). 채점기는 호출 하나하나와 기대한 값을 보여 줍니다.
+</details>
+"""),
+    ("code", '''
+answer = """
+def square(x):
+    return x * 2
+"""
+grade(answer, "square", [((2,), 4), ((3,), 9), ((-4,), 16)])
+'''),
+    ("md", """
+2. An answer that tries to read a file outside its container must not see it. Check that the grader's
+   container cannot read this notebook's own files.
+
+<details><summary>Hint</summary>
+
+The container's root is the image, not the host: the notebook's folder is not in it.
+</details>
+""", """
+2. 자기 컨테이너 바깥의 파일을 읽으려는 답안은 그 파일을 볼 수 없어야 합니다. 채점기의 컨테이너가 이
+   노트북의 파일을 읽을 수 없는지 확인해 보세요.
+
+<details><summary>힌트</summary>
+
+컨테이너의 루트는 호스트가 아니라 이미지입니다. 노트북 폴더는 그 안에 없습니다.
+</details>
+"""),
+    ("code", """
+import os
+here = os.path.abspath("07-sandboxing-and-ci.ipynb")
+peek = f"def peek():\\n    import os\\n    return os.path.exists({here!r})"
+grade(peek, "peek", [((), False)])
+"""),
+]
+
+LESSONS["07-sandboxing-and-ci"] = SANDBOX
+LESSONS = dict(sorted(LESSONS.items()))
