@@ -778,3 +778,151 @@ grade(peek, "peek", [((), False)])
 
 LESSONS["07-sandboxing-and-ci"] = SANDBOX
 LESSONS = dict(sorted(LESSONS.items()))
+
+NAMESPACES = [
+    ("md", """
+# 02 · Isolation, one namespace at a time
+
+Each container gets its own logically isolated view of the operating system, yet there is only one
+kernel. The kernel does it with **namespaces**: one for process ids (pid), mounts (mnt), the host name
+(uts), System V IPC (ipc), the network (net), user ids (user) and the cgroup tree (cgroup). Every process
+has a link per namespace in `/proc/self/ns`; two processes share a namespace when the links are equal.
+Here you look from both sides: the notebook's own process and a container.
+""", """
+# 02 · 격리, 네임스페이스 하나씩
+
+컨테이너마다 논리적으로 격리된 운영체제 환경을 갖지만, 커널은 하나뿐입니다. 커널은 이것을 **네임스페이스**로
+해냅니다. 프로세스 번호(pid), 마운트(mnt), 호스트 이름(uts), System V IPC(ipc), 네트워크(net), 사용자
+번호(user), cgroup 트리(cgroup)마다 네임스페이스가 하나씩 있습니다. 모든 프로세스는 `/proc/self/ns`에
+네임스페이스마다 링크를 하나씩 갖고 있고, 두 프로세스의 링크가 같으면 그 네임스페이스를 함께 쓰는 것입니다.
+노트북 자신의 프로세스와 컨테이너, 양쪽에서 들여다봅시다.
+"""),
+    ("code", "%load_ext containerlab_magic"),
+    ROOT_NOTE, WHO,
+    ("code", """
+import os
+NAMESPACES = ["pid", "mnt", "uts", "ipc", "net", "user", "cgroup"]
+notebook_ns = {name: os.readlink(f"/proc/self/ns/{name}") for name in NAMESPACES}
+notebook_ns
+"""),
+    ("code", """
+%%container --python --in NAMESPACES --out container_ns
+import os
+container_ns = {name: os.readlink(f"/proc/self/ns/{name}") for name in NAMESPACES}
+"""),
+    ("code", """
+def compare(inside):
+    for name in NAMESPACES:
+        own = inside[name] != notebook_ns[name]
+        print(f"{name:7} {'its own    ' if own else 'shared     '} {inside[name]:22} notebook: {notebook_ns[name]}")
+
+compare(container_ns)
+"""),
+    ("md", """
+In root mode the lab leaves the **user** namespace shared (uid 0 inside is uid 0 outside; capabilities
+are dropped instead); on the rootless rung a user namespace maps your own uid to root inside.
+Now turn one namespace *off*: `--net host` shares the notebook's network namespace (the lab warns:
+the container then sees the host's interfaces).
+""", """
+root 모드에서 이 랩은 **user** 네임스페이스를 공유한 채로 둡니다(안의 uid 0이 바깥에서도 uid 0이고, 대신
+capability를 덜어 냅니다). rootless 단계에서는 user 네임스페이스가 여러분의 uid를 안쪽의 root로 매핑합니다.
+이제 네임스페이스 하나를 *꺼* 봅시다. `--net host`는 노트북의 네트워크 네임스페이스를 함께 씁니다(랩이 경고를
+띄웁니다. 컨테이너가 호스트의 인터페이스를 보게 되기 때문입니다).
+"""),
+    ("code", """
+%%container --python --net host --in NAMESPACES --out hostnet_ns
+import os
+hostnet_ns = {name: os.readlink(f"/proc/self/ns/{name}") for name in NAMESPACES}
+"""),
+    ("code", "compare(hostnet_ns)"),
+    ("md", """
+## What each namespace hides
+
+**pid**: the container counts its own processes from 1. **uts**: its own host name (given with
+`--hostname`; the container itself may not rename it). **mnt**: its own mount table and root.
+**ipc**: its own System V shared memory (none yet). **net**: only `lo`. (**cgroup**: section 03.)
+""", """
+## 네임스페이스마다 가려 주는 것
+
+**pid**: 컨테이너는 자기 프로세스를 1번부터 셉니다. **uts**: 자기만의 호스트 이름을 갖습니다(`--hostname`으로
+정하며, 컨테이너 스스로는 바꿀 수 없습니다). **mnt**: 자기만의 마운트 표와 루트를 갖습니다. **ipc**: 자기만의
+System V 공유 메모리(아직 없음)를 갖습니다. **net**: `lo`만 있습니다. (**cgroup**은 03에서 다룹니다.)
+"""),
+    ("code", """
+import socket
+def show_view():
+    print("pid    processes:", sum(n.isdigit() for n in os.listdir("/proc")))
+    print("uts    hostname:", socket.gethostname())
+    print("mnt    mounts:", len(open("/proc/self/mounts").read().splitlines()))
+    print("ipc    shared memory segments:", len(open("/proc/sysvipc/shm").read().splitlines()) - 1)
+    print("net    interfaces:", sorted(os.listdir("/sys/class/net")))
+show_view()
+"""),
+    ("code", """
+%%container --image busybox --hostname inside
+hostname changed-inside 2>&1 || echo "(renaming it needs CAP_SYS_ADMIN, which the container lacks)"
+echo "pid    processes: $(ls -d /proc/[0-9]* | wc -l)"
+echo "uts    hostname: $(hostname)"
+echo "mnt    mounts: $(wc -l < /proc/self/mounts)"
+echo "ipc    shared memory segments: $(($(wc -l < /proc/sysvipc/shm) - 1))"
+echo "net    interfaces: $(ls /sys/class/net)"
+"""),
+    ("code", """
+print("the notebook's hostname is still", socket.gethostname())
+"""),
+    ("md", """
+## Exercises
+
+1. Which namespace did `--net host` share? Set `shared` to its name and check it against what you
+   measured.
+
+<details><summary>Hint</summary>
+
+Look at the line that says `shared` in the second comparison, and not in the first.
+</details>
+""", """
+## 연습 문제
+
+1. `--net host`는 어느 네임스페이스를 공유했나요? 그 이름을 `shared`에 넣고, 측정한 결과와 비교해 확인해 보세요.
+
+<details><summary>힌트</summary>
+
+두 번째 비교에서는 `shared`인데 첫 번째 비교에서는 아닌 줄을 찾아보세요.
+</details>
+"""),
+    ("code", """
+from containerlab_magic.course import check_value
+shared = "net"
+measured = [n for n in NAMESPACES if hostnet_ns[n] == notebook_ns[n] and container_ns[n] != notebook_ns[n]]
+check_value([shared], measured, "the namespace --net host shares")
+"""),
+    ("md", """
+2. Start a detached busybox container named `iso` with the host name `isolated`, running `sleep 300`.
+   The attempt below names it but forgets the host name.
+
+<details><summary>Hint</summary>
+
+`--hostname isolated`; remove the old one first with `%container rm -f iso`.
+</details>
+""", """
+2. 호스트 이름이 `isolated`이고 `sleep 300`을 실행하는 백그라운드 busybox 컨테이너 `iso`를 만드세요.
+   아래 시도는 이름은 붙였지만 호스트 이름을 빠뜨렸습니다.
+
+<details><summary>힌트</summary>
+
+`--hostname isolated`. 먼저 `%container rm -f iso`로 기존 컨테이너를 지우세요.
+</details>
+"""),
+    ("code", """
+%%container --image busybox --name iso --detach
+sleep 300
+"""),
+    ("code", """
+from containerlab_magic.course import check_container
+check_container("iso", hostname="isolated", running=True)
+"""),
+    ("code", "%container rm -f iso"),
+]
+
+LESSONS["02-isolation-namespaces"] = NAMESPACES
+LESSONS = dict(sorted(LESSONS.items()))
