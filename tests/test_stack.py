@@ -248,3 +248,34 @@ def test_stack_magics(no_leaks):
         assert not magics.restarters and not commands.stack_ps(magics.engine, "tiny")
     finally:
         shell.run_line_magic("unload_ext", "containerlab_magic")
+
+
+@needs_root
+def test_cli_up_in_the_foreground_prefixes_output_restarts_and_ctrl_c_takes_it_down(tmp_path, no_leaks):
+    import signal
+
+    folder = tmp_path / "fg"
+    folder.mkdir()
+    path = folder / "compose.yml"
+    path.write_text("services:\n  ticker:\n    image: busybox\n"
+                    "    command: [\"sh\", \"-c\", \"echo tick; sleep 0.2; exit 3\"]\n    restart: on-failure:1\n"
+                    "  other:\n    image: busybox\n    command: [\"sh\", \"-c\", \"echo other here; sleep 60\"]\n")
+    proc = subprocess.Popen([sys.executable, "-m", "containerlab_magic", "stack", "up", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    deadline = time.monotonic() + 30
+    while "fg-ticker-1 exited with 3: restarted (1)" not in seen and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line.rstrip("\n"))
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    seen += out.splitlines()
+    assert proc.returncode == 130, (seen, err)
+    assert "ticker | tick" in seen and "other  | other here" in seen, seen
+    assert "fg-ticker-1 exited with 3: restarted (1)" in seen
+    assert err.strip() == "stopping stack fg"
+    ps = subprocess.run([sys.executable, "-m", "containerlab_magic", "ps", "-a", "--filter",
+                         "label=com.docker.compose.project=fg"], capture_output=True, text=True, check=False)
+    assert ps.stdout.strip().splitlines()[1:] == []
