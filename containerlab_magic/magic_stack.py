@@ -4,7 +4,7 @@ The cell of `%%stack NAME` is a compose-style YAML document (stack.py): its
 services start as the kernel's own containers (they end with the kernel),
 the cell prints each step and shows the stack's containers.  While the
 kernel runs, services with `restart: on-failure` are started again when
-they fail (commands.stack.Restarter).  Log lines carry a coloured prefix
+they fail (commands/stack_restart.py).  Log lines carry a coloured prefix
 naming their service, as `docker compose logs` does.
 """
 

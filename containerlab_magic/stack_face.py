@@ -119,7 +119,8 @@ def _print_logs(items, services: list[str] | None = None) -> None:
 
 def _follow(engine, stack) -> int:
     """up without -d: every service's output until they all end; Ctrl-C takes the stack down."""
-    from .commands.stack import Restarter, logs
+    from .commands.stack import logs
+    from .commands.stack_restart import Restarter
 
     restarter = Restarter(engine, stack, on_event=lambda text: print(text, flush=True)).start()
     try:

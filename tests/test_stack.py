@@ -90,7 +90,8 @@ def test_the_document_becomes_services_in_dependency_order(tmp_path):
     api, web = stack.service("api"), stack.service("web")
     assert api.env == (("TOKEN", "abc"), ("MODE", "test"))
     assert api.limits.memory == 32 << 20 and stack.service("store").limits.pids_limit == 32
-    assert api.health.command == ("/bin/sh", "-c", "nc 127.0.0.1 8000 </dev/null | grep -q count=") and api.health.interval == 0.1
+    assert api.health.command == ("/bin/sh", "-c", "nc 127.0.0.1 8000 </dev/null | grep -q count=")
+    assert api.health.interval == 0.1
     assert web.depends_on == (("api", "service_healthy"),)
     assert web.mounts[0].source == str(tmp_path / "www") and web.mounts[0].read_only
     assert (web.restart, web.max_restarts) == ("on-failure", 3)
@@ -123,7 +124,8 @@ def test_up_ps_logs_down(engine, no_leaks):
                                                            "label=com.docker.compose.service=web"]))
         assert [r.name for r in found] == ["shop-web-1"]
         # services reach each other by service name, over the stack's network
-        result = engine.exec("shop-web-1", ["sh", "-c", "nc api 8000 </dev/null; readlink /proc/$$/exe"]).wait(timeout=10)
+        command = ["sh", "-c", "nc api 8000 </dev/null; readlink /proc/$$/exe"]
+        result = engine.exec("shop-web-1", command).wait(timeout=10)
         assert result.stdout == b"count=42\n/bin/busybox\n", (result, engine.inspect("shop-web-1")["spec"]["image"])
         env = engine.exec("shop-api-1", ["sh", "-c", "echo $MODE"]).wait(timeout=10)
         assert env.stdout == b"test\n"

@@ -28,7 +28,8 @@ _WHERE = {
     "usage": ("StatsRow", "stats"),
     "system": ("doctor", "gc", "images", "network_create", "network_inspect", "network_ls", "network_rm"),
     "processes": ("Process", "top"),
-    "stack": ("stack_down", "stack_logs", "stack_ps", "stack_restarter", "stack_up"),
+    "stack": ("stack_down", "stack_logs", "stack_ps", "stack_up"),
+    "stack_restart": ("stack_restarter",),
 }
 _STACK = {"stack_down": "down", "stack_logs": "logs", "stack_ps": "ps", "stack_restarter": "Restarter",
           "stack_up": "up"}
@@ -42,7 +43,7 @@ def __getattr__(name: str):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(f".{module}", __name__), _STACK.get(name, name))
+    value = getattr(importlib.import_module(f".{module}", __name__), _STACK.get(name, name))  # stack_up -> stack.up
     globals()[name] = value  # once found, a plain attribute
     return value
 
