@@ -9,6 +9,7 @@
     containerlab-magic pull REF | push NAME | login -u USER --password-stdin HOST | logout HOST | tag SRC DST
     containerlab-magic rmi NAME | image prune|inspect|ls|history | history NAME | save -o F NAME | load -i F
     containerlab-magic import FILE NAME | export -o F NAME | commit NAME IMAGE | build -t NAME CONTEXT
+    containerlab-magic stack up [-d] FILE | down FILE | ps FILE | logs [-f] FILE
     python -m containerlab_magic ...     (the same)
 
 As with docker, the first word after run's options is always the image (see
@@ -46,6 +47,10 @@ def build_parser(verb: str | None = None) -> Parser:
         _add_run(sub)
     if verb != "run":
         parsers.add_verbs(sub, Parser, only=verb)
+    if verb in (None, "stack"):
+        from .stack_face import add_parser
+
+        add_parser(sub)
     if verb in (None, "install-kernel"):
         p = sub.add_parser("install-kernel", help='a Jupyter kernel "Python 3 (container lab)" with the magics loaded')
         p.add_argument("--user", action="store_true", help="for this user only (default: system-wide)")
@@ -71,7 +76,7 @@ def _add_run(sub) -> None:
 def _verb_of(argv: list[str]) -> str | None:
     """The verb a command line names, if it is one (else the whole parser reports)."""
     first = argv[0] if argv else None
-    return first if first in VERBS or first in ("network", "image") else None
+    return first if first in VERBS or first in ("network", "image", "stack") else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,6 +97,10 @@ def _verb(argv: list[str]) -> int:
     args = build_parser(_verb_of(argv)).parse_args(argv)
     verb = {"network": lambda: "network_" + args.net_verb,
             "image": lambda: "image_" + args.image_verb}.get(args.verb, lambda: args.verb)()
+    if verb == "stack":
+        from .stack_face import cmd_stack
+
+        VERBS[verb] = cmd_stack
     try:
         return VERBS[verb](args)
     except ContainerError as e:

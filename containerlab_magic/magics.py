@@ -138,6 +138,7 @@ class ContainerMagics(Magics):
         self.last = None  # the last cell's CellResult
         self.monitors: list = []
         self._folders: dict[str, CellFolder] = {}  # detached --python cells' folders, by container id
+        self.restarters: dict = {}  # restart: on-failure watchers of %%stack stacks, by stack name
         atexit.register(self._remove_folders)  # the kernel exits: its shim ends their containers
 
     @property
@@ -154,6 +155,13 @@ class ContainerMagics(Magics):
         """Stop every container of this kernel (unload, tests)."""
         for monitor in self.monitors:
             monitor.stop()
+        for name, restarter in list(self.restarters.items()):
+            restarter.stop()
+            try:  # its networks outlive the engine's containers: take the whole stack down
+                commands.stack_down(self._engine, name) if self._engine is not None else None
+            except ContainerError:
+                pass  # already down
+        self.restarters.clear()
         with self._engine_lock:
             engine, self._engine = self._engine, None
         if engine is not None:
@@ -322,6 +330,28 @@ class ContainerMagics(Magics):
             return magic_cgroup.report(self.engine, args.container)
 
 
+    @cell_magic("stack")
+    def stack_cell(self, line: str, cell: str):
+        """%%stack NAME: the cell is a compose-style YAML document; its services start as one stack."""
+        from . import magic_stack
+
+        args = _parse(magic_stack.cell_parser(MagicParser), line)
+        if args is None:
+            return None
+        with _user_errors():
+            return magic_stack.up(self, args, cell)
+
+    @line_magic("stack")
+    def stack_line(self, line: str):
+        """%stack ps|logs [-f]|down NAME."""
+        from . import magic_stack
+
+        args = _parse(magic_stack.line_parser(MagicParser), line)
+        if args is None:
+            return None
+        with _user_errors():
+            return magic_stack.line(self, args)
+
 
 class _user_errors:
     """Runtime errors at the edge: bad input is a UsageError, the rest a CellFailed; both one line."""
@@ -365,6 +395,6 @@ def unload_ipython_extension(ipython) -> None:
         magics.close()
         ipython.configurables[:] = [c for c in ipython.configurables if c is not magics]
         for kind in ("line", "cell"):
-            for name in ("container", "cgroup"):
+            for name in ("container", "cgroup", "stack"):
                 ipython.magics_manager.magics[kind].pop(name, None)
         ipython.magics_manager.registry.pop(type(magics).__name__, None)
