@@ -159,6 +159,50 @@ def images_table(images) -> Rows:
     return table
 
 
+def image_lines_table(lines) -> Rows:
+    """`images`: REPOSITORY TAG IMAGE ID CREATED SIZE SHARED (built-in images: made from the host)."""
+    table = Rows(("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE"), empty="no images")
+    for line in lines:
+        if line.builtin:
+            table.rows.append((line.repository, "builtin", "-", "-", "-", "-"))
+            continue
+        table.rows.append((line.repository, line.tag, line.id.split(":")[-1][:12], created_age(line.created),
+                           size(line.size), size(line.shared)))
+    return table
+
+
+def created_age(stamp: str) -> str:
+    """An RFC 3339 time as an age ('3 minutes ago'), as docker images shows it."""
+    import datetime
+
+    if not stamp:
+        return "-"
+    try:  # the seconds are enough for an age; fractions and zones vary between writers
+        when = datetime.datetime.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
+    except ValueError:
+        return stamp
+    return human_age(max(0.0, time.time() - when.timestamp())) + " ago"
+
+
+def history_table(steps) -> Rows:
+    """`history`: each step newest first, the instruction that made it and its layer's size."""
+    table = Rows(("IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"), empty="no history")
+    for step in steps:
+        layer = (step.get("layer") or "").split(":")[-1][:12] or "<missing>"
+        created_by = step.get("created_by") or ""
+        if len(created_by) > 60:
+            created_by = created_by[:57] + "..."
+        table.rows.append((layer, created_age(step.get("created") or ""), created_by,
+                           size(step.get("size") or 0), step.get("comment") or ""))
+    return table
+
+
+def freed_line(freed: dict) -> str:
+    """What a prune freed, in one line."""
+    return (f"freed {freed.get('blobs', 0)} blob(s), {freed.get('layers', 0)} layer(s), "
+            f"{size(freed.get('bytes', 0))}")
+
+
 def networks_table(networks) -> Rows:
     table = Rows(("NAME", "SUBNET", "GATEWAY", "BRIDGE", "INTERNAL", "CONTAINERS"), empty="no networks")
     for net in networks:

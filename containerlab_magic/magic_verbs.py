@@ -212,3 +212,5 @@ def verb_panel(magics, args):
 
 
 VERBS = {name[len("verb_"):]: fn for name, fn in globals().items() if name.startswith("verb_")}
+# the image verbs (pull, push, images with the layer chart, history, build, ...): magic_images.py
+VERBS.update(__import__(f"{__package__}.magic_images", fromlist=["VERBS"]).VERBS)

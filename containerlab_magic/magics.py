@@ -81,7 +81,7 @@ def cell_parser() -> MagicParser:
                     "or Python with --python. Options are those of `containerlab-magic run`.")
     p.add_argument("--image", help="image to run (default: ContainerMagics.default_image, 'host')")
     parsers.add_run_options(p, tty=False)
-    p.set_defaults(net=None, workdir="/")  # net None: take ContainerMagics.default_network
+    p.set_defaults(net=None, workdir=None)  # net None: take ContainerMagics.default_network
     for flag, text in CELL_HELP.items():  # where a cell differs from `containerlab-magic run`
         p._option_string_actions[flag].help = text
     if "--dry-run" not in p._option_string_actions:
@@ -138,6 +138,7 @@ class ContainerMagics(Magics):
         self.last = None  # the last cell's CellResult
         self.monitors: list = []
         self._folders: dict[str, CellFolder] = {}  # detached --python cells' folders, by container id
+        self.restarters: dict = {}  # restart: on-failure watchers of %%stack stacks, by stack name
         atexit.register(self._remove_folders)  # the kernel exits: its shim ends their containers
 
     @property
@@ -154,6 +155,13 @@ class ContainerMagics(Magics):
         """Stop every container of this kernel (unload, tests)."""
         for monitor in self.monitors:
             monitor.stop()
+        for name, restarter in list(self.restarters.items()):
+            restarter.stop()
+            try:  # its networks outlive the engine's containers: take the whole stack down
+                commands.stack_down(self._engine, name) if self._engine is not None else None
+            except ContainerError:
+                pass  # already down
+        self.restarters.clear()
         with self._engine_lock:
             engine, self._engine = self._engine, None
         if engine is not None:
@@ -170,7 +178,10 @@ class ContainerMagics(Magics):
 
     @cell_magic("container")
     def container_cell(self, line: str, cell: str):
-        """Run the cell in a new container. See %%container --help."""
+        """Run the cell in a new container. See %%container --help.
+        `%%container build -t NAME [CONTEXT]`: the cell is a Containerfile."""
+        if line.split()[:1] == ["build"]:
+            return self._build_cell(line, cell)
         args = _parse(cell_parser(), line)
         if args is None:
             return None
@@ -201,6 +212,19 @@ class ContainerMagics(Magics):
         if not result.ok:
             raise CellFailed(result.describe(), result)
         return None
+
+    def _build_cell(self, line: str, cell: str):
+        from .magic_images import verb_build
+
+        p = MagicParser(prog="%%container build", description="Build an image: the cell is the Containerfile, "
+                                                              "CONTEXT (default: this folder) has COPY's sources.")
+        parsers._build(p, tty=False)
+        args = _parse(p, line.split(None, 1)[1] if len(line.split()) > 1 else "")
+        if args is None:
+            return None
+        args.file = None
+        with _user_errors():
+            return verb_build(self, args, text=cell)
 
     def defaults(self) -> dict:
         """What a cell gets for each option it leaves out (traitlets, possibly set by the panel)."""
@@ -306,6 +330,28 @@ class ContainerMagics(Magics):
             return magic_cgroup.report(self.engine, args.container)
 
 
+    @cell_magic("stack")
+    def stack_cell(self, line: str, cell: str):
+        """%%stack NAME: the cell is a compose-style YAML document; its services start as one stack."""
+        from . import magic_stack
+
+        args = _parse(magic_stack.cell_parser(MagicParser), line)
+        if args is None:
+            return None
+        with _user_errors():
+            return magic_stack.up(self, args, cell)
+
+    @line_magic("stack")
+    def stack_line(self, line: str):
+        """%stack ps|logs [-f]|down NAME."""
+        from . import magic_stack
+
+        args = _parse(magic_stack.line_parser(MagicParser), line)
+        if args is None:
+            return None
+        with _user_errors():
+            return magic_stack.line(self, args)
+
 
 class _user_errors:
     """Runtime errors at the edge: bad input is a UsageError, the rest a CellFailed; both one line."""
@@ -349,6 +395,6 @@ def unload_ipython_extension(ipython) -> None:
         magics.close()
         ipython.configurables[:] = [c for c in ipython.configurables if c is not magics]
         for kind in ("line", "cell"):
-            for name in ("container", "cgroup"):
+            for name in ("container", "cgroup", "stack"):
                 ipython.magics_manager.magics[kind].pop(name, None)
         ipython.magics_manager.registry.pop(type(magics).__name__, None)

@@ -47,7 +47,7 @@ def add_run_options(p: argparse.ArgumentParser, *, tty: bool = True) -> None:
                    help="read K=V lines from FILE (# comments; a bare K takes this shell's value)")
     p.add_argument("-l", "--label", action="append", default=[], metavar="K=V",
                    help="a label to find the container by (ps --filter label=K=V)")
-    p.add_argument("-w", "--workdir", default="/", help="working directory inside")
+    p.add_argument("-w", "--workdir", help="working directory inside (default: the image's, else /)")
     p.add_argument("-u", "--user", help="UID[:GID] or a user name of the image")
     p.add_argument("--entrypoint", metavar="CMD",
                    help="the program to run; COMMAND becomes its arguments (builtin images have no entrypoint)")
@@ -102,15 +102,15 @@ def limits_from_args(args: argparse.Namespace):
 def run_spec(args: argparse.Namespace, image: str, command: list[str]):
     """Parsed run options, an image and a command -> a validated ContainerSpec.
 
-    `--entrypoint X` replaces the image's entrypoint (builtin images have none),
-    so X becomes the first word and COMMAND its arguments, as with docker."""
-    from .runtime.spec import ContainerSpec, Mount, PortMap, parse_env
+    `--entrypoint X` replaces the image's entrypoint (and drops its Cmd), so X
+    becomes the first word and COMMAND its arguments, as with docker.  With no
+    COMMAND a stored image's Cmd runs (the runtime fills it in: image_config.py);
+    built-in images have none."""
+    from .runtime.spec import BUILTIN_IMAGES, ContainerSpec, Mount, PortMap, parse_env
 
     command = list(command)
     entrypoint = getattr(args, "entrypoint", None)
-    if entrypoint:
-        command = [entrypoint, *command]
-    if not command:
+    if not command and not entrypoint and image in BUILTIN_IMAGES:
         raise SpecError(f"no command given: say what to run, e.g. `{PROG} run {image} echo hi`")
     env = [line for path in getattr(args, "env_file", ()) for line in read_env_file(path)] + list(args.env)
     security = parse_security_opts(getattr(args, "security_opt", ()))
@@ -124,7 +124,7 @@ def run_spec(args: argparse.Namespace, image: str, command: list[str]):
         labels=parse_labels(getattr(args, "label", ())), init=getattr(args, "init", False),
         auto_remove=getattr(args, "rm", False), cap_add=tuple(getattr(args, "cap_add", ())),
         cap_drop=tuple(getattr(args, "cap_drop", ())), privileged=getattr(args, "privileged", False),
-        **security)
+        entrypoint=(entrypoint,) if entrypoint else None, **security)
 
 
 # ---------------------------------------------------------------- small parsers
@@ -328,6 +328,111 @@ def _nothing(p, tty: bool) -> None:
     pass
 
 
+def _pull(p, tty: bool) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress, only the name pulled")
+    p.add_argument("image", metavar="NAME[:TAG|@DIGEST]")
+
+
+def _push(p, tty: bool) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress")
+    p.add_argument("image", metavar="NAME[:TAG]")
+    p.add_argument("target", nargs="?", metavar="TARGET", help="push under this name instead (default: NAME)")
+
+
+def _login(p, tty: bool) -> None:
+    p.add_argument("-u", "--username", default="", help="user name")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin (as docker)")
+    p.add_argument("server", metavar="SERVER", help="registry host[:port]")
+
+
+def _logout(p, tty: bool) -> None:
+    p.add_argument("server", metavar="SERVER")
+
+
+def _tag(p, tty: bool) -> None:
+    p.add_argument("source", metavar="SOURCE")
+    p.add_argument("target", metavar="TARGET")
+
+
+def _rmi(p, tty: bool) -> None:
+    p.add_argument("-f", "--force", action="store_true", help="remove every name of an image given by id")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+
+
+def _one_image(p, tty: bool) -> None:
+    p.add_argument("image", metavar="IMAGE")
+
+
+def _image(p, tty: bool) -> None:
+    """`image prune|inspect|ls|history`."""
+    sub = p.add_subparsers(dest="image_verb", metavar="VERB")
+    sub.required = True
+    sub.add_parser("prune", help="free every layer and blob no image and no container uses")
+    q = sub.add_parser("inspect", help="an image's config, layers and digests as JSON")
+    q.add_argument("images", nargs="+", metavar="IMAGE")
+    sub.add_parser("ls", help="list images (as `images`)")
+    _one_image(sub.add_parser("history", help="the steps that made an image"), tty)
+
+
+def _save(p, tty: bool) -> None:
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the tar to write")
+    p.add_argument("--format", default="docker-archive", choices=("docker-archive", "oci"))
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+
+
+def _load(p, tty: bool) -> None:
+    p.add_argument("-i", "--input", required=True, metavar="FILE",
+                   help="a tar (or directory) written by save, docker save or skopeo")
+
+
+def _import(p, tty: bool) -> None:
+    p.add_argument("-c", "--change", action="append", default=[], metavar="INSTR",
+                   help="set config: CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE, LABEL, STOPSIGNAL")
+    p.add_argument("file", metavar="FILE", help="a tar of a root filesystem (plain, .gz, .zst)")
+    p.add_argument("image", metavar="NAME[:TAG]")
+
+
+def _export(p, tty: bool) -> None:
+    p.add_argument("-o", "--output", required=True, metavar="FILE")
+    p.add_argument("container")
+
+
+def _commit(p, tty: bool) -> None:
+    p.add_argument("-c", "--change", action="append", default=[], metavar="INSTR",
+                   help="set config: CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE, LABEL, STOPSIGNAL")
+    p.add_argument("-m", "--message", default="", help="a comment kept in the image's history")
+    p.add_argument("container")
+    p.add_argument("image", metavar="NAME[:TAG]")
+
+
+def _build(p, tty: bool) -> None:
+    p.add_argument("-t", "--tag", metavar="NAME[:TAG]", help="name the image")
+    p.add_argument("-f", "--file", metavar="FILE", help="the Containerfile (default: CONTEXT/Containerfile, "
+                                                        "else CONTEXT/Dockerfile)")
+    p.add_argument("--build-arg", action="append", default=[], metavar="K=V", help="a value for an ARG")
+    p.add_argument("--network", default="none", help="RUN's network: none (default), bridge or a network name")
+    p.add_argument("--memory", "-m", help="memory limit of each RUN container")
+    p.add_argument("--cpus", help="CPU limit of each RUN container")
+    p.add_argument("--pids-limit", help="process limit of each RUN container")
+    if tty:
+        p.add_argument("context", metavar="CONTEXT", help="the folder COPY and ADD read from")
+    else:  # %%container build: the cell is the Containerfile, the context defaults to the notebook's folder
+        p.add_argument("context", nargs="?", default=".", metavar="CONTEXT")
+
+
+def build_limits(args):
+    from .runtime.spec import Limits
+
+    return Limits.parse(memory=args.memory, cpus=args.cpus, pids_limit=args.pids_limit)
+
+
+def parse_changes(items) -> dict:
+    """`--change 'CMD ["sh"]'` lines -> image config keys (docker's commit/import --change)."""
+    from .runtime.images.containerfile import config_changes
+
+    return config_changes(items)
+
+
 # verb -> (help, how its options are declared); the network verb has subcommands (add_network_parser)
 VERBS = {
     "ps": ("list containers", _ps),
@@ -346,7 +451,21 @@ VERBS = {
     "cp": ("copy files between a container and the host: cp NAME:PATH HOSTPATH, or cp HOSTPATH NAME:PATH", _cp),
     "port": ("a container's published ports", _container),
     "network": ("create, list, inspect and remove networks", None),
-    "images": ("list images", _nothing),
+    "images": ("list images: built-in ones, then stored ones (repo, tag, id, size, shared)", _nothing),
+    "pull": ("pull an image from a registry", _pull),
+    "push": ("push an image to a registry", _push),
+    "login": ("keep credentials for a registry (0600 file)", _login),
+    "logout": ("forget a registry's credentials", _logout),
+    "tag": ("give an image another name", _tag),
+    "rmi": ("remove image names; free what nothing uses", _rmi),
+    "image": ("prune, inspect, ls, history", _image),
+    "history": ("the steps that made an image, with each layer's size", _one_image),
+    "save": ("write images to a tar (docker-archive or OCI layout)", _save),
+    "load": ("read images from a tar written by save, docker save or skopeo", _load),
+    "import": ("a root filesystem tarball as a one-layer image", _import),
+    "export": ("a running container's filesystem as a tar", _export),
+    "commit": ("a new image from a running container's changes", _commit),
+    "build": ("build an image from a Containerfile and a context folder", _build),
     "doctor": ("what this host supports, and fixes", _nothing),
     "gc": ("remove what crashes left behind", _nothing),
 }

@@ -22,6 +22,9 @@ _SESSION = tempfile.mkdtemp(prefix="clab-test-")
 os.environ.setdefault("CONTAINERLAB_STATE", os.path.join(_SESSION, "state"))
 # Images are built once and reused by every test module (and by later runs).
 os.environ.setdefault("CONTAINERLAB_DATA", "/var/tmp/containerlab-test-data")
+# The CLI's daemon shim waits 60 s for the next command by default; the leak checks
+# give a lingering daemon 8 s to end, so the tests' daemons linger as they used to.
+os.environ.setdefault("CONTAINERLAB_DAEMON_LINGER", "2")
 STATE = os.environ["CONTAINERLAB_STATE"]
 DATA = os.environ["CONTAINERLAB_DATA"]
 

@@ -31,9 +31,11 @@ def test_the_images_benchmark_reports_every_row(tmp_path):
                        env=dict(os.environ, PYTHONPATH=ROOT))
     assert r.returncode == 0, r.stderr[-2000:]
     for label in ("lab pull, cold store", "skopeo copy to an OCI layout", "skopeo copy, then tar -xzf",
-                  "lab pull, every layer present", "cold / skopeo =", "first run"):
+                  "lab pull, every layer present", "cold / skopeo =", "first run", "build of 5 steps",
+                  "every step cached"):
         assert label in r.stdout
     figures = json.loads(out.read_text())
     assert figures["lab_cold_s"] > 0 and figures["skopeo_s"] > 0 and figures["lab_warm_s"] > 0
     assert "first_run_s" in figures, figures.get("first_run_error")
+    assert figures["build_cached_s"] > 0 and figures["build_cold_s"] > 0
     assert registry_processes() == before

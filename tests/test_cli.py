@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import needs_root
+from conftest import STATE, needs_root, shims
 
 pytestmark = needs_root
 
@@ -151,6 +151,51 @@ def test_detached_lifecycle_through_the_daemon(no_leaks):
     finally:
         cli("rm", "-f", "cli-web", "cli-other")
     assert "cli-web" not in cli("ps", "-a").stdout
+
+
+def _spares() -> dict[str, dict]:
+    """The daemon's containers made ahead of need, by id (their state says `spare`)."""
+    found = {}
+    root = os.path.join(STATE, "containers")
+    for cid in os.listdir(root) if os.path.isdir(root) else ():
+        try:
+            with open(os.path.join(root, cid, "state.json")) as f:
+                state = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if state.get("status") == "spare" and state.get("pid"):
+            found[cid] = state
+    return found
+
+
+def test_the_daemon_lingers_with_a_warm_spare_for_the_next_command(no_leaks):
+    assert until(lambda: not shims()), "an earlier test's daemon is still serving"
+    env = dict(os.environ, CONTAINERLAB_DAEMON_LINGER="4")
+    assert cli("run", "busybox", "true", env=env).returncode == 0
+    (daemon,) = shims()
+    # idle, it makes the next busybox container ahead: PID 1 cloned, rootfs mounted
+    assert until(lambda: any(s["shim_pid"] == daemon for s in _spares().values()))
+    (cid, spare), = _spares().items()
+    r = cli("run", "-d", "busybox", "sleep", "30", env=env)
+    try:
+        assert r.returncode == 0 and r.stdout.strip() == cid  # the next command claimed it
+        state = json.loads(cli("inspect", cid, env=env).stdout)[0]["State"]
+        assert state["Pid"] == spare["pid"] and shim_of(state["Pid"]) == daemon
+        assert shims() == {daemon}  # no second shim for the foreground calls either
+    finally:
+        assert cli("rm", "-f", cid, env=env).returncode == 0
+    assert until(lambda: any(s["shim_pid"] == daemon for s in _spares().values()))
+    time.sleep(1.5)  # within its linger it stays, spare and all
+    assert shims() == {daemon} and _spares()
+    # then it leaves, and takes its spares with it (no_leaks checks the cgroups, mounts, PIDs)
+    assert until(lambda: not shims(), timeout=15)
+    assert not _spares()
+
+
+def test_a_bad_daemon_linger_is_one_line(no_leaks):
+    for value in ("soon", "-1", "nan", "1e9"):
+        r = cli("run", "busybox", "true", env=dict(os.environ, CONTAINERLAB_DAEMON_LINGER=value))
+        assert r.returncode == 125 and "CONTAINERLAB_DAEMON_LINGER" in one_line(r.stderr), r.stderr
 
 
 def test_ctrl_c_stops_the_foreground_container(no_leaks):

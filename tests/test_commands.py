@@ -107,10 +107,14 @@ def test_run_spec_entrypoint_and_new_flags():
     args = p.parse_args(["--entrypoint", "echo", "--rm", "--init", "--label", "k=v", "--cap-add", "NET_ADMIN",
                          "--cap-drop", "MKNOD", "--privileged", "--security-opt", "no-new-privileges=false"])
     spec = parsers.run_spec(args, "busybox", ["hello", "world"])
-    assert spec.command == ("echo", "hello", "world")
+    # the entrypoint travels apart; where the spec meets the image it is folded in (image_config.apply)
+    from containerlab_magic.runtime.image_config import apply
+    from containerlab_magic.runtime.images import Image
+    assert (spec.entrypoint, spec.command) == (("echo",), ("hello", "world"))
+    assert apply(spec, Image("busybox", ("/",))).command == ("echo", "hello", "world")
     assert (spec.auto_remove, spec.init, spec.labels, spec.cap_add, spec.cap_drop, spec.privileged,
             spec.no_new_privileges) == (True, True, (("k", "v"),), ("NET_ADMIN",), ("MKNOD",), True, False)
-    assert parsers.run_spec(args, "busybox", []).command == ("echo",)  # the entrypoint alone
+    assert apply(parsers.run_spec(args, "busybox", []), Image("busybox", ("/",))).command == ("echo",)
     p = parsers.Parser(prog="t")
     parsers.add_run_options(p, tty=False)
     assert not hasattr(p.parse_args([]), "tty")

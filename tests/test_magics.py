@@ -22,9 +22,9 @@ pytestmark = needs_root
 
 @pytest.fixture(scope="module")
 def ip(module_no_leaks):
-    from IPython.testing.globalipapp import start_ipython
+    from IPython.testing.globalipapp import get_ipython, start_ipython
 
-    shell = start_ipython()
+    shell = start_ipython() or get_ipython()  # (None when another module started it first)
     shell.run_line_magic("load_ext", "containerlab_magic")
     magics = _magics(shell)
     magics.engine.start()  # the module's shim, before any test's leak snapshot

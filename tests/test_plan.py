@@ -368,3 +368,18 @@ def test_a_tty_container_that_dies_before_its_console_is_one_line(engine, no_lea
     assert "terminal" in str(err.value) and "/data" in str(err.value) and "\n" not in str(err.value)
     assert time.monotonic() - start < 5  # the shim did not wait out its console deadline
     assert engine.run(ContainerSpec(["true"], image="busybox")).wait(30).exit_code == 0
+
+
+def test_an_exec_right_after_run_joins_the_finished_container(engine, no_leaks):
+    """`run` replies while PID 1 still builds its root; until pivot_root its mount namespace
+    holds a copy of the host's mounts.  An exec must join only the finished container:
+    its hostname, and its own root (no /work of the host's, a busybox /bin/sh).  The window
+    is a few milliseconds, so this is a statistical check of the guard (the shim waits for
+    PID 1's execve before an exec joins it: Starter._wait_until_set_up), not a proof."""
+    for i in range(15):
+        engine.run(ContainerSpec(["sleep", "30"], image="busybox", detach=True, name=f"fresh{i}",
+                                 hostname="inside"))
+        r = engine.exec(f"fresh{i}", ["sh", "-c", "hostname; readlink /bin/sh; ls -d /work 2>&1 | head -1"]).wait(30)
+        engine.rm(f"fresh{i}", force=True)
+        lines = r.stdout.decode().split("\n")
+        assert lines[:2] == ["inside", "/bin/busybox"] and "No such file" in lines[2], r

@@ -184,21 +184,22 @@ def test_exit_codes(engine, no_leaks, command, code):
 
 def test_killed_by_signal_is_128_plus_n(engine, no_leaks):
     box = engine.run(ContainerSpec(["sleep", "30"], image="busybox"))
-    time.sleep(0.1)
     box.kill(signal.SIGKILL)
     r = box.wait(timeout=10)
     assert r.exit_code == 137 and r.signal == signal.SIGKILL
 
 
 def test_stop_sends_term_then_kill(engine, no_leaks):
-    box = engine.run(ContainerSpec(["sh", "-c", "trap 'echo got-term; exit 7' TERM; while :; do sleep 0.05; done"],
-                                   image="busybox"))
-    time.sleep(0.3)
+    box = engine.run(ContainerSpec(["sh", "-c", "trap 'echo got-term; exit 7' TERM; echo ready; "
+                                    "while :; do sleep 0.05; done"], image="busybox"))
+    out = box.output(timeout=10)
+    assert next(out) == ("stdout", b"ready\n")  # the trap is set
     box.stop(grace=5)
+    rest = b"".join(data for stream, data in out if stream == "stdout")
     r = box.wait(timeout=10)
-    assert r.exit_code == 7 and b"got-term" in r.stdout
-    stubborn = engine.run(ContainerSpec(["sleep", "30"], image="busybox"))  # PID 1 ignores SIGTERM
-    time.sleep(0.1)
+    assert r.exit_code == 7 and b"got-term" in rest
+    # PID 1 of a PID namespace gets only the signals it handles (pid_namespaces(7)): sleep has none
+    stubborn = engine.run(ContainerSpec(["sleep", "30"], image="busybox"))
     t = time.monotonic()
     stubborn.stop(grace=0.5)
     r = stubborn.wait(timeout=10)
@@ -218,7 +219,7 @@ def test_exec_joins_the_container(engine, no_leaks):
     engine.run(ContainerSpec(["sh", "-c", "echo hi > /tmp/mark; sleep 30"], image="busybox", name="exec-target",
                              hostname="target", detach=True))
     try:
-        time.sleep(0.3)
+        assert wait_for(lambda: engine.exec("exec-target", ["cat", "/tmp/mark"]).wait(10).stdout == b"hi\n", 10)
         r = engine.exec("exec-target", ["sh", "-c", "hostname; cat /tmp/mark; cat /proc/1/cmdline | tr '\\0' ' '; echo; "
                                                     "ls /sys/class/net"]).wait(10)
         lines = r.stdout.decode().splitlines()
@@ -439,6 +440,12 @@ def test_tty_comes_from_the_containers_own_devpts(engine, no_leaks):
     out = box.wait(10).stdout.replace(b"\r", b"")
     assert b"/dev/pts/0\n" in out and b"got typed\n" in out
     assert b"30 100\n" in out, out
+
+
+def test_tty_has_the_callers_size_before_its_command_runs(engine, no_leaks):
+    # no resize after the start: the size comes with the request, set on the pty before go
+    box = engine.run(ContainerSpec(["stty", "size"], image="busybox", tty=True), tty_size=(33, 111))
+    assert box.wait(10).stdout.replace(b"\r", b"") == b"33 111\n"
 
 
 def test_interactive_stdin(engine, no_leaks):

@@ -60,18 +60,48 @@ def check_image(engine, name: str) -> None:
         raise NotFound(f"unknown image {name!r}; local images: {', '.join(names)}")
 
 
-def run(engine, spec, on_output=None, explain: bool = False):
+def run(engine, spec, on_output=None, on_pull=None, *, explain: bool = False,
+        tty_size: tuple[int, int] | None = None):
     """Start a container from a validated ContainerSpec; the Engine's Container
     (stream its output(), then wait() for its Result).
 
     The runtime resolves the image before it makes anything, so an unknown image
     is asked about only when the runtime reports something not found: the image
-    store stays off the path of every successful `run` (a few ms of imports)."""
+    store stays off the path of every successful `run` (a few ms of imports).
+    Then, as docker does, a reference that is not in the store is pulled:
+    `on_pull(name)` is told first and returns the pull's progress callback
+    (or None); without on_pull nothing is pulled.  Unlike docker, only a
+    reference that names its registry (127.0.0.1:5000/app, registry.example/app)
+    or any name when CONTAINERLAB_REGISTRY sets a default: a mistyped bare word
+    (`run echo hi`) is an unknown image, never a lookup on the internet."""
     try:
-        return engine.run(spec, on_output=on_output, explain=explain)
+        return engine.run(spec, on_output=on_output, explain=explain, tty_size=tty_size)
     except NotFound:
-        check_image(engine, spec.image)  # raises the user's line if the image is the missing thing
-        raise
+        if on_pull is None or not _pullable(engine, spec.image):
+            check_image(engine, spec.image)  # raises the user's line if the image is the missing thing
+            raise
+    from .image_verbs import pull
+
+    pull(engine, spec.image, progress=on_pull(spec.image))
+    return engine.run(spec, on_output=on_output, explain=explain, tty_size=tty_size)
+
+
+def _pullable(engine, name: str) -> bool:
+    """A reference with a registry (named, or the configured default) that the store does not hold."""
+    import os
+
+    from ..runtime.images.reference import parse
+    from .image_verbs import has_image
+
+    first, sep, _ = name.partition("/")
+    named = sep and ("." in first or ":" in first or first == "localhost")
+    if not (named or os.environ.get("CONTAINERLAB_REGISTRY")):
+        return False
+    try:
+        parse(name)
+    except ValueError:
+        return False
+    return not has_image(engine, name)
 
 
 def exec_(engine, ref: str, command: list[str], *, env: dict | None = None, workdir: str | None = None,
@@ -170,3 +200,10 @@ def port(engine, ref: str) -> list:
 
     spec = engine.inspect(ref).get("spec") or {}
     return [PortMap(**p) for p in spec.get("ports") or ()]
+
+
+def exposed(engine, ref: str) -> list[str]:
+    """Ports its image exposes ("80/tcp") that no -p publishes."""
+    spec = engine.inspect(ref).get("spec") or {}
+    published = {f"{p['container_port']}/{p['protocol']}" for p in spec.get("ports") or ()}
+    return [p for p in spec.get("exposed_ports") or () if p not in published]

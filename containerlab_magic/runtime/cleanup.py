@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import time
 
@@ -43,6 +42,8 @@ class CleanupVerbs:
             try:
                 orphaned = not alive(owner.get("shim_pid"), owner.get("shim_start"))
                 if orphaned or time.time() - os.stat(path).st_mtime > 30:
+                    import shutil  # gc only: off the CLI's run path
+
                     shutil.rmtree(path, ignore_errors=True)
                     short = os.path.basename(path)[5:17]
                     removed.append(f"spare slot ({short}, unfinished)" if owner.get("status") == Status.SPARE

@@ -45,14 +45,14 @@ class Engine(ResourceVerbs, CleanupVerbs):
                  prewarm: bool | None = None):
         """prewarm: keep the next container's PID 1 ready (namespaces made, rootfs mounted,
         waiting for its command), so the next similar run starts in a fraction of the time.
-        Default: on for a private engine, off for the CLI's daemon; CONTAINERLAB_PREWARM=0
-        turns it off."""
+        Default: on (for the daemon: when this engine is the one that starts it);
+        CONTAINERLAB_PREWARM=0 turns it off."""
         self.state_root = state_dir or state_root()
         self.data_root = data_dir or data_root()
         self.store = StateStore(self.state_root)
         self.daemon = daemon
         if prewarm is None:
-            prewarm = not daemon and os.environ.get("CONTAINERLAB_PREWARM", "1") != "0"
+            prewarm = os.environ.get("CONTAINERLAB_PREWARM", "1") != "0"
         self.prewarm = prewarm
         self._client = ShimClient(self.state_root, self.data_root, daemon=daemon, prewarm=prewarm,
                                   command=self._shim_command)
@@ -98,9 +98,9 @@ class Engine(ResourceVerbs, CleanupVerbs):
         if error:
             if error.get("stage") == "exec":
                 if event["exit_code"] == 127:
-                    text = f"{spec.command[0] if spec else 'command'}: command not found in the image (exit 127)"
+                    text = f"{(spec.command or spec.entrypoint or ('command',))[0] if spec else 'command'}: command not found in the image (exit 127)"
                 else:
-                    text = f"{spec.command[0] if spec else 'command'}: cannot run: {error.get('message')}"
+                    text = f"{(spec.command or spec.entrypoint or ('command',))[0] if spec else 'command'}: cannot run: {error.get('message')}"
             else:
                 text = f"container setup failed at {error.get('stage')}: {error.get('message')}"
         return Result(exit_code=event["exit_code"], signal=event.get("signal"), duration=event.get("duration", 0.0),
@@ -111,10 +111,13 @@ class Engine(ResourceVerbs, CleanupVerbs):
     # ------------------------------------------------------------ verbs
 
     def run(self, spec: ContainerSpec, on_output: OutputCallback | None = None, *,
-            explain: bool = False) -> Container:
+            explain: bool = False, tty_size: tuple[int, int] | None = None) -> Container:
         """Start a container; its output can be read as it arrives (see Container).
-        explain=True: Container.explain() returns the steps as they ran, timed."""
+        explain=True: Container.explain() returns the steps as they ran, timed.
+        tty_size: (rows, columns) of a --tty container's terminal from its start."""
         message = {"op": "run", "spec": spec.to_json()}
+        if tty_size and spec.tty:
+            message["tty_size"] = [int(tty_size[0]), int(tty_size[1])]
         if explain:
             message.update(explain=True, sent_ns=time.perf_counter_ns())
         reply, fds = self._request(message)
@@ -125,8 +128,10 @@ class Engine(ResourceVerbs, CleanupVerbs):
         from .images import ImageStore
         from .plan.dry import dry_plan
 
+        from .image_config import apply
+
         image = ImageStore(self.data_root).resolve(spec.image)
-        return dry_plan(spec, image, self.store, self.cgroups)
+        return dry_plan(apply(spec, image), image, self.store, self.cgroups)
 
     def exec(self, ref: str, command: list[str], *, env: dict | None = None, workdir: str | None = None,
              user: str | None = None, tty: bool = False, interactive: bool = False,
@@ -229,13 +234,15 @@ class Engine(ResourceVerbs, CleanupVerbs):
                 pass  # it ended meanwhile (not running: nothing to thaw)
 
     def stop(self, ref: str, grace: float = 10.0) -> bool:
-        """SIGTERM, then SIGKILL after `grace` seconds. True if it needed SIGKILL."""
+        """SIGTERM (or the image's StopSignal), then SIGKILL after `grace` seconds. True if it needed SIGKILL."""
+        from .image_config import stop_signal
+
         cid = self.store.resolve(ref)
         state = self.store.read(cid) or {}
         if settle(state)["status"] != Status.RUNNING:
             return False
         pid, start = state["pid"], state.get("pid_start")
-        _signal_pid(pid, start, signal.SIGTERM)
+        _signal_pid(pid, start, stop_signal(state.get("spec") or {}))
         self._thaw_if_paused(cid)
         if wait_for(lambda: not alive(pid, start), grace, 0.01):
             self._settled(cid)

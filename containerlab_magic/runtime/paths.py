@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 
 from .errors import ContainerError
 
@@ -88,6 +87,8 @@ def state_root(create: bool = True) -> str:
     if runtime_dir:
         path = os.path.join(runtime_dir, APP)
     else:  # no usable XDG_RUNTIME_DIR (a container, su, a cron job): a private dir in the temp dir
+        import tempfile  # this case only (~4 ms to import)
+
         path = os.path.join(tempfile.gettempdir(), f"{APP}-{os.geteuid()}")
     return private_dir(path, "state") if create else path
 

@@ -10,17 +10,30 @@ edge trusts these objects and never re-validates them.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
 
 from .errors import SpecError
 
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
-HOSTNAME_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
-ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+
+class _Pattern:
+    """A regular expression compiled on first use: this module is on the path of every
+    CLI call, and most runs give no name, hostname, env or size to check."""
+
+    def __init__(self, pattern: str, flags: int = 0):
+        self.pattern, self.flags, self._compiled = pattern, flags, None
+
+    def match(self, text: str):
+        if self._compiled is None:
+            self._compiled = re.compile(self.pattern, self.flags)
+        return self._compiled.match(text)
+
+
+NAME_RE = _Pattern(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+HOSTNAME_RE = _Pattern(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
+ENV_KEY_RE = _Pattern(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SIZE_RE = _Pattern(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 # Upper bounds checked up front, so a typo gets a sentence instead of a kernel errno (or,
@@ -212,6 +225,8 @@ class PortMap:
             host_ip, host, ctr = parts
         else:
             raise SpecError(f"invalid port {text!r}: write HOST:CONTAINER, e.g. -p 8080:80")
+        import ipaddress  # -p only: off the path of a plain run
+
         try:
             ipaddress.ip_address(host_ip)
             host_port, ctr_port = int(host), int(ctr)
@@ -223,6 +238,9 @@ class PortMap:
         return cls(host_port, ctr_port, proto, host_ip)
 
 
+BUILTIN_IMAGES = ("host", "busybox")  # no config: a command must be given (a stored image may have a Cmd)
+
+
 @dataclass(frozen=True)
 class ContainerSpec:
     """Everything needed to start one container."""
@@ -232,7 +250,7 @@ class ContainerSpec:
     name: str | None = None
     hostname: str | None = None
     env: tuple[tuple[str, str], ...] = ()
-    workdir: str = "/"
+    workdir: str | None = None  # None: the image's WorkingDir, else /
     user: str | None = None  # "UID[:GID]" or a name from the image's /etc/passwd
     mounts: tuple[Mount, ...] = ()
     read_only: bool = False
@@ -257,6 +275,10 @@ class ContainerSpec:
     privileged: bool = False  # --privileged
     no_new_privileges: bool = True  # --security-opt no-new-privileges[=false]
     seccomp: str | None = None  # None: the default profile; "unconfined"; or a profile's JSON text
+    # What a stored image's config fills in (image_config.apply, where the spec meets the image):
+    entrypoint: tuple[str, ...] | None = None  # --entrypoint: replaces the image's, which clears its Cmd
+    stop_signal: str | None = None  # the image's StopSignal (stop sends it instead of SIGTERM)
+    exposed_ports: tuple[str, ...] = ()  # the image's ExposedPorts ("80/tcp"), shown by `port`
 
     def __post_init__(self) -> None:
         # Accept friendly types (list, dict) but store immutable ones.
@@ -271,10 +293,13 @@ class ContainerSpec:
         object.__setattr__(self, "labels", tuple((str(k), str(v)) for k, v in labels))
         object.__setattr__(self, "cap_add", tuple(self.cap_add))
         object.__setattr__(self, "cap_drop", tuple(self.cap_drop))
+        object.__setattr__(self, "exposed_ports", tuple(self.exposed_ports))
+        if self.entrypoint is not None:
+            object.__setattr__(self, "entrypoint", tuple(self.entrypoint))
         for key, _ in self.labels:
             if not key or any(c.isspace() or not c.isprintable() for c in key):
                 raise SpecError(f"invalid label key {key!r}: use letters, digits, '.', '-' or '_', e.g. course=net101")
-        if not self.command or not self.command[0]:
+        if self.command[:1] == ("",) or (not self.command and self.image in BUILTIN_IMAGES and not self.entrypoint):
             raise SpecError("no command given: say what to run, e.g. `containerlab-magic run busybox echo hi`")
         if not self.image:
             raise SpecError("no image given: use host, busybox or an image you pulled")
@@ -288,7 +313,7 @@ class ContainerSpec:
         for key, _ in self.env:
             if not ENV_KEY_RE.match(key):
                 raise SpecError(f"invalid environment variable name {key!r}: use letters, digits and '_'")
-        if not self.workdir.startswith("/"):
+        if self.workdir is not None and not self.workdir.startswith("/"):
             raise SpecError(f"working directory {self.workdir!r} must be absolute, like /work")
         if self.user is not None:
             parse_user(self.user)

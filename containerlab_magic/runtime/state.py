@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from enum import Enum
 from typing import Iterator
@@ -189,6 +188,8 @@ class StateStore:
             state = self.read(cid) or {}
             name = state.get("name")
         self.release(cid, name)
+        import shutil  # (here: the CLI's run path imports this module, and never removes)
+
         shutil.rmtree(self.dir(cid), ignore_errors=True)
 
 

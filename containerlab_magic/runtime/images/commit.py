@@ -128,6 +128,47 @@ def _add(tar: tarfile.TarFile, arc: str, path: str, st: os.stat_result, links: d
     # other devices are left out, as the unpacker leaves them out
 
 
+def store_layer(store: OciStore, source: str) -> tuple[dict, str]:
+    """`source` (overlay-style changes) as a stored, unpacked gzip layer: (descriptor, diff_id).
+    The caller holds the store lock shared."""
+    fd, tmp = tempfile.mkstemp(suffix=".layer", dir=store.blobs.tmp)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            digest, diff_id, size = write_layer(source, out)
+            out.flush()
+        store.blobs.commit(tmp, digest, size, hashed=(digest, size))
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise full_disk(e, store.root) from None
+    store.unpack_layer(digest, diff_id)
+    return {"mediaType": LAYER_GZIP, "digest": digest, "size": size}, diff_id
+
+
+def write_image(store: OciStore, doc: dict, layers: list[dict]) -> str:
+    """A config document and its layers' descriptors as stored blobs; the manifest digest."""
+    config = json.dumps(doc, sort_keys=True).encode()
+    config_digest = store.blobs.put(config)
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                           "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config)},
+                           "layers": layers}).encode()
+    return store.blobs.put(manifest)
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def image_docs(store: OciStore, name: str | None) -> tuple[dict, list[dict]]:
+    """(config document, layer descriptors) of a stored image; a fresh scratch one for None."""
+    if not name:
+        return ({"architecture": _arch(), "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": []}},
+                [])
+    digest, _, _ = find(store, name)
+    manifest = json.loads(store.blobs.read(digest))
+    return json.loads(store.blobs.read(manifest["config"]["digest"])), list(manifest["layers"])
+
+
 def commit(store: OciStore, source: str, name: str, parent: str | None = None, created_by: str = "",
            comment: str = "", changes: dict | None = None) -> tuple[Reference, str]:
     """A new image `name`: `parent`'s layers (none for scratch) plus `source` as a layer.
@@ -137,37 +178,15 @@ def commit(store: OciStore, source: str, name: str, parent: str | None = None, c
     """
     ref = parse(name)
     with store.blobs.lock(shared=True):
-        if parent:
-            parent_digest, _, _ = find(store, parent)
-            parent_manifest = json.loads(store.blobs.read(parent_digest))
-            doc = json.loads(store.blobs.read(parent_manifest["config"]["digest"]))
-            layers = list(parent_manifest["layers"])
-        else:
-            doc = {"architecture": _arch(), "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": []}}
-            layers = []
-        fd, tmp = tempfile.mkstemp(suffix=".layer", dir=store.blobs.tmp)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                digest, diff_id, size = write_layer(source, out)
-                out.flush()
-            store.blobs.commit(tmp, digest, size, hashed=(digest, size))
-        except OSError as e:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise full_disk(e, store.root) from None
-        store.unpack_layer(digest, diff_id)
-        layers.append({"mediaType": LAYER_GZIP, "digest": digest, "size": size})
-        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        doc["created"] = now
+        doc, layers = image_docs(store, parent)
+        desc, diff_id = store_layer(store, source)
+        layers.append(desc)
+        stamp = now()
+        doc["created"] = stamp
         doc.setdefault("rootfs", {"type": "layers", "diff_ids": []})["diff_ids"].append(diff_id)
-        doc.setdefault("history", []).append({"created": now, "created_by": created_by, "comment": comment})
+        doc.setdefault("history", []).append({"created": stamp, "created_by": created_by, "comment": comment})
         doc["config"] = dict(doc.get("config") or {}, **(changes or {}))
-        config = json.dumps(doc, sort_keys=True).encode()
-        config_digest = store.blobs.put(config)
-        manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-                               "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config)},
-                               "layers": layers}).encode()
-        manifest_digest = store.blobs.put(manifest)
+        manifest_digest = write_image(store, doc, layers)
         store.set_ref(str(ref), manifest_digest)
     return ref, manifest_digest
 

@@ -26,6 +26,7 @@ class StartContext:
     conn: object = None  # the client to tell the container's exit
     netns_pid: int | None = None  # --net container:NAME: the partner's PID 1
     hostname: str = ""
+    tty_size: tuple | None = None  # --tty: the caller's terminal (rows, columns), set before go
     state_dir: str = ""
     cgroup: object = None
     proc: object = None  # shim.procs.Proc of PID 1

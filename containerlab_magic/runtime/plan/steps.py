@@ -189,6 +189,13 @@ class Console:
 
     def run(self, ctx) -> None:
         ctx.stdio.receive_console(ctx.proc)
+        if ctx.tty_size:  # before go: the command's first `stty size` sees the caller's size
+            import fcntl
+            import struct
+            import termios
+
+            rows, columns = ctx.tty_size
+            fcntl.ioctl(ctx.stdio.client[-1], termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
 
     def undo(self, ctx) -> None:
         pass  # the received master is in ctx.stdio.client: closed by the clone step's undo

@@ -14,7 +14,6 @@ import os
 import select
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -27,6 +26,24 @@ from ..errors import Conflict, HostUnsupported, NotFound, RuntimeFailure, SpecEr
 
 ERRORS = {cls.__name__: cls for cls in (SpecError, NotFound, Conflict, RuntimeFailure, HostUnsupported)}
 MAX_UNCLAIMED = 1024  # events nobody waits for (a dropped Container) kept at most
+DAEMON_LINGER = 60.0  # seconds an idle daemon waits for the next command (CONTAINERLAB_DAEMON_LINGER)
+MAX_LINGER = 86400.0
+
+
+def daemon_linger() -> float:
+    """How long the daemon shim stays when it has nothing to serve: long enough for an
+    interactive user's next command to find it running (and its spares warm)."""
+    text = os.environ.get("CONTAINERLAB_DAEMON_LINGER", "").strip()
+    if not text:
+        return DAEMON_LINGER
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= MAX_LINGER:  # (nan fails both comparisons)
+        raise SpecError(f"invalid CONTAINERLAB_DAEMON_LINGER={text!r}: give seconds from 0 to "
+                        f"{MAX_LINGER:g}, e.g. 60 (how long the idle daemon shim waits for the next command)")
+    return seconds
 
 
 class ShimClient:
@@ -36,8 +53,9 @@ class ShimClient:
         self._command = command or self.command
         self.daemon, self.prewarm = daemon, prewarm
         self.sock: socket.socket | None = None
-        self.shim_pid: int | None = None
-        self.log_path: str | None = None
+        self._hello: int | None = None  # the hello's request number, until its reply is read
+        self._shim_pid: int | None = None
+        self._log_path: str | None = None
         self._send_lock = threading.Lock()
         self._start_lock = threading.Lock()
         self._cond = threading.Condition()
@@ -47,16 +65,38 @@ class ShimClient:
         self._next_req = 0
         self.closed = False
         self._reading = False  # a thread is reading the socket (see _await)
-        self._proc: subprocess.Popen | None = None
+        self._proc = None  # the subprocess.Popen of a shim we started
 
-    def start(self) -> None:
+    def start(self, greet: bool = True) -> None:
+        """Start or connect to the shim; greet: and wait for its hello (it is up)."""
         with self._start_lock:
             if self.sock is None:
                 if self.closed:
                     raise RuntimeFailure("the engine is closed: start a new Engine")
                 self.sock = self._connect_daemon() if self.daemon else self._start_private()
-                hello = self.request({"op": "hello"})[0]
-                self.shim_pid, self.log_path = hello["pid"], hello.get("log")
+                # Its reply is read when first needed, usually with the next request's: a
+                # CLI call pays no round trip (two context switches) of its own for it.
+                self._hello = self._send({"op": "hello"})
+        if greet:
+            self._greet()
+
+    def _greet(self) -> None:
+        """The hello's answer: the shim's pid and log."""
+        with self._start_lock:
+            if self._hello is not None:
+                hello = self._reply(self._hello)[0]
+                self._hello = None
+                self._shim_pid, self._log_path = hello["pid"], hello.get("log")
+
+    @property
+    def shim_pid(self) -> int | None:
+        self._greet()
+        return self._shim_pid
+
+    @property
+    def log_path(self) -> str | None:
+        self._greet()
+        return self._log_path
 
     def command(self, *extra: str) -> list[str]:
         """How the shim is started (an Engine subclass may wrap it: benchmarks/_profile.py):
@@ -68,6 +108,8 @@ class ShimClient:
                 "--data", self.data_root, *extra]
 
     def _start_private(self) -> socket.socket:
+        import subprocess  # only to start a shim: not on the path of a call to a running daemon
+
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with theirs:
             extra = ("--prewarm",) if self.prewarm else ()
@@ -79,6 +121,7 @@ class ShimClient:
 
     def _connect_daemon(self) -> socket.socket:
         path = os.path.join(self.state_root, "shim.sock")
+        extra = ("--linger", f"{daemon_linger():g}") + (("--prewarm",) if self.prewarm else ())
         for attempt in range(20):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             try:
@@ -86,12 +129,14 @@ class ShimClient:
                 return sock
             except (FileNotFoundError, ConnectionRefusedError):
                 sock.close()
+            import subprocess
+
             # The daemon outlives this process: it must not hold our stdout/stderr open.
             log_fd = os.open(os.path.join(self.state_root, "shim.log"),
                              os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
             os.fchmod(log_fd, 0o600)  # one made before, world-readable
             with os.fdopen(log_fd, "ab") as log:
-                proc = subprocess.Popen(self._command("--daemon"), stdin=subprocess.DEVNULL,
+                proc = subprocess.Popen(self._command("--daemon", *extra), stdin=subprocess.DEVNULL,
                                         stdout=subprocess.PIPE, stderr=log, start_new_session=True,
                                         env=_shim_env(), cwd=_shim_cwd())
             proc.stdout.readline()  # "ready" (or "busy": another one won the race)
@@ -155,8 +200,12 @@ class ShimClient:
                     return ready()
 
     def request(self, message: dict, fds: list[int] = ()) -> tuple[dict, list[int]]:
-        if self.sock is None and message.get("op") != "hello":
-            self.start()
+        if self.sock is None:
+            self.start(greet=False)
+        return self._reply(self._send(message, fds))
+
+    def _send(self, message: dict, fds: list[int] = ()) -> int:
+        """Send one request; its number, for _reply."""
         with self._send_lock:
             self._next_req += 1
             req = message["req"] = self._next_req
@@ -166,6 +215,10 @@ class ShimClient:
                 protocol.send(self.sock, message, fds)
             except OSError as e:
                 raise RuntimeFailure(f"the engine's shim is gone ({e}): start a new Engine") from None
+        return req
+
+    def _reply(self, req: int) -> tuple[dict, list[int]]:
+        """The reply to request `req`, once it has come (an error reply raised as its error)."""
         try:
             arrived = self._await(lambda: req in self._replies)
         except BaseException:  # interrupted (Ctrl-C): its reply, when it comes, is dropped
@@ -208,6 +261,8 @@ class ShimClient:
         self.sock.close()
         self.sock = None
         if self._proc is not None:
+            import subprocess
+
             try:
                 self._proc.wait(30)
             except subprocess.TimeoutExpired:

@@ -1,5 +1,5 @@
 """The shim's command line: `python -m containerlab_magic.runtime.shim --state S --data D
-(--fd N | --daemon) [--prewarm]`."""
+(--fd N | --daemon [--linger S]) [--prewarm]`."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state", required=True)
     parser.add_argument("--data", required=True)
     parser.add_argument("--prewarm", action="store_true", help="keep the next container's PID 1 ready")
+    parser.add_argument("--linger", type=float, default=2.0, help="seconds an idle daemon waits before it exits")
     args = parser.parse_args(argv)
     linux.default_all_signals()  # nothing ignored by whoever started us reaches a container
     # ...but the shim itself keeps what Python set at its start: a write to a pipe whose reader
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         shim.add_conn(socket.socket(fileno=args.fd))
     try:
-        shim.serve()
+        shim.serve(linger=args.linger)
     except Exception:
         log.exception("the shim's loop failed")
         raise

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import time
 
@@ -45,6 +46,25 @@ class Proc:
         self.go = b"{}\n"  # what the shim tells PID 1 at its sync pipe (child._wait_for_go)
         self.error_data = b""  # read from error_fd before exit (explain's records come first)
         self.explain: dict | None = None  # the plan's shim records and start time, when asked
+        self.execed = False  # PID 1 has exec'd its command: its namespaces are finished
+
+    def wait_for_exec(self, timeout: float) -> bool:
+        """Until PID 1 has exec'd its command (or died): its close-on-exec error pipe then
+        reaches EOF, which poll(2) reports as POLLHUP; what it wrote stays unread.  True
+        if it did within `timeout` seconds."""
+        if self.execed:
+            return True
+        poller = select.poll()
+        poller.register(self.error_fd, select.POLLHUP)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if any(ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL)
+                   for _, ev in poller.poll(left * 1000)):
+                self.execed = True
+                return True
 
     def read_error(self) -> dict:
         """What PID 1 wrote on its error pipe before exit (called once it has exited)."""

@@ -148,7 +148,7 @@ class Shim:
         for key, _ in events:
             self._guarded(f"event {key.data[0]}", lambda: self._dispatch(key))
         self._check_timeouts()
-        if self.conns:
+        if self.conns or self.daemon:
             self.spares.prepare_slot()
 
     def _guarded(self, what: str, action) -> None:

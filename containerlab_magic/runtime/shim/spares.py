@@ -58,19 +58,21 @@ class SparePool:
         self.lost_networks: dict[tuple[str, str], int] = {}  # warm-ups that failed making their veth
 
     @staticmethod
-    def key_for(spec: ContainerSpec, policy) -> tuple[str, str] | None:
+    def key_for(spec: ContainerSpec, policy, digest: str = "") -> tuple[str, str] | None:
         """What a warm PID 1 for this spec is (image, network), or None if none could serve it:
         a warm one has the image's plain rootfs, its own network namespace and the default
         security policy (security.policy_for).  (Prewarming a kind no warm PID 1 can serve
-        would only make and kill namespaces.)"""
+        would only make and kill namespaces.)  A stored image is keyed NAME@DIGEST: a re-pull
+        that moves the tag must not get the old layers."""
         if spec.mounts or spec.read_only or spec.tty or spec.limits.storage_size is not None:
             return None
         if not security.is_default(policy):  # other capabilities, seccomp or --privileged
             return None
+        image = f"{spec.image}@{digest}" if digest else spec.image
         if spec.network == "none":
-            return spec.image, "none"
+            return image, "none"
         if spec.on_bridge and not (spec.net_rate or spec.net_delay or spec.net_loss):
-            return spec.image, spec.network
+            return image, spec.network
         return None
 
     def want(self, key: tuple[str, str]) -> None:
@@ -124,7 +126,9 @@ class SparePool:
         a container that just started still runs (a warm-up keeps the loop busy for a few
         milliseconds; a short command ending meanwhile would be noticed that much later)."""
         shim = self.shim
-        if not (self.prewarm and shim.conns and self._next_warm() is not None):
+        # A private shim with no engine left is about to end; an idle daemon is waiting
+        # for the CLI's next command, which a warm spare serves.
+        if not (self.prewarm and (shim.conns or shim.daemon) and self._next_warm() is not None):
             return None
         due = shim.last_event + WARM_WHEN_QUIET
         for proc in shim.procs.values():
@@ -140,13 +144,16 @@ class SparePool:
         if spare is None:  # no slot can be made: prepare_slot said why
             self.broken.add(key)
             return
-        image_name, network = key
+        keyed, network = key
+        image_name, _, digest = keyed.rpartition("@sha256:") if "@sha256:" in keyed else (keyed, "", "")
         shim = self.shim
         ctx = StartContext(shim, ContainerSpec(("true",), image=image_name), spare.cid, None, spare=spare,
                            making_spare=True, warm_key=key)
         ctx.state_dir, ctx.cgroup = shim.store.dir(spare.cid), spare.cgroup
         try:
             ctx.image = shim.images.resolve(image_name)
+            if digest and ctx.image.digest != "sha256:" + digest:  # the name moved since: not that image
+                raise NotFound(f"{image_name} is no longer {digest[:12]}")
             Executor([ClonePid1()], ctx, shim.log, record=False).run()  # the plan's clone step, ahead
         except (OSError, ContainerError) as e:
             self.discard(spare)

@@ -15,7 +15,8 @@ import secrets
 import time
 
 from .. import child, rootfs, security
-from ..errors import HostUnsupported, SpecError
+from ..errors import HostUnsupported, RuntimeFailure, SpecError
+from ..image_config import apply as apply_image_config
 from ..plan.build import build
 from ..plan.context import StartContext
 from ..plan.executor import Executor
@@ -43,17 +44,19 @@ class Starter:
         spec = ContainerSpec.from_json(message["spec"])
         explain = bool(message.get("explain"))
         image = shim.images.resolve(spec.image)
+        spec = apply_image_config(spec, image)  # the one place the image's config fills the spec
         netns_pid = self._network_target(spec)
         self._check_limits(spec)
         policy = security.policy_for(spec)  # (a new seccomp profile compiles here, before any step)
         name = spec.name or self._free_name()
-        key = shim.spares.key_for(spec, policy)
+        key = shim.spares.key_for(spec, policy, image.digest)
         if key is not None:
             shim.spares.want(key)
         while True:
             spare = shim.spares.take(key)
             ctx = StartContext(shim, spec, spare.cid if spare else secrets.token_hex(32), name, image,
                                spare=spare, explain=explain, conn=conn, netns_pid=netns_pid, security=policy,
+                               tty_size=_tty_size(message.get("tty_size")),
                                hostname=spec.hostname or name[:63].replace("_", "-").replace(".", "-"))
             executor = Executor(build(spec, cgroups=shim.cgroups is not None), ctx, shim.log, record=explain)
             request = StepRecord("request", f"the request over the socket: spec, image {spec.image} "
@@ -149,6 +152,19 @@ class Starter:
 
     # ---------------------------------------------------------------- exec
 
+    def _wait_until_set_up(self, cid: str, ref: str, timeout: float = 10.0) -> None:
+        """An exec joins PID 1's namespaces (setns(2)): not before PID 1 has finished making
+        them.  `run` replies while PID 1 still builds its root, and until pivot_root its
+        mount namespace holds a copy of the host's mounts: an exec joining then would run
+        on the host's filesystem.  So wait until PID 1 has exec'd (a container another shim
+        started is past that: its run's reply went elsewhere first)."""
+        for proc in self.shim.procs.values():
+            if proc.cid == cid and proc.kind == "run":
+                if not proc.wait_for_exec(timeout):
+                    raise RuntimeFailure(f"container {ref} is still setting up after {timeout:g} s: "
+                                         "try the exec again")
+                return
+
     def exec(self, message: dict, conn) -> tuple[dict, list[int]]:
         shim = self.shim
         cid = shim.store.resolve(message["container"])
@@ -164,6 +180,7 @@ class Starter:
         command = message.get("command") or []
         if not command:
             raise SpecError("exec needs a command, e.g. `containerlab-magic exec NAME sh`")
+        self._wait_until_set_up(cid, message["container"])
         cgroup = shim.cgroups.open(cid) if (shim.cgroups and state.get("cgroup")) else None
         exec_spec = ContainerSpec(command=tuple(command), tty=bool(message.get("tty")),
                                   interactive=bool(message.get("interactive")))
@@ -190,3 +207,10 @@ class Starter:
         stdio.close_all()
         return {"id": cid, "exec_id": exec_id, "pid": proc.pid,
                 "streams": "pty" if exec_spec.tty else "pipes"}, reply_fds
+
+
+def _tty_size(value) -> tuple[int, int] | None:
+    """The caller's terminal size from a run request, if it gave a sane one."""
+    if isinstance(value, list) and len(value) == 2 and all(type(v) is int and 0 < v < 65536 for v in value):
+        return value[0], value[1]
+    return None
