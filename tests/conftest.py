@@ -129,18 +129,21 @@ def our_mounts() -> list[str]:
 
 
 def shims() -> set[int]:
-    """Shim processes of this session (a warm PID 1, cloned from its shim, is not one)."""
-    pids = set()
+    """Shim processes of this session.  A PID 1 cloned from its shim carries the shim's command
+    line until it execs (a warm spare's, or one the shim is making right now): it is not one."""
+    parents = {}
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
                     cmd = f.read()
-            except OSError:
+                with open(f"/proc/{pid}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
                 continue
             if b"containerlab_magic.runtime.shim" in cmd and STATE.encode() in cmd:
-                pids.add(int(pid))
-    return pids - _warm_pids()
+                parents[int(pid)] = ppid
+    return {pid for pid, ppid in parents.items() if ppid not in parents} - _warm_pids()
 
 
 def state_dirs() -> set[str]:
