@@ -274,3 +274,11 @@ def pytest_sessionfinish(session, exitstatus):
             manager.close()
     if not our_mounts():
         shutil.rmtree(_SESSION, ignore_errors=True)
+
+
+def ipython_shell():
+    """The test process's one IPython shell (IPython's testing app is a singleton: its
+    start_ipython() returns None once another module has started it)."""
+    from IPython.testing.globalipapp import get_ipython, start_ipython
+
+    return start_ipython() or get_ipython()

@@ -15,7 +15,7 @@ import tarfile
 
 import pytest
 
-from conftest import DATA, needs_root
+from conftest import DATA, ipython_shell, needs_root
 from containerlab_magic.cli_images import LayerProgress
 from containerlab_magic.runtime.images import ImageStore
 from images.fixtures import basic_registry, pushed, registry_processes  # noqa: F401
@@ -230,12 +230,11 @@ def test_a_bare_unknown_name_is_never_looked_up(store, no_leaks):
 
 
 def test_notebook_images_history_chart_and_build(store, pushed, tmp_path):
-    from IPython.testing.globalipapp import get_ipython, start_ipython
-
-    shell = start_ipython() or get_ipython()  # (None when another module started it first)
+    shell = ipython_shell()
     shell.run_line_magic("load_ext", "containerlab_magic")
     try:
         ref = pushed.ref("layered:3")
+        shell.run_line_magic("container", f"pull {pushed.ref('busybox:1.35')}")  # layered's base
         shell.run_line_magic("container", f"pull {ref}")
         chart = shell.run_line_magic("container", "images")
         svg = chart._repr_svg_()

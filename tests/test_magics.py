@@ -14,7 +14,7 @@ import threading
 import time
 
 import pytest
-from conftest import leaks, needs_root, snapshot, wait_for_container_process
+from conftest import ipython_shell, leaks, needs_root, snapshot, wait_for_container_process
 from IPython.core.error import UsageError
 
 pytestmark = needs_root
@@ -22,9 +22,7 @@ pytestmark = needs_root
 
 @pytest.fixture(scope="module")
 def ip(module_no_leaks):
-    from IPython.testing.globalipapp import get_ipython, start_ipython
-
-    shell = start_ipython() or get_ipython()  # (None when another module started it first)
+    shell = ipython_shell()
     shell.run_line_magic("load_ext", "containerlab_magic")
     magics = _magics(shell)
     magics.engine.start()  # the module's shim, before any test's leak snapshot

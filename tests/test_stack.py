@@ -13,7 +13,7 @@ import sys
 import time
 
 import pytest
-from conftest import needs_root
+from conftest import ipython_shell, needs_root
 
 from containerlab_magic import stack as model
 from containerlab_magic.runtime.errors import NotFound, SpecError
@@ -232,12 +232,10 @@ def test_cli_stack_verbs(tmp_path, no_leaks):
 @needs_root
 def test_stack_magics(no_leaks):
     from IPython.core.error import UsageError
-    from IPython.testing.globalipapp import start_ipython
-
     from containerlab_magic import commands
     from containerlab_magic.magics import _loaded
 
-    shell = start_ipython()
+    shell = ipython_shell()
     shell.run_line_magic("load_ext", "containerlab_magic")
     magics = _loaded[id(shell)]
     try:
