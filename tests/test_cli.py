@@ -341,8 +341,76 @@ def test_module_and_console_script_names():
     assert r.returncode == 0 and r.stdout.startswith("usage: containerlab-magic")
     with open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "pyproject.toml")) as f:
         scripts = f.read().split("[project.scripts]")[1].split("[")[0]
-    assert 'containerlab-magic = "containerlab_magic.cli:main"' in scripts
+    assert 'containerlab-magic = "containerlab_magic.quick_cli:main"' in scripts  # (which hands on to cli.py)
     assert "\ncontainerlab =" not in scripts  # that name belongs to another tool
+
+
+# `python -m containerlab_magic ARGS` that writes the modules it imported to a file as it exits
+WITH_MODULES = ("import atexit, json, runpy, sys\n"
+                "out = sys.argv.pop(1)\n"
+                "atexit.register(lambda: open(out, 'w').write(json.dumps(sorted(sys.modules))))\n"
+                "runpy.run_module('containerlab_magic', run_name='__main__', alter_sys=True)\n")
+
+
+def cli_modules(tmp_path, *args, **env) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """(run in tmp_path: a relative path in args is the caller's, as in a shell)"""
+    out = tmp_path / "modules.json"
+    path = os.pathsep.join(filter(None, [os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                         os.environ.get("PYTHONPATH")]))
+    r = subprocess.run([sys.executable, "-c", WITH_MODULES, str(out), *args], capture_output=True, text=True,
+                       timeout=60, env=dict(os.environ, PYTHONPATH=path, **env), cwd=tmp_path)
+    return r, json.loads(out.read_text())
+
+
+def test_run_takes_the_daemons_quick_path_when_it_is_up(no_leaks, tmp_path):
+    """With the daemon up, `run` is parsed and started by the daemon: the caller imports
+    neither the CLI nor the Engine, and prints exactly what the full CLI prints."""
+    held = cli("run", "-d", "--name", "quick-keeper", "busybox", "sleep", "60")  # the daemon stays up
+    assert held.returncode == 0, held.stderr
+    try:
+        argv = ("run", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3")
+        r, modules = cli_modules(tmp_path, *argv)
+        assert (r.returncode, r.stdout, r.stderr) == (3, "out\n", "err\n")
+        assert "containerlab_magic.quick_cli" in modules
+        assert "containerlab_magic.cli" not in modules and "containerlab_magic.runtime.engine" not in modules
+        full, modules = cli_modules(tmp_path, *argv, CONTAINERLAB_QUICK="0")  # the same, the long way
+        assert (full.returncode, full.stdout, full.stderr) == (3, "out\n", "err\n")
+        assert "containerlab_magic.cli" in modules
+        # the caller's directory and environment, as the full CLI reads them
+        (tmp_path / "vars").write_text("A=from-file\n")
+        r, modules = cli_modules(tmp_path, "run", "--env-file", "vars", "-e", "B", "busybox", "sh", "-c",
+                                 "echo $A $B", B="from-shell")
+        assert (r.returncode, r.stdout) == (0, "from-file from-shell\n") and "containerlab_magic.cli" not in modules
+        # detached: the id; an error of the start: one line, 125, nothing left
+        r, modules = cli_modules(tmp_path, "run", "-d", "--name", "quick-keeper", "busybox", "true")
+        assert r.returncode == 125 and "quick-keeper" in one_line(r.stderr), r.stderr
+        assert "containerlab_magic.cli" not in modules
+        r, _ = cli_modules(tmp_path, "run", "-d", "--rm", "busybox", "true")
+        assert r.returncode == 0 and len(r.stdout.strip()) == 64
+        # the container's own end: the full CLI's last line
+        r, modules = cli_modules(tmp_path, "run", "--timeout", "0.3", "busybox", "sleep", "5")
+        assert r.returncode == 137 and "timeout" in one_line(r.stderr) and "containerlab_magic.cli" not in modules
+        # what needs the full CLI is declined and done by it: usage errors, --explain, -t
+        for args in (["run", "--bogus", "busybox", "true"], ["run", "--explain", "busybox", "true"]):
+            r, modules = cli_modules(tmp_path, *args)
+            assert "containerlab_magic.cli" in modules, args
+        assert "unrecognized arguments" in cli("run", "--bogus", "busybox", "true").stderr
+        # Ctrl-C: stop (3 s grace: a PID 1 shell ignores TERM), then the status of a kill
+        proc = subprocess.Popen([sys.executable, "-m", "containerlab_magic", "run", "--name", "quick-int", "busybox",
+                                 "sh", "-c", "echo ready; sleep 60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            assert proc.stdout.readline() == "ready\n"
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=15) == 130
+            assert "stopping quick-int (Ctrl-C again to kill)" in proc.stderr.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert "quick-int" not in cli("ps", "-a").stdout
+    finally:
+        cli("rm", "-f", "quick-keeper")
 
 
 def test_explain_text_shows_each_steps_side_time_and_the_total():

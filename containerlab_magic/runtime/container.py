@@ -74,6 +74,24 @@ class Result:
         return f"exit {self.exit_code}"
 
 
+def result_of(event: dict, spec: ContainerSpec | None) -> Result:
+    """The Result an exit event from the shim describes (the Engine's, and the daemon's
+    for a quick CLI run: shim/quick.py)."""
+    error = event.get("error")
+    text = None
+    if error:
+        command = (spec.command or spec.entrypoint or ("command",))[0] if spec else "command"
+        if error.get("stage") != "exec":
+            text = f"container setup failed at {error.get('stage')}: {error.get('message')}"
+        elif event["exit_code"] == 127:
+            text = f"{command}: command not found in the image (exit 127)"
+        else:
+            text = f"{command}: cannot run: {error.get('message')}"
+    return Result(exit_code=event["exit_code"], signal=event.get("signal"), duration=event.get("duration", 0.0),
+                  timed_out=event.get("timed_out", False), oom_kills=event.get("oom_kills", 0),
+                  error=text, usage=event.get("usage"), memory_limit=spec.limits.memory if spec else None)
+
+
 class Container:
     """A running container or exec'd process started by this engine."""
 

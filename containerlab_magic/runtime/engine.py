@@ -28,7 +28,7 @@ import time
 from typing import Iterator
 
 from .cleanup import CleanupVerbs
-from .container import STREAM_NAMES, Container, OutputCallback, Result, _signal_pid
+from .container import STREAM_NAMES, Container, OutputCallback, Result, _signal_pid, result_of
 from .errors import Conflict, ContainerError, NotFound, SpecError
 from .paths import data_root, state_root
 from .plan.record import StepRecord
@@ -93,20 +93,7 @@ class Engine(ResourceVerbs, CleanupVerbs):
         return event
 
     def _result(self, event: dict, spec: ContainerSpec | None) -> Result:
-        error = event.get("error")
-        text = None
-        if error:
-            if error.get("stage") == "exec":
-                if event["exit_code"] == 127:
-                    text = f"{(spec.command or spec.entrypoint or ('command',))[0] if spec else 'command'}: command not found in the image (exit 127)"
-                else:
-                    text = f"{(spec.command or spec.entrypoint or ('command',))[0] if spec else 'command'}: cannot run: {error.get('message')}"
-            else:
-                text = f"container setup failed at {error.get('stage')}: {error.get('message')}"
-        return Result(exit_code=event["exit_code"], signal=event.get("signal"), duration=event.get("duration", 0.0),
-                      timed_out=event.get("timed_out", False), oom_kills=event.get("oom_kills", 0),
-                      error=text, usage=event.get("usage"),
-                      memory_limit=spec.limits.memory if spec else None)
+        return result_of(event, spec)
 
     # ------------------------------------------------------------ verbs
 

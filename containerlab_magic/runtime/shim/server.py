@@ -99,6 +99,10 @@ class Shim:
     def send_event(self, proc: Proc, event: dict) -> None:
         if proc.conn is None:
             return
+        if proc.quick is not None and event.get("event") == "exit":
+            from .quick import final_line
+
+            event = dict(event, say=final_line(event, proc.quick))
         try:
             protocol.send(proc.conn, event)
         except OSError:
@@ -219,6 +223,14 @@ class Shim:
             elif op == "exec":
                 info, reply_fds = self.starter.exec(message, conn)
                 reply.update(info)
+            elif op == "cli-run":  # the CLI's quick path (quick.py)
+                from . import quick
+
+                try:
+                    info, reply_fds = quick.run(self, message, conn, received_ns)
+                except quick.Declined as e:
+                    info = {"declined": str(e) or "declined"}
+                reply.update(info)
             elif op == "hello":
                 reply.update(pid=self.me[0], start=self.me[1], log=self.log.path,
                              cgroup=self.cgroups.version if self.cgroups else None)
@@ -241,7 +253,7 @@ class Shim:
         finally:
             for fd in reply_fds:
                 os.close(fd)
-        if op == "run":
+        if op in ("run", "cli-run"):
             # Its PID 1 is busy building its rootfs now: a good moment for old cleanup.
             self.exits.run_deferred()
 
