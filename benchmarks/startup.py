@@ -12,8 +12,9 @@ iteration, in a shuffled order, so machine noise hits all of them alike.
 
 The startup section also times the command-line face as a user runs it, whole
 process (interpreter start-up, imports, the run, exit): `containerlab-magic run
-busybox /bin/true` (the console script beside this Python, else `python -m` of the
-CLI module; see CLI_SCRIPT), against `crun run`'s whole process in the same run.
+busybox /bin/true`, installed in a fresh virtual environment as pip installs it
+(see Venv), against `crun run`'s whole process in the same run; beside it the
+console script of this Python's own site-packages, and `python -c pass` in both.
 
 Sections: startup (issue 2), cgroup setup/teardown and one stats read per
 container (issue 3), --net bridge against none and against the same wiring
@@ -93,6 +94,41 @@ def cli_argv() -> list[str]:
     return [script] if os.access(script, os.X_OK) else [sys.executable, "-m", CLI_MODULE]
 
 
+class Venv:
+    """A virtual environment with this checkout installed as pip installs it editable
+    (a .pth path entry and the console script pyproject.toml names), and nothing else:
+    the CLI as a user runs it after `pip install` into a venv, without the site hooks
+    (.pth files) that this Python's own site-packages may carry on a given machine."""
+
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="containerlab-bench-venv-")
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", self.dir], check=True)
+        self.python = os.path.join(self.dir, "bin", "python")
+        site = subprocess.run([self.python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                              check=True, capture_output=True, text=True).stdout.strip()
+        with open(os.path.join(site, "containerlab_magic.pth"), "w") as f:
+            f.write(ROOT + "\n")
+        module, function = _entry_point(CLI_SCRIPT)
+        self.script = os.path.join(self.dir, "bin", CLI_SCRIPT)
+        with open(self.script, "w") as f:  # what pip's script maker writes
+            f.write(f"#!{self.python}\nimport sys\nfrom {module} import {function}\nsys.exit({function}())\n")
+        os.chmod(self.script, 0o755)
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _entry_point(script: str) -> tuple[str, str]:
+    """pyproject.toml's [project.scripts] entry of `script`: (module, function)."""
+    with open(os.path.join(ROOT, "pyproject.toml")) as f:
+        for line in f.read().split("[project.scripts]", 1)[1].splitlines():
+            name, _, target = line.partition("=")
+            if name.strip() == script:
+                module, _, function = target.strip().strip('"').partition(":")
+                return module, function
+    raise SystemExit(f"pyproject.toml names no script {script}")
+
+
 class CliRun(Contender):
     """`containerlab-magic run busybox /bin/true` as a whole process, as a user types it.
 
@@ -103,9 +139,9 @@ class CliRun(Contender):
     would compile every module on every call.  The first call (prepare) compiles.
     """
 
-    def __init__(self, name: str, state_dir: str, data_dir: str):
+    def __init__(self, name: str, state_dir: str, data_dir: str, argv: list[str] | None = None):
         self.name, self.state_dir, self.data_dir = name, state_dir, data_dir
-        self.argv = cli_argv() + ["run", "busybox", *TRUE]
+        self.argv = (argv or cli_argv()) + ["run", "busybox", *TRUE]
         self.pycache = tempfile.mkdtemp(prefix="containerlab-bench-pyc-")
         path = os.environ.get("PYTHONPATH")
         self.env = dict(os.environ, CONTAINERLAB_STATE=state_dir, CONTAINERLAB_DATA=data_dir,
@@ -282,9 +318,13 @@ def section_startup(engine: Engine, rootfs: str, work: str, runs: int, rng: rand
     # other tools' runs in between give it that quiet.  The cold row turns prewarm off,
     # so every run pays clone, namespaces and rootfs on the clock.
     cold = Engine(state_dir=engine.state_root, prewarm=False)
+    venv = Venv()
     contenders: list[Contender] = [EngineRun(ENGINE, engine), EngineRun(ENGINE_COLD, cold),
                                    EngineRun(ENGINE_COLD_UNCONFINED, cold, seccomp="unconfined"),
-                                   CliRun(CLI, engine.state_root, engine.data_root)]
+                                   CliRun(CLI, engine.state_root, engine.data_root, [venv.script]),
+                                   CliRun(CLI_HERE, engine.state_root, engine.data_root),
+                                   _tools.Command(PY_VENV, [venv.python, "-c", "pass"]),
+                                   _tools.Command(PY_HERE, [sys.executable, "-c", "pass"])]
     crun_reason = None
     try:
         namespace.start()
@@ -306,6 +346,7 @@ def section_startup(engine: Engine, rootfs: str, work: str, runs: int, rng: rand
             c.close()
         namespace.stop()
         cold.close()
+        venv.close()
     rows = rows_for(samples, unavailable, ENGINE)
     out["startup"] = rows
     print_table(f"startup: /bin/true in busybox, start to exit, {runs} runs each, interleaved", rows, "p50 / engine")
@@ -321,9 +362,13 @@ def section_startup(engine: Engine, rootfs: str, work: str, runs: int, rng: rand
         target("cli / crun (whole processes)", ratio(rows, CLI, CRUN), 4.0),
     ]
     if "p50_ms" in rows.get(CLI, {}):
-        print(f"  (cli: {' '.join(os.path.basename(a) for a in cli_argv())} run busybox true, bytecode cached, "
-              f"its daemon shim running between calls, as for an interactive user (it lingers 60 s); "
-              f"crun's row is its whole process too, plus nsenter's {rows.get(NSENTER, {}).get('p50_ms', '?')} ms)")
+        print(f"  (cli: {CLI_SCRIPT} run busybox true from a fresh venv with this checkout installed (editable), "
+              f"bytecode cached, its daemon shim running between calls, as for an interactive user (it lingers "
+              f"60 s); crun's row is its whole process too, plus nsenter's {rows.get(NSENTER, {}).get('p50_ms', '?')} "
+              f"ms. The same script from {sys.executable}'s own site-packages: "
+              f"{rows.get(CLI_HERE, {}).get('p50_ms', '?')} ms, where `python -c pass` alone takes "
+              f"{rows.get(PY_HERE, {}).get('p50_ms', '?')} ms against {rows.get(PY_VENV, {}).get('p50_ms', '?')} "
+              f"ms in the venv: the difference is that site-packages' .pth hooks)")
     targets.append(explain_adds_up(engine, min(runs, 50), out))
     cost = _seccomp_cost_ms(rows)
     out["seccomp_cost_ms"] = cost
@@ -575,6 +620,9 @@ SECTIONS = ("startup", "cgroups", "bridge", "profile", "memory")
 ENGINE = "engine: run().wait()"
 ENGINE_COLD = "engine, prewarm off (cold)"
 CLI = "cli: containerlab-magic run (whole process)"
+CLI_HERE = "  the same, this Python's site-packages"
+PY_VENV = "  python -c pass (the venv)"
+PY_HERE = "  python -c pass (this Python)"
 ENGINE_COLD_UNCONFINED = "engine, prewarm off, seccomp=unconfined"
 CRUN = "crun run (via nsenter)"
 NSENTER = "nsenter alone (crun's wrapper)"

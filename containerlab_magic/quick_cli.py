@@ -17,13 +17,12 @@ CONTAINERLAB_QUICK=0 turns the quick path off.
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import sys
 
 PROG = "containerlab-magic"  # (parsers.PROG: importing it would cost what this module saves)
 MAX_MESSAGE = 1 << 20  # (runtime/protocol.py)
+MAX_FDS = 4
 
 
 def main() -> int:
@@ -37,16 +36,87 @@ def main() -> int:
     return full()
 
 
-def _connect() -> socket.socket | None:
-    from .runtime.paths import state_root
+# ---------------------------------------------------------------- the wire
+# The socket and json modules import enum and re (about 5 ms, a fifth of this whole
+# process in a virtual environment); their C halves, which they wrap, do not.
 
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+def _state_root() -> str:
+    state = os.environ.get("CONTAINERLAB_STATE")
+    if state:
+        return state
+    if os.geteuid() == 0:
+        return "/run/containerlab"
+    from .runtime.paths import state_root  # (XDG_RUNTIME_DIR, TMPDIR: its rules)
+
+    return state_root(create=False)
+
+
+def _connect():
+    import _socket
+
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
     try:
-        sock.connect(os.path.join(state_root(create=False), "shim.sock"))
+        sock.connect(os.path.join(_state_root(), "shim.sock"))
     except OSError:  # none listens (or the state directory is not there yet): the full CLI starts it
         sock.close()
         return None
     return sock
+
+
+def _recv(sock) -> tuple[dict | None, list[int]]:
+    """One message and the fds that came with it (socket.recv_fds and json.loads)."""
+    import _socket
+
+    data, ancillary, _flags, _addr = sock.recvmsg(MAX_MESSAGE, _socket.CMSG_LEN(MAX_FDS * 4))
+    fds = []
+    for level, kind, payload in ancillary:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            fds += [int.from_bytes(payload[i:i + 4], sys.byteorder, signed=True)
+                    for i in range(0, len(payload) - len(payload) % 4, 4)]
+    return (_decode(data.decode()) if data else None), fds
+
+
+def _encode(value) -> str:
+    """JSON of the request's types: str, int, bool, None, lists and str-keyed dicts."""
+    try:
+        from _json import encode_basestring_ascii as quote
+    except ImportError:  # an interpreter without the C accelerator
+        import json
+
+        return json.dumps(value)
+    if isinstance(value, str):
+        return quote(value)
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{quote(k)}:{_encode(v)}" for k, v in value.items()) + "}"
+    return "[" + ",".join(_encode(v) for v in value) + "]"
+
+
+class _Strict:
+    """What the C scanner reads off a json.JSONDecoder: plain JSON, nothing hooked."""
+
+    strict, object_hook, object_pairs_hook, memo = True, None, None, {}
+    parse_float, parse_int = float, int
+
+    @staticmethod
+    def parse_constant(name: str):
+        raise ValueError(f"not JSON: {name}")
+
+
+def _decode(text: str):
+    try:
+        from _json import make_scanner
+    except ImportError:
+        import json
+
+        return json.loads(text)
+    value, end = make_scanner(_Strict())(text, 0)
+    if text[end:].strip():
+        raise ValueError("trailing data after the JSON value")
+    return value
 
 
 def _quick(argv: list[str]) -> int | None:
@@ -56,9 +126,9 @@ def _quick(argv: list[str]) -> int | None:
         return None
     try:
         request = {"op": "cli-run", "req": 1, "argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}
-        sock.send(json.dumps(request, separators=(",", ":")).encode())
-        data, fds, _, _ = socket.recv_fds(sock, MAX_MESSAGE, 4)
-        reply = json.loads(data) if data else {}
+        sock.send(_encode(request).encode())
+        reply, fds = _recv(sock)
+        reply = reply or {}
         if not reply or reply.get("declined") or _unknown_request(reply):
             for fd in fds:
                 os.close(fd)
@@ -89,7 +159,7 @@ def _unknown_request(reply: dict) -> bool:
 class _Attached:
     """A foreground container's output copied to ours until it ends (cli.attach's work)."""
 
-    def __init__(self, sock: socket.socket, reply: dict, fds: list[int]) -> None:
+    def __init__(self, sock, reply: dict, fds: list[int]) -> None:
         self.sock, self.id, self.name = sock, reply["id"], reply["name"]
         self.streams = {fd: target for fd, target in zip(fds, (1, 2))}
         for fd in fds[2:]:
@@ -143,7 +213,7 @@ class _Attached:
             self.event = self.event or {"exit_code": 125, "say": f"{PROG}: the daemon shim exited; "
                                         f"the container was stopped"}
             return False
-        message = json.loads(data)
+        message = _decode(data.decode())
         if message.get("event") == "exit" and message.get("id") == self.id and not message.get("exec_id"):
             self.event = message
         return True

@@ -21,8 +21,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "benchmarks", "startup.py")
 
 OURS = ("engine: run().wait()", "engine, prewarm off (cold)", "cli: containerlab-magic run (whole process)",
-        "floor: fork+unshare+exec")
+        "  the same, this Python's site-packages", "  python -c pass (the venv)", "floor: fork+unshare+exec")
 STARTUP_ROWS = ("engine: run().wait()", "engine, prewarm off (cold)", "cli: containerlab-magic run (whole process)",
+                "  the same, this Python's site-packages", "  python -c pass (the venv)", "  python -c pass (this Python)",
                 "crun run (via nsenter)", "nsenter alone (crun's wrapper)", "runc run",
                 "bwrap --unshare-all", "unshare + chroot", "floor: fork+unshare+exec")
 MEMORY_ROWS = ("engine, memory held", "engine, memory freed", "engine started while holding, memory held",
