@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from .. import linux
 from ..errors import HostUnsupported, SpecError
-from . import guards, keyring, seccomp
+from . import guards, keyring, seccomp, setid
 from .capabilities import (CAPABILITY_NUMBERS, DEFAULT_CAPS, DEFAULT_MASK, bounding_set, drop_bounding,  # noqa: F401
                            no_new_privs, switch_user)
 from . import capabilities
@@ -82,15 +82,23 @@ def is_default(policy: Policy) -> bool:
     return bool(_default) and policy is _default[0]
 
 
+_host_root: list[bool] = []
+
+
 def policy_for(spec) -> Policy:
     """The policy for one container's spec (in the shim; compiling a new profile costs a few ms)."""
     caps = capabilities.resolve(spec.cap_add, spec.cap_drop, spec.privileged)
-    if caps == DEFAULT_MASK and spec.no_new_privileges and spec.seccomp is None and not spec.privileged:
+    if not _host_root:
+        _host_root.append(setid.host_root())
+    no_setid = setid.needed(spec, _host_root[0])  # M7: a writable bind into the host, as its root
+    if no_setid:
+        caps &= ~(1 << setid.CAP_SETFCAP)
+    elif caps == DEFAULT_MASK and spec.no_new_privileges and spec.seccomp is None and not spec.privileged:
         return default_policy()
-    return _make(caps, spec.no_new_privileges, spec.seccomp, spec.privileged)
+    return _make(caps, spec.no_new_privileges, spec.seccomp, spec.privileged, no_setid)
 
 
-def _make(caps: int, nnp: bool, profile_text: str | None, privileged: bool) -> Policy:
+def _make(caps: int, nnp: bool, profile_text: str | None, privileged: bool, no_setid: bool = False) -> Policy:
     from .default_profile import PROFILE
 
     held = capabilities.bounding_set()  # capset refuses what we (the shim) do not have ourselves
@@ -102,10 +110,13 @@ def _make(caps: int, nnp: bool, profile_text: str | None, privileged: bool) -> P
     program = None
     if not privileged and profile_text != "unconfined" and not guards.disabled("seccomp"):
         profile = PROFILE if profile_text is None else seccomp.parse(profile_text)
+        if no_setid:
+            profile = setid.restrict(profile)
         # Our default filters the native architecture only (a lab runs no 32-bit binaries;
         # it halves the load time); a profile file gets its archMap as written.
         try:
-            program = seccomp.compile_profile(profile, capabilities.names(caps), key=profile_text or "default",
+            program = seccomp.compile_profile(profile, capabilities.names(caps),
+                                              key=(profile_text or "default") + (" no-setid" if no_setid else ""),
                                               compat=profile_text is not None)
         except OSError as e:
             raise HostUnsupported(f"cannot build the seccomp filter ({e.strerror or e}): install libseccomp2, "

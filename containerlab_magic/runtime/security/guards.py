@@ -18,6 +18,7 @@ GUARDS = {
     "devices-cgroup": "Docker's device allowlist in the devices cgroup (C2)",
     "nodev-binds": "bind mounts are nosuid,nodev (C2, M7)",
     "seccomp": "the default seccomp profile (H1)",
+    "bind-setid": "no setuid/setgid/file-capability files made through a writable bind, as host root (M7)",
     "keyring": "each container joins its own session keyring (H2)",
     "exec-nondumpable": "an exec'd process's setup is not dumpable (H3)",
     "recursive-ro": "read-only binds are read-only in every submount (M1)",
