@@ -157,29 +157,30 @@ class Engine(ResourceVerbs, CleanupVerbs):
             if not follow:
                 return
             wait_for(lambda: os.path.exists(path) or not self._running(cid), 5)
-        try:
-            f = open(path, "rb")
-        except FileNotFoundError:
+        current = _open(path)
+        if current is None:
             return
-        with f:
-            buffer = b""
-            while True:
-                chunk = f.read(65536)
-                if chunk:
-                    buffer += chunk
-                    while len(buffer) >= 8:
-                        stream, size = struct.unpack(">BxxxI", buffer[:8])
-                        if len(buffer) < 8 + size:
-                            break
-                        yield STREAM_NAMES.get(stream, "stdout"), buffer[8:8 + size]
-                        buffer = buffer[8 + size:]
-                    continue
-                if not follow:
-                    return
-                if not self._running(cid):
-                    follow = False  # one more read picks up what was written before the end
-                    continue
-                time.sleep(poll)
+        older = _open(path + ".1")  # (opened second: if log rotated in between, it is the same file)
+        if older is not None and os.fstat(older.fileno()).st_ino == os.fstat(current.fileno()).st_ino:
+            older.close()
+            older = None
+        if older is not None:
+            with older:
+                yield from _frames(older)
+        while current is not None:
+            reading = {"on": follow}  # turned off to read to the end of this file, then stop
+            rotated, inode = False, os.fstat(current.fileno()).st_ino
+            with current:
+                for item in _frames(current, lambda: reading["on"]):
+                    if item is not None:
+                        yield item
+                    elif _rotated(current, path):  # at the end of what is written so far
+                        rotated, reading["on"] = True, False  # the rest of this file, then the new one
+                    elif not self._running(cid):
+                        reading["on"] = False  # one more read picks up what came before the end
+                    else:
+                        time.sleep(poll)
+            current = _next_log(path, inode) if rotated else None
 
     def _running(self, cid: str) -> bool:
         """Running, or ended but its shim has not yet drained its output and recorded the end."""
@@ -321,3 +322,50 @@ class Engine(ResourceVerbs, CleanupVerbs):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _open(path: str):
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        return None
+
+
+def _next_log(path: str, done: int):
+    """After a rotation: log.1 if it is not the file just read (the shim rotated twice
+    meanwhile: read that one first), else the new log.  Three rotations behind, a whole
+    file is lost, as with docker's rotated logs."""
+    older = _open(path + ".1")
+    if older is not None and os.fstat(older.fileno()).st_ino != done:
+        return older
+    if older is not None:
+        older.close()
+    return _open(path)
+
+
+def _rotated(f, path: str) -> bool:
+    """Has the shim renamed this log to log.1 and begun a new one (exits.Exits._rotate)?"""
+    try:
+        return os.stat(path).st_ino != os.fstat(f.fileno()).st_ino
+    except FileNotFoundError:
+        return False  # (the container is being removed)
+
+
+def _frames(f, follow=lambda: False):
+    """(stream, data) of each whole frame (docker's 8-byte header) read from f; with
+    follow() true, None at each end of what is written so far, then it reads on."""
+    buffer = b""
+    while True:
+        chunk = f.read(65536)
+        if chunk:
+            buffer += chunk
+            while len(buffer) >= 8:
+                stream, size = struct.unpack(">BxxxI", buffer[:8])
+                if len(buffer) < 8 + size:
+                    break
+                yield STREAM_NAMES.get(stream, "stdout"), buffer[8:8 + size]
+                buffer = buffer[8 + size:]
+            continue
+        if not follow():
+            return
+        yield None

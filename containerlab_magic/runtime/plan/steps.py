@@ -276,13 +276,17 @@ class Log:
     kind = "log"
 
     def run(self, ctx) -> None:
-        ctx.shim.exits.pump_to_log(ctx.proc, ctx.state_dir, ctx.stdio.take_pumps())
+        from ..shim.exits import log_limit
+
+        limit = log_limit()  # (a bad CONTAINERLAB_LOG_SIZE is one line, before the pipes are taken)
+        ctx.shim.exits.pump_to_log(ctx.proc, ctx.state_dir, ctx.stdio.take_pumps(), limit)
 
     def undo(self, ctx) -> None:
         ctx.shim.exits.stop_pumps(ctx.proc)
 
     def describe(self, ctx) -> str:
-        return f"stdout and stderr into {os.path.join(ctx.state_dir or '<state dir>', 'log')}"
+        return (f"stdout and stderr into {os.path.join(ctx.state_dir or '<state dir>', 'log')} "
+                f"(rotated to log.1 past CONTAINERLAB_LOG_SIZE)")
 
 
 class StateFile:

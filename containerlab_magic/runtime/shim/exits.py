@@ -15,11 +15,29 @@ import signal
 import struct
 import time
 
-from ..errors import ContainerError
+from ..errors import ContainerError, SpecError
 from ..plan.record import split_error_pipe
 from ..state import Status
 
 DEFER_FOR = 0.05  # seconds of quiet before deferred cleanup runs
+LOG_SIZE = 16 << 20  # bytes a detached container's log holds before it rotates (CONTAINERLAB_LOG_SIZE)
+
+
+def log_limit() -> int:
+    """CONTAINERLAB_LOG_SIZE (e.g. 16M; at least 64K): where a log rotates to log.1."""
+    from ..spec import parse_size
+
+    text = os.environ.get("CONTAINERLAB_LOG_SIZE", "").strip()
+    if not text:
+        return LOG_SIZE
+    try:
+        size = parse_size(text, "CONTAINERLAB_LOG_SIZE")
+    except ContainerError:
+        size = -1
+    if size < 64 << 10:
+        raise SpecError(f"invalid CONTAINERLAB_LOG_SIZE={text!r}: give a size of at least 64K, e.g. 16M "
+                        "(a detached container's log rotates to log.1 past it)")
+    return size
 
 
 class Exits:
@@ -31,9 +49,10 @@ class Exits:
 
     # ---------------------------------------------------------------- output
 
-    def pump_to_log(self, proc, state_dir: str, pumps: list[tuple[int, int]]) -> None:
-        proc.log_fd = os.open(os.path.join(state_dir, "log"),
-                              os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    def pump_to_log(self, proc, state_dir: str, pumps: list[tuple[int, int]], limit: int = LOG_SIZE) -> None:
+        proc.log_path, proc.log_limit = os.path.join(state_dir, "log"), limit
+        proc.log_fd = os.open(proc.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        proc.log_size = os.fstat(proc.log_fd).st_size
         for fd, stream in pumps:
             os.set_blocking(fd, False)
             proc.pumps[fd] = stream
@@ -54,12 +73,25 @@ class Exits:
         except BlockingIOError:
             return
         if data:
-            os.write(proc.log_fd, struct.pack(">BxxxI", stream, len(data)) + data)
+            frame = struct.pack(">BxxxI", stream, len(data)) + data
+            if proc.log_size and proc.log_size + len(frame) > proc.log_limit:
+                self._rotate(proc)
+            os.write(proc.log_fd, frame)
+            proc.log_size += len(frame)
             return
         self.shim.selector.unregister(fd)
         os.close(fd)
         del proc.pumps[fd]
         self.maybe_finish(proc)
+
+    def _rotate(self, proc) -> None:
+        """log -> log.1 (replacing the older one), and a new log: a container that floods its
+        output holds at most two logs of the limit on the host.  Frames never straddle two
+        files; a reader following the old file finishes it, then opens the new (Engine.logs)."""
+        os.replace(proc.log_path, proc.log_path + ".1")
+        fd = os.open(proc.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        os.close(proc.log_fd)
+        proc.log_fd, proc.log_size = fd, 0
 
     # ---------------------------------------------------------------- explain
 

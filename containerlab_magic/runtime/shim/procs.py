@@ -38,6 +38,7 @@ class Proc:
         self.state: dict = {}
         self.pumps: dict[int, int] = {}  # fd -> stream (detached output)
         self.log_fd = -1
+        self.log_path, self.log_size, self.log_limit = "", 0, 0  # a detached container's log (exits.py)
         self.wait_status: int | None = None
         self.error: dict | None = None
         self.duration = 0.0
