@@ -148,7 +148,8 @@ def load(text: str, name: str | None = None, base_dir: str = ".") -> Stack:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise SpecError(f"{where}not valid YAML: {getattr(e, 'problem', None) or e}") from None
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]  # (a ReaderError has none)
+        raise SpecError(f"{where}not valid YAML: {' '.join(str(problem).split())}") from None
     if not isinstance(document, dict):
         raise SpecError("a stack is a YAML mapping with a 'services:' key, e.g. services: {web: {image: busybox}}")
     _check_keys(document, "top level", TOP_KEYS)

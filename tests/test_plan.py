@@ -154,8 +154,11 @@ def _warm_spare_of(shim_pid: int) -> bool:
 
 
 def test_a_bug_in_one_request_keeps_the_shim_serving(engine, no_leaks):
-    with pytest.raises(RuntimeFailure) as err:  # a spec field the shim does not know: a TypeError inside
+    with pytest.raises(SpecError) as err:  # a malformed spec is the caller's mistake: one line
         engine._client.request({"op": "run", "spec": {"command": ["true"], "no_such_field": 1}})
+    assert "malformed container spec" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(RuntimeFailure) as err:  # an exec request without its container: a KeyError inside
+        engine._client.request({"op": "exec"})
     message = str(err.value)
     assert "internal error" in message and "\n" not in message
     log = message.rsplit("is in ", 1)[1].rstrip(")")

@@ -354,13 +354,19 @@ class ContainerSpec:
 
     @classmethod
     def from_json(cls, data: dict) -> "ContainerSpec":
-        data = dict(data)
-        data["limits"] = Limits(**data.get("limits", {}))
-        data["mounts"] = tuple(Mount(**m) for m in data.get("mounts", ()))
-        data["ports"] = tuple(PortMap(**p) for p in data.get("ports", ()))
-        data["env"] = tuple(tuple(kv) for kv in data.get("env", ()))
-        data["labels"] = tuple(tuple(kv) for kv in data.get("labels", ()))
-        return cls(**data)
+        """The spec a request carries; SpecError (one line) for anything malformed."""
+        try:
+            data = dict(data)
+            data["limits"] = Limits(**data.get("limits", {}))
+            data["mounts"] = tuple(Mount(**m) for m in data.get("mounts", ()))
+            data["ports"] = tuple(PortMap(**p) for p in data.get("ports", ()))
+            data["env"] = tuple(tuple(kv) for kv in data.get("env", ()))
+            data["labels"] = tuple(tuple(kv) for kv in data.get("labels", ()))
+            return cls(**data)
+        except SpecError:
+            raise
+        except (TypeError, ValueError, AttributeError, KeyError) as e:
+            raise SpecError(f"malformed container spec: {type(e).__name__}: {e}".splitlines()[0]) from None
 
 
 def parse_env(items: list[str] | tuple[str, ...]) -> tuple[tuple[str, str], ...]:

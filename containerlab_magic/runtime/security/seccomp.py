@@ -28,6 +28,7 @@ from . import libseccomp
 
 PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
 EPERM = 1
+MAX_ERRNO = 4095  # the kernel's: errno values are 1..4095
 
 ACTIONS = {"SCMP_ACT_KILL": libseccomp.ACT_KILL_THREAD, "SCMP_ACT_KILL_THREAD": libseccomp.ACT_KILL_THREAD,
            "SCMP_ACT_KILL_PROCESS": libseccomp.ACT_KILL_PROCESS, "SCMP_ACT_TRAP": libseccomp.ACT_TRAP,
@@ -57,6 +58,8 @@ def parse(text: str) -> dict:
     if unknown:
         raise _fix(f"unknown key {sorted(unknown)[0]!r}")
     _check_action(profile.get("defaultAction"), "defaultAction")
+    if "defaultErrnoRet" in profile:
+        _check_errno(profile["defaultErrnoRet"], "defaultErrnoRet")
     for entry in profile.get("archMap") or ():
         for name in [entry.get("architecture"), *(entry.get("subArchitectures") or ())]:
             _check_arch(name)
@@ -68,6 +71,11 @@ def parse(text: str) -> dict:
     for i, rule in enumerate(syscalls):
         _check_rule(rule, i)
     return profile
+
+
+def _check_errno(value: object, where: str) -> None:
+    if not (type(value) is int and 0 <= value <= MAX_ERRNO):
+        raise _fix(f"{where} {value!r} is not an errno from 0 to {MAX_ERRNO}")
 
 
 def _check_action(action: object, where: str) -> None:
@@ -87,6 +95,8 @@ def _check_rule(rule: object, i: int) -> None:
     if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
         raise _fix(f"syscalls[{i}] needs \"names\": a list of syscall names")
     _check_action(rule.get("action"), f"syscalls[{i}].action")
+    if "errnoRet" in rule:
+        _check_errno(rule["errnoRet"], f"syscalls[{i}].errnoRet")
     for arg in rule.get("args") or ():
         if not isinstance(arg, dict) or arg.get("op") not in libseccomp.CMP_OPS:
             raise _fix(f"syscalls[{i}] has an argument without a valid op (SCMP_CMP_EQ, ...)")
@@ -178,7 +188,11 @@ def compile_profile(profile: dict, caps: frozenset[str], key: str | None = None,
                 if number is None:
                     continue  # newer than this libseccomp: as Docker, skip it
                 for args in _arg_sets(rule.get("args") or []):
-                    flt.add_rule(action, number, args)
+                    try:
+                        flt.add_rule(action, number, args)
+                    except OSError as e:  # a rule libseccomp cannot express: the profile's fault
+                        raise _fix(f"libseccomp refuses the rule for {name} "
+                                   f"({e.strerror or e}; an argument value past 64 bits?)") from None
         program = flt.export()
     finally:
         flt.release()

@@ -208,7 +208,10 @@ class Shim:
         received_ns = time.perf_counter_ns()
         try:
             message, fds = protocol.recv(conn)
-        except (ConnectionError, OSError, ValueError):
+        except ValueError as e:  # not one JSON object: say so, and serve the connection on
+            self._answer(conn, {"req": None, "ok": False, "kind": "SpecError", "error": f"malformed request: {e}"})
+            return
+        except (ConnectionError, OSError):
             message, fds = None, []
         if message is None:
             self.drop_conn(conn)
@@ -256,6 +259,12 @@ class Shim:
         if op in ("run", "cli-run"):
             # Its PID 1 is busy building its rootfs now: a good moment for old cleanup.
             self.exits.run_deferred()
+
+    def _answer(self, conn: socket.socket, reply: dict) -> None:
+        try:
+            protocol.send(conn, reply)
+        except OSError:
+            self.drop_conn(conn)
 
     # ---------------------------------------------------------------- shared by the steps
 
