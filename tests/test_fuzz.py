@@ -335,3 +335,101 @@ def test_the_shim_still_runs_containers_after_the_junk(daemon):
     from containerlab_magic.runtime import ContainerSpec
 
     assert daemon.run(ContainerSpec(("echo", "ok"), image="busybox")).wait(30).exit_code == 0
+
+
+# ---------------------------------------------------------------- image inputs: manifests, configs, layers
+
+manifest_docs = st.fixed_dictionaries({}, optional={
+    "schemaVersion": st.one_of(st.integers(-1, 3), st.text(max_size=3)),
+    "mediaType": st.sampled_from(["application/vnd.oci.image.manifest.v1+json",
+                                  "application/vnd.docker.distribution.manifest.v2+json",
+                                  "application/vnd.oci.image.index.v1+json", "text/plain", ""]),
+    "config": st.one_of(st.none(), st.integers(), st.fixed_dictionaries({}, optional={
+        "digest": st.sampled_from(["sha256:" + "a" * 64, "sha256:xyz", "md5:00", ""]),
+        "size": st.one_of(st.integers(-5, 10 ** 12), st.text(max_size=3)),
+        "mediaType": st.text(max_size=10)})),
+    "layers": st.one_of(st.integers(), st.lists(st.one_of(st.integers(), st.fixed_dictionaries({}, optional={
+        "digest": st.sampled_from(["sha256:" + "b" * 64, "sha256:../../etc", "", 5]),
+        "size": st.integers(-1, 10 ** 15), "mediaType": st.sampled_from([
+            "application/vnd.oci.image.layer.v1.tar+gzip", "application/vnd.oci.image.layer.v1.tar+zstd",
+            "application/x-nonsense"])})), max_size=3)),
+})
+
+
+@fuzz(200)
+@given(st.one_of(manifest_docs.map(lambda d: json.dumps(d).encode()), st.binary(max_size=40)),
+       st.sampled_from(["", "application/vnd.oci.image.manifest.v1+json", "application/json"]))
+def test_manifests_and_configs_parse_or_fail_in_one_line(data, content_type):
+    from containerlab_magic.runtime.images.config import parse_config
+    from containerlab_magic.runtime.images.manifest import parse_manifest
+
+    counted("manifests and configs")
+    for parse in (lambda: parse_manifest(data, content_type), lambda: parse_config(data)):
+        try:
+            parse()
+        except ContainerError as e:
+            one_line(str(e))
+
+
+MEMBER_NAMES = ["a", "dir/", "dir/b", "../escape", "/abs", "dir/../../up", ".wh.a", "dir/.wh..wh..opq", "link",
+                "dir/link/x", "dev", "", ".", "a" * 300]
+
+
+@st.composite
+def hostile_tars(draw) -> bytes:
+    """A tar layer whose members try what a hostile image does: climbing out, absolute
+    paths, links through links, devices, whiteouts, hard links to outside."""
+    import tarfile
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for _ in range(draw(st.integers(0, 6))):
+            info = tarfile.TarInfo(draw(st.sampled_from(MEMBER_NAMES)))
+            kind = draw(st.sampled_from([tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE,
+                                         tarfile.CHRTYPE, tarfile.FIFOTYPE]))
+            info.type = kind
+            info.mode = draw(st.sampled_from([0o644, 0o4755, 0o777, 0o000, 0o7777]))
+            if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE):
+                info.linkname = draw(st.sampled_from(["/etc/passwd", "../../../../etc", "a", "link", "dir",
+                                                      "/proc/self/root"]))
+            if kind == tarfile.CHRTYPE:
+                info.devmajor, info.devminor = 1, 3
+            data = draw(st.binary(max_size=16)) if kind == tarfile.REGTYPE else b""
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+@needs_root
+@fuzz(200)
+@given(st.one_of(hostile_tars(), st.binary(max_size=64)))
+@example(b"\x1f\x8b" + b"\x00" * 20)  # a gzip header and nothing
+def test_hostile_layers_unpack_inside_their_folder_or_fail_in_one_line(tmp_path_factory, blob):
+    from containerlab_magic.runtime.images.layers import unpack
+
+    counted("tar layers")
+    base = tmp_path_factory.mktemp("layer")
+    dest, outside = base / "dest", base / "outside"
+    outside.mkdir()
+    dest.mkdir()  # (the store unpacks into a fresh folder of its own)
+    (outside / "keep").write_text("host file")
+    try:
+        unpack(io.BytesIO(blob), str(dest))
+    except ContainerError as e:
+        one_line(str(e))
+    # nothing was written or changed beside dest, whatever the layer tried
+    assert sorted(os.listdir(base)) == ["dest", "outside"]
+    assert os.listdir(outside) == ["keep"] and (outside / "keep").read_text() == "host file"
+    if True:
+        for root, dirs, files in os.walk(dest):
+            for name in dirs + files:
+                path = os.path.join(root, name)
+                assert os.path.realpath(path).startswith(str(dest)) or os.path.islink(path)
+                if os.path.islink(path):
+                    continue
+                st_ = os.lstat(path)
+                assert not (os.path.isfile(path) and st_.st_nlink > 1 and
+                            not os.path.realpath(path).startswith(str(dest)))
+    import shutil
+
+    shutil.rmtree(base)

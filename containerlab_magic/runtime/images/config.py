@@ -60,27 +60,51 @@ def parse_config(data: bytes) -> ImageConfig:
         raise BadImage(f"the image config is not JSON: {e}") from None
     if not isinstance(doc, dict):
         raise BadImage("the image config is not a JSON object")
-    conf = doc.get("config") or {}
+    try:
+        return _config(doc)
+    except (AttributeError, TypeError, ValueError) as e:  # a field of the wrong JSON type
+        raise BadImage(f"the image config is malformed ({type(e).__name__}: {e})".splitlines()[0]) from None
+
+
+def _config(doc: dict) -> ImageConfig:
+    conf = _object(doc.get("config"), "config")
     env = []
     for item in conf.get("Env") or ():
         key, _, value = str(item).partition("=")
         env.append((key, value))
-    rootfs = doc.get("rootfs") or {}
-    diff_ids = tuple(rootfs.get("diff_ids") or ())
+    rootfs = _object(doc.get("rootfs"), "rootfs")
+    diff_ids = tuple(str(d) for d in rootfs.get("diff_ids") or ())
     if rootfs and rootfs.get("type") != "layers":
         raise BadImage(f"the image config's rootfs.type is {rootfs.get('type')!r}, not 'layers'")
+    labels = _object(conf.get("Labels"), "Labels")
     return ImageConfig(
         entrypoint=_strings(conf.get("Entrypoint"), "Entrypoint"),
         cmd=_strings(conf.get("Cmd"), "Cmd"),
         env=tuple(env),
-        workdir=conf.get("WorkingDir") or "",
-        user=conf.get("User") or "",
-        exposed_ports=tuple(sorted(conf.get("ExposedPorts") or {})),
-        stop_signal=conf.get("StopSignal") or "",
-        labels=tuple(sorted((conf.get("Labels") or {}).items())),
-        os=doc.get("os") or "linux",
-        architecture=doc.get("architecture") or "",
-        created=doc.get("created") or "",
+        workdir=_text(conf.get("WorkingDir"), "WorkingDir"),
+        user=_text(conf.get("User"), "User"),
+        exposed_ports=tuple(sorted(str(p) for p in _object(conf.get("ExposedPorts"), "ExposedPorts"))),
+        stop_signal=_text(conf.get("StopSignal"), "StopSignal"),
+        labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())),
+        os=_text(doc.get("os"), "os") or "linux",
+        architecture=_text(doc.get("architecture"), "architecture"),
+        created=_text(doc.get("created"), "created"),
         diff_ids=diff_ids,
-        history=tuple(doc.get("history") or ()),
+        history=tuple(h for h in doc.get("history") or () if isinstance(h, dict)),
     )
+
+
+def _object(value, name: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadImage(f"the image config's {name} is not a JSON object")
+    return value
+
+
+def _text(value, name: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise BadImage(f"the image config's {name} is not a string")
+    return value

@@ -210,7 +210,13 @@ class Unpacker:
             try:
                 with tarfile.open(fileobj=_Footed(stream), mode="r|", bufsize=CHUNK) as tar:
                     for member in tar:
-                        self._entry(tar, member)
+                        try:
+                            self._entry(tar, member)
+                        except OSError as e:
+                            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                                raise  # a full disk, not a bad layer (the pull says so: blobs.full_disk)
+                            raise LayerError(f"the layer's entry {member.name[:80]!r} cannot be made: "
+                                             f"{e.strerror or e}") from None
                 stream.drain()  # the footer and padding count in the diff_id
             except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) + _zstd_errors() as e:
                 raise LayerError(f"the layer is not a valid tar archive: {e}") from None

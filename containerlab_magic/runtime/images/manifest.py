@@ -51,8 +51,11 @@ class Descriptor:
                 or not isinstance(doc.get("size"), int) or doc["size"] < 0:
             raise BadImage(f"a descriptor in the manifest lacks a sha256 digest or a size: {str(doc)[:120]}")
         plat = doc.get("platform") or {}
-        return cls(doc.get("mediaType", ""), doc["digest"], doc["size"],
-                   (plat.get("os", ""), plat.get("architecture", ""), plat.get("variant", "")))
+        where = [plat.get(k, "") for k in ("os", "architecture", "variant")] if isinstance(plat, dict) else [None]
+        fields = (doc.get("mediaType", ""), *where)
+        if not all(isinstance(f, str) for f in fields):
+            raise BadImage(f"a descriptor in the manifest has a malformed mediaType or platform: {str(doc)[:120]}")
+        return cls(fields[0], doc["digest"], doc["size"], tuple(fields[1:]))
 
     def to_json(self) -> dict:
         return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
