@@ -27,6 +27,7 @@ import struct
 import time
 from typing import Iterator
 
+from . import faults
 from .cleanup import CleanupVerbs
 from .container import STREAM_NAMES, Container, OutputCallback, Result, _signal_pid, result_of
 from .errors import Conflict, ContainerError, NotFound, SpecError
@@ -276,6 +277,7 @@ class Engine(ResourceVerbs, CleanupVerbs):
         if status in (Status.RUNNING, Status.EXITING):
             self._settled(cid)  # its shim records the end (and drains its log) first
         state = self.store.read(cid)
+        faults.point("rm")  # (a test hook)
         if state and settle(state)["status"] == Status.DEAD:
             self._reap_orphan(cid, state)  # nobody owns it: its cgroup and network are ours to free
         self.store.remove(cid, (state or {}).get("name"))

@@ -23,6 +23,7 @@ import stat
 import tarfile
 import tempfile
 
+from .. import faults
 from .blobs import full_disk
 from .catalog import find
 from .manifest import OCI_MANIFEST
@@ -180,6 +181,7 @@ def commit(store: OciStore, source: str, name: str, parent: str | None = None, c
     with store.blobs.lock(shared=True):
         doc, layers = image_docs(store, parent)
         desc, diff_id = store_layer(store, source)
+        faults.point("commit")  # (a test hook)
         layers.append(desc)
         stamp = now()
         doc["created"] = stamp

@@ -22,6 +22,7 @@ import os
 import time
 from typing import Callable, Iterable
 
+from .. import faults
 from ..errors import Conflict, NotFound, RuntimeFailure, SpecError
 from ..spec import PortMap, parse_name
 from . import filter as host_filter
@@ -199,6 +200,7 @@ class NetworkManager:
                     alias = ipr.get_links(index)[0].get_attr("IFLA_IFALIAS")
                     if alias == self.state.bridge_alias(name):
                         netlink.delete_link(ipr, record["bridge"])
+                faults.point("network-rm")  # (a test hook)
                 host_filter.remove_bridge(record["bridge"])
             # Spares made ahead by a shim (which will start those containers cold instead).
             # After the bridge: a spare's PID 1 may be making its veth right now, and

@@ -4,9 +4,9 @@ This is bubblewrap's shape (a list of typed setup steps, one executor) with an
 undo per step: whatever failed, exactly the steps that ran are undone, newest
 first, and nothing is left behind.  It is the only undo mechanism of a start.
 
-Test hook: CONTAINERLAB_FAIL_AT_STEP=<step kind> (read only when set) makes
-the step of that kind fail after it ran, so tests can check that every step
-before it, and it, are undone.
+Test hook (faults.py): CONTAINERLAB_FAIL_AT_STEP=<step kind> makes the step of
+that kind fail after it ran, so tests can check that every step before it, and
+it, are undone; `kill:<step kind>` makes the shim die there instead (gc's case).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import os
 import time
 from typing import Protocol
 
-from ..errors import RuntimeFailure
+from .. import faults
 from .record import SHIM, StepRecord
 
-FAIL_AT_ENV = "CONTAINERLAB_FAIL_AT_STEP"
+FAIL_AT_ENV = faults.ENV
 
 
 class Step(Protocol):
@@ -57,8 +57,8 @@ class Executor:
             for step in self.steps:
                 self.done.append(step)
                 step.run(self.ctx)
-                if fail_at is not None and step.kind == fail_at:
-                    raise RuntimeFailure(f"failing at step {step.kind!r} as {FAIL_AT_ENV} asks (a test hook)")
+                if fail_at:
+                    faults.point(step.kind, fail_at)
                 # A step that hands on to another process (clone) ends where that one's
                 # timing begins, so the two never count the same time twice.
                 if self.record:

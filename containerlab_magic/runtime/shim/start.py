@@ -14,7 +14,7 @@ import random
 import secrets
 import time
 
-from .. import child, rootfs, security
+from .. import child, faults, rootfs, security
 from ..errors import HostUnsupported, RuntimeFailure, SpecError
 from ..image_config import apply as apply_image_config
 from ..plan.build import build
@@ -194,6 +194,7 @@ class Starter:
                 procs_files=tuple(cgroup.procs_files) if cgroup else (), security=security.policy_for(spec))
             exec_id = secrets.token_hex(8)
             proc = shim.spawner.spawn("exec", cid, setup, conn, exec_id=exec_id)
+            faults.point("exec")  # (a test hook)
             stdio.close_child_ends()
             if exec_spec.tty:
                 stdio.receive_console(proc)
