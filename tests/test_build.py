@@ -164,3 +164,37 @@ def test_the_ignore_file_rule_last_match_wins(tmp_path):
         (tmp_path / name).write_text("x")
     (tmp_path / ".dockerignore").write_text("*.log\n!keep.log\nlogs\n")
     assert sorted(_walk(str(tmp_path), _ignore_patterns(str(tmp_path)))) == [".dockerignore", "b.txt", "keep.log"]
+
+
+def test_a_build_killed_mid_run_leaves_nothing_once_gc_ran(store, tmp_path, no_leaks):
+    """kill -9 of `build` while a RUN runs: its RUN container ends with it (the daemon's
+    caller went), and gc forgets the temporary names only a live build may hold, so
+    `image prune` frees what it had made; no half layer stays in the store's tmp."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "Containerfile").write_text("FROM busybox\nRUN echo started; sleep 30\n")
+    temps = lambda: [n for n in store.oci.refs() if "clab-build-tmp" in n]  # noqa: E731
+    assert temps() == []
+    proc = subprocess.Popen([sys.executable, "-m", "containerlab_magic", "build", "-t", "killed-build:1",
+                             str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in proc.stdout:
+            if line.strip() == "started":  # the RUN's own output (not the Step line): it runs now
+                break
+        assert temps(), "the build named no temporary image"
+    finally:
+        proc.kill()
+        proc.wait()
+    left = temps()
+    assert left  # the kill left them behind
+    r = cli("gc")
+    assert r.returncode == 0 and all(f"temporary image {name}" in r.stdout for name in left), r.stdout
+    assert temps() == [] and not [n for n in store.oci.refs() if "killed-build" in n]
+    deadline = time.monotonic() + 10
+    while os.listdir(store.oci.blobs.tmp) and time.monotonic() < deadline:
+        time.sleep(0.05)  # (the daemon's RUN container is ended by its shim when the caller went)
+    store.oci.prune()
+    assert os.listdir(store.oci.blobs.tmp) == []

@@ -73,7 +73,17 @@ class CleanupVerbs:
                 removed.append(f"name {name}")
         if self.cgroups is not None:
             self.cgroups.release()  # the lab's parent groups, if no engine has a group in them
+        removed += self._forget_dead_builds()
         return removed
+
+    def _forget_dead_builds(self) -> list[str]:
+        """Temporary image names of builds killed midway (`image prune` then frees their layers)."""
+        if not os.path.isdir(os.path.join(self.data_root, "images", "oci")):
+            return []  # no image was ever pulled or built: nothing to look at (and nothing made)
+        from .images import ImageStore
+        from .images.build import forget_dead_builds
+
+        return [f"temporary image {name}" for name in forget_dead_builds(ImageStore(self.data_root).oci)]
 
 
     def _young(self, cid: str) -> bool:

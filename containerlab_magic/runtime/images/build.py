@@ -73,7 +73,8 @@ class Build:
         self.stages: dict[str, State] = {}
         self.hits = self.misses = 0
         self.cache = BuildCache(self.oci)
-        self._temp = f"{TEMP_REPO}:{os.getpid()}-{id(self) & 0xffffff:x}"
+        self._owner = _owner_tag()  # whose these names are: gc forgets them once it died
+        self._temp = f"{TEMP_REPO}:{self._owner}-{id(self) & 0xffffff:x}"
         self._temps = {str(parse(self._temp))}  # names made for the while: removed at the end
 
     # ---------------------------------------------------------------- the whole file
@@ -301,7 +302,7 @@ class Build:
         state = self.stages[stage]
         if not state.digest:
             state.digest = self._write(state)
-        name = f"{TEMP_REPO}:{os.getpid()}-stage-{hashlib.sha256(stage.encode()).hexdigest()[:8]}"
+        name = f"{TEMP_REPO}:{self._owner}-stage-{hashlib.sha256(stage.encode()).hexdigest()[:8]}"
         self.oci.set_ref(str(parse(name)), state.digest)
         self._temps.add(str(parse(name)))
         return name
@@ -347,6 +348,32 @@ class Build:
             self._add_layer(new, work, ins.text)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+def _owner_tag() -> str:
+    """PID and start time of this process: a temporary name outlives a build killed with -9,
+    and this says whether its builder is still there (forget_dead_builds)."""
+    from ..state import proc_start_time
+
+    return f"{os.getpid()}-{proc_start_time(os.getpid())}"
+
+
+def forget_dead_builds(oci: OciStore) -> list[str]:
+    """Forget the temporary names of builds whose process is gone (killed mid-RUN, say), so
+    `image prune` can free what only they held.  (gc calls it.)"""
+    from ..state import alive
+
+    prefix = str(parse(TEMP_REPO + ":x"))[:-1]
+    forgotten = []
+    for name in list(oci.refs()):
+        if not name.startswith(prefix):
+            continue
+        pid, _, rest = name[len(prefix):].partition("-")
+        start, _, _ = rest.partition("-")
+        if not (pid.isdigit() and start.isdigit()) or not alive(int(pid), int(start)):
+            oci.set_ref(name, None)
+            forgotten.append(name)
+    return forgotten
+
 
 def _find(store: OciStore, name: str):
     from .catalog import find
