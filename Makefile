@@ -10,7 +10,7 @@ PYTEST = $(PYTHON) -m pytest -p no:cacheprovider -rs
 VM_TESTS = tests/test_runtime.py tests/test_network.py tests/test_network_engine.py \
 	tests/security/test_device_bpf.py tests/security/test_escape_devices.py tests/security/test_escape_limits.py
 
-.PHONY: setup test test-fast lab bench
+.PHONY: setup test test-fast lab bench reliability
 
 setup:
 	./scripts/setup
@@ -37,3 +37,11 @@ lab: setup
 
 bench: setup
 	$(PYTHON) benchmarks/startup.py
+
+# The figures of README's "Reliability" section, in full (CI runs a short version of
+# each in make test): the 1000-cycle soak, a bystander's start under each attack, the
+# fuzzers with ten times the examples, and every injected fault.
+reliability: setup
+	$(PYTHON) benchmarks/soak.py --cycles 1000
+	$(PYTHON) benchmarks/attacks.py --runs 30
+	CONTAINERLAB_FUZZ_SCALE=10 $(PYTEST) -q -s tests/test_fuzz.py tests/test_faults.py tests/test_concurrency.py
