@@ -10,7 +10,7 @@ unpause, a live limit update, an OOM kill, a --timeout, and kill.  Every
 `--every` cycles it samples the engine's process (fds, threads, RSS), its shim's
 (the same), and what the lab holds on the host for this state root: mounts,
 cgroup directories, veths, state directories (warm spares are the shim's stock,
-not counted).  It prints the samples, the starts per second, and exits 1 if
+not counted), once the last cycle's deferred cleanup is done.  It prints the samples, the starts per second, and exits 1 if
 anything grew beyond noise, which here means: every count at the end no higher
 than its highest of the first two samples (spares and lazily opened files
 settle in the first cycles), and each RSS less than 10 MiB above its first
@@ -198,12 +198,24 @@ def host(state: str) -> dict:
     return {"mounts": mounts, "cgroups": groups, "links": links, "states": states}
 
 
+def settled(state: str, timeout: float = 3.0) -> dict:
+    """The host's counts once the last cycle's cleanup is done: the shim removes a
+    container's cgroup and state when it is idle for 50 ms (exits.py), so a sample taken
+    at once may still see the last one.  What is still there after `timeout` stays."""
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = host(state)
+        if not any(counts.values()) or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.05)
+
+
 def sample(engine: Engine, cycle: int, started: float) -> dict:
+    counts = settled(engine.state_root)
     me, shim = process(os.getpid()), process(engine.shim_pid)
     return {"cycle": cycle, "seconds": round(time.monotonic() - started, 1),
             "engine_fds": me["fds"], "engine_threads": me["threads"], "engine_rss": me["rss"],
-            "shim_fds": shim["fds"], "shim_threads": shim["threads"], "shim_rss": shim["rss"],
-            **host(engine.state_root)}
+            "shim_fds": shim["fds"], "shim_threads": shim["threads"], "shim_rss": shim["rss"], **counts}
 
 
 COUNTS = ("engine_fds", "engine_threads", "shim_fds", "shim_threads", "mounts", "cgroups", "links", "states")
