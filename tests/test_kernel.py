@@ -189,6 +189,40 @@ def test_kernel_restart_removes_every_container(kernel, now):
     assert reply["status"] == "ok" and not os.path.exists(folder)
 
 
+def test_a_restart_with_ten_containers_ends_the_kernels_and_keeps_the_daemons(kernel):
+    """Seven containers of the kernel (detached and not) end with it; three the CLI's daemon
+    owns outlive it, as documented; the new kernel's ps shows exactly those."""
+    km, kc = kernel
+    from test_cli import cli
+
+    for n in range(3):
+        assert cli("run", "-d", "--name", f"daemon-{n}", "busybox", "sleep", "300").returncode == 0
+    try:
+        for n in range(6):
+            reply, _ = execute(kc, f"%%container --detach --name kernel-{n}\nsleep 300")
+            assert reply["status"] == "ok"
+        kc.execute("%%container --name kernel-fg\nsleep 300")  # a foreground cell, still running
+        deadline = time.monotonic() + 10
+        while len(state_dirs()) < 10 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(state_dirs()) == 10
+        km.restart_kernel(now=False)
+        kc.wait_for_ready(timeout=60)
+        from containerlab_magic.runtime import Engine
+
+        names = lambda: {c["name"] for c in Engine(prewarm=False).ps(all=True)}  # noqa: E731 - the truth on disk
+        deadline = time.monotonic() + 10
+        while names() != {"daemon-0", "daemon-1", "daemon-2"} and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert names() == {"daemon-0", "daemon-1", "daemon-2"}
+        _, messages = execute(kc, "%container ps -a")
+        shown = " ".join(str(m["content"].get("data", {})) + m["content"].get("text", "") for _, m in messages)
+        assert all(f"daemon-{n}" in shown for n in range(3)) and "kernel-" not in shown
+    finally:
+        for n in range(3):
+            cli("rm", "-f", f"daemon-{n}")
+
+
 def test_tour_notebook_under_nbval(module_no_leaks):
     notebook = os.path.join(ROOT, "notebooks", "tour.ipynb")
     sanitize = os.path.join(ROOT, "notebooks", "nbval-sanitize.cfg")
