@@ -124,6 +124,36 @@ def check_value(got, want, what: str) -> Report:
     return Report(what).add(got == want, f"{what} = {got!r}" + ("" if got == want else f", want {want!r}"))
 
 
+def check_image(name: str, *, shares_with: str | None = None, output: str | None = None,
+                engine=None) -> Report:
+    """Is image NAME in the store; does it share its bottom layers with `shares_with`; does
+    running it (its own CMD, in a fresh container) print `output`?"""
+    from . import commands
+    from .runtime.spec import ContainerSpec
+
+    engine = engine or _engine()
+    report = Report(f"image {name}")
+    try:
+        mine = commands.image_inspect(engine, name)["RootFS"]["Layers"]
+    except ContainerError:
+        return report.add(False, f"there is no image {name}: build it with %%container build -t {name}")
+    report.add(True, f"{name} is in the store, {len(mine)} layer{'s' if len(mine) != 1 else ''}")
+    if shares_with is not None:
+        try:
+            base = commands.image_inspect(engine, shares_with)["RootFS"]["Layers"]
+        except ContainerError:
+            base = None
+        shared = base is not None and mine[:len(base)] == base
+        report.add(shared, f"its bottom {len(base)} layer(s) are {shares_with}'s: shared, stored once" if shared
+                   else f"it does not start with {shares_with}'s layers: write FROM {shares_with}")
+    if output is not None:
+        result = engine.run(ContainerSpec((), image=name, timeout=10)).wait(30)
+        text = (result.stdout or b"").decode(errors="replace")
+        report.add(output in text, f"running it prints {output!r}" if output in text else
+                   f"running it prints {text.strip()[:60]!r}, not {output!r}: check its CMD")
+    return report
+
+
 def check_stack(name: str, services: list[str], engine=None) -> Report:
     """Is stack NAME up with (at least) these services running?"""
     from . import commands

@@ -938,3 +938,187 @@ check_container("iso", hostname="isolated", running=True)
 
 LESSONS["02-isolation-namespaces"] = NAMESPACES
 LESSONS = dict(sorted(LESSONS.items()))
+
+IMAGES = [
+    ("md", """
+# 04 · Images and layers
+
+An **image** is what a container starts from: a stack of read-only **layers** (each one a set of file
+changes) plus a little configuration (the command to run, environment, working directory). Two images
+built on the same base share that base's layers: they are stored once and mounted by both. In this
+notebook you build images from Containerfile cells, look at their layers and history, see two images
+share a layer, turn a container's changes into a new layer with `commit`, and run one image unchanged in a
+"test" and a "production" setting.
+""", """
+# 04 · 이미지와 레이어
+
+**이미지**는 컨테이너가 시작하는 출발점입니다. 읽기 전용 **레이어**(파일 변경 사항의 묶음) 여러 장이 쌓여 있고,
+여기에 약간의 설정(실행할 명령, 환경 변수, 작업 디렉터리)이 붙어 있습니다. 같은 베이스 위에 만든 두 이미지는
+그 베이스의 레이어를 함께 씁니다. 디스크에는 한 번만 저장되고, 두 이미지가 같은 레이어를 마운트합니다.
+이 노트북에서는 Containerfile 셀로 이미지를 만들고, 레이어와 히스토리를 살펴보고, 두 이미지가 레이어를
+공유하는 모습을 보고, `commit`으로 컨테이너의 변경 사항을 새 레이어로 만들고, 하나의 이미지를 그대로 둔 채
+"테스트"와 "운영" 설정으로 실행해 봅니다.
+"""),
+    ("code", "%load_ext containerlab_magic"),
+    ROOT_NOTE, WHO,
+    ("md", """
+## 1. A base image, built from a cell
+
+`%%container build -t NAME` takes the cell as a Containerfile. `FROM busybox` starts from the lab's
+built-in busybox; each `RUN` runs in a real container and its file changes become one new layer.
+""", """
+## 1. 셀에서 베이스 이미지 만들기
+
+`%%container build -t 이름`은 셀 내용을 Containerfile로 받습니다. `FROM busybox`는 랩에 들어 있는 busybox에서
+시작하고, `RUN` 하나하나는 진짜 컨테이너 안에서 실행되며, 그 결과 바뀐 파일들이 새 레이어 한 장이 됩니다.
+"""),
+    ("code", """
+%%container build -t course/base:1
+FROM busybox
+RUN mkdir -p /app && echo "the shared base layer" > /app/BASE
+"""),
+    ("md", """
+## 2. Two images on one base
+
+Both images below start `FROM course/base:1` and add one layer of their own. In the chart, a block
+outlined in black is a layer that more than one image uses: it is on disk once.
+""", """
+## 2. 한 베이스 위의 두 이미지
+
+아래 두 이미지는 모두 `FROM course/base:1`로 시작하고, 각자 레이어를 한 장씩 더합니다. 차트에서 검은 테두리가
+있는 블록은 여러 이미지가 함께 쓰는 레이어입니다. 디스크에는 한 번만 있습니다.
+"""),
+    ("code", """
+%%container build -t course/hello:1
+FROM course/base:1
+RUN echo 'echo "hello, built on: $(cat /app/BASE)"' > /app/run.sh
+CMD ["sh", "/app/run.sh"]
+"""),
+    ("code", """
+%%container build -t course/goodbye:1
+FROM course/base:1
+RUN echo 'echo "goodbye, built on: $(cat /app/BASE)"' > /app/run.sh
+CMD ["sh", "/app/run.sh"]
+"""),
+    ("code", "%container images"),
+    ("md", """
+## 3. History: which instruction made which layer
+
+`history` lists the steps that made an image, newest first, with the size of each step's layer.
+Configuration steps (`CMD`, `ENV`) make no layer.
+""", """
+## 3. 히스토리: 어떤 명령이 어떤 레이어를 만들었나
+
+`history`는 이미지를 만든 단계를 최근 것부터 보여 주고, 단계마다 만들어진 레이어의 크기를 함께 보여 줍니다.
+설정 단계(`CMD`, `ENV`)는 레이어를 만들지 않습니다.
+"""),
+    ("code", "%container history course/hello:1"),
+    ("code", """
+from containerlab_magic import commands
+from containerlab_magic.magics import _loaded
+
+engine = next(iter(_loaded.values())).engine
+hello = commands.image_inspect(engine, "course/hello:1")["RootFS"]["Layers"]
+goodbye = commands.image_inspect(engine, "course/goodbye:1")["RootFS"]["Layers"]
+shared = [layer for layer in hello if layer in goodbye]
+print(f"hello has {len(hello)} layers, goodbye has {len(goodbye)}; they share {len(shared)}:")
+for layer in shared:
+    print("  ", layer[:19], "...")
+"""),
+    ("md", """
+## 4. Running an image: its own command
+
+An image carries its command (`CMD`). A container from it runs that command unless you give another.
+""", """
+## 4. 이미지 실행하기: 이미지에 담긴 명령
+
+이미지는 실행할 명령(`CMD`)을 품고 있습니다. 그 이미지로 만든 컨테이너는 다른 명령을 주지 않는 한 그 명령을
+실행합니다.
+"""),
+    ("code", """
+%%container --image course/hello:1
+sh /app/run.sh
+"""),
+    ("md", """
+## 5. commit: a container's changes become a layer
+
+A running container writes into its own thin writable layer on top of the image's read-only ones.
+`commit` turns what it changed into a new layer of a new image.
+""", """
+## 5. commit: 컨테이너의 변경 사항이 레이어가 된다
+
+실행 중인 컨테이너는 이미지의 읽기 전용 레이어들 위에 얹힌 얇은 쓰기 가능 레이어에 씁니다. `commit`은 그
+컨테이너가 바꾼 내용을 새 이미지의 새 레이어로 만듭니다.
+"""),
+    ("code", """
+%%container --detach --name workbench --image course/base:1
+echo "written inside a running container" > /app/NOTE; sleep 300
+"""),
+    ("code", """
+import time
+time.sleep(0.5)  # (the container has written its file by now)
+%container commit workbench course/noted:1
+%container rm -f workbench
+%container history course/noted:1
+"""),
+    ("md", """
+## 6. One image, a test and a production setting
+
+The image is the application author's part: code, runtime, libraries, a fixed digest. Where and how it
+runs (limits, environment, network) is the operator's part. The same digest runs in both settings below;
+only the settings differ.
+""", """
+## 6. 하나의 이미지, 테스트 설정과 운영 설정
+
+이미지는 애플리케이션 작성자의 몫입니다. 코드, 런타임, 라이브러리가 담겨 있고 다이제스트(digest)가 정해져
+있습니다. 어디서 어떻게 실행할지(제한, 환경 변수, 네트워크)는 운영자의 몫입니다. 아래에서는 같은 다이제스트의
+이미지가 두 설정에서 실행되고, 달라지는 것은 설정뿐입니다.
+"""),
+    ("code", """
+from containerlab_magic.runtime import ContainerSpec, Limits
+
+digest = commands.image_inspect(engine, "course/hello:1")["ManifestDigest"]
+settings = {"test": dict(env=(("MODE", "test"),), limits=Limits(memory=32 << 20)),
+            "production": dict(env=(("MODE", "production"),), limits=Limits(memory=128 << 20, cpus=1.0))}
+for where, options in settings.items():
+    result = engine.run(ContainerSpec(("sh", "-c", "sh /app/run.sh; echo MODE=$MODE; cat /sys/fs/cgroup/memory.max "
+                                       "2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes"),
+                                      image="course/hello:1", **options)).wait(30)
+    print(f"[{where}] image {digest[:19]}...")
+    print("   " + result.stdout.decode().strip().replace("\\n", "\\n   "))
+"""),
+    ("md", """
+## Exercise
+
+Build an image `course/exercise:1` **on top of `course/base:1`** whose own command prints `ready`.
+Then run the check. (Hint: `FROM`, and a `CMD` in the exec form `["echo", "ready"]`.)
+""", """
+## 연습 문제
+
+`course/base:1` **위에** 이미지 `course/exercise:1`을 만들어 보세요. 이 이미지에 담긴 명령은 `ready`를
+출력해야 합니다. 다 만들었으면 확인 셀을 실행하세요. (힌트: `FROM`, 그리고 exec 형식의 `CMD`
+`["echo", "ready"]`)
+"""),
+    ("code", """
+%%container build -t course/exercise:1
+FROM course/base:1
+CMD ["echo", "ready"]
+"""),
+    ("code", """
+from containerlab_magic.course import check_image
+check_image("course/exercise:1", shares_with="course/base:1", output="ready")
+"""),
+    ("md", """
+## Clean up
+
+`rmi` removes names; `image prune` frees every layer no name uses any more.
+""", """
+## 정리
+
+`rmi`는 이름을 지우고, `image prune`은 더 이상 어떤 이름도 쓰지 않는 레이어를 모두 지웁니다.
+"""),
+    ("code", "%container rmi course/exercise:1 course/noted:1 course/hello:1 course/goodbye:1 course/base:1"),
+    ("code", "%container image prune"),
+]
+LESSONS["04-images-and-layers"] = IMAGES
+LESSONS = dict(sorted(LESSONS.items()))
