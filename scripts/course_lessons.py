@@ -1122,3 +1122,130 @@ check_image("course/exercise:1", shares_with="course/base:1", output="ready")
 ]
 LESSONS["04-images-and-layers"] = IMAGES
 LESSONS = dict(sorted(LESSONS.items()))
+
+VM = [
+    ("md", """
+# 06 · Container vs virtual machine, measured
+
+A **virtual machine** runs a whole guest operating system with its own kernel on emulated (or
+hardware-assisted) hardware: it boots. A **container** is a group of ordinary processes on the host's one
+kernel, given their own view of the machine: it starts. Here both do the same small job (print a line,
+the kernel's release and the memory they see, then stop) side by side, and you compare time to first
+output, memory, and kernel. The VM is real: Debian's own kernel, booted by qemu with a tiny initramfs this
+notebook builds.
+""", """
+# 06 · 컨테이너와 가상 머신, 직접 재어 보기
+
+**가상 머신**은 에뮬레이션된(또는 하드웨어의 도움을 받는) 하드웨어 위에서 자기 커널을 가진 게스트 운영체제
+전체를 실행합니다. 즉 "부팅"합니다. **컨테이너**는 호스트의 하나뿐인 커널 위에서 도는 평범한 프로세스들의
+묶음이고, 커널이 이들에게 자기만의 시야를 줄 뿐입니다. 즉 "시작"합니다. 여기서는 둘에게 같은 작은 일
+(한 줄 출력, 커널 릴리스와 보이는 메모리 출력, 종료)을 시키고, 첫 출력까지 걸린 시간, 메모리, 커널을
+나란히 비교합니다. 가상 머신은 진짜입니다. 데비안의 커널을 qemu로 부팅하고, 이 노트북이 직접 만든 작은
+initramfs를 씁니다.
+"""),
+    ("code", "%load_ext containerlab_magic"),
+    ROOT_NOTE, WHO,
+    ("md", """
+## 1. The same job, twice
+
+`boot_container` starts a busybox container; `boot_vm` boots the VM (KVM when this host allows it,
+otherwise qemu emulates the CPU in software, which is slower: the table says which). Both are timed from
+outside, from the request to the first line the job prints, and to its end.
+""", """
+## 1. 같은 일을 두 번
+
+`boot_container`는 busybox 컨테이너를 시작하고, `boot_vm`은 가상 머신을 부팅합니다(호스트가 허락하면 KVM을
+쓰고, 아니면 qemu가 CPU를 소프트웨어로 에뮬레이션하는데, 이쪽이 더 느립니다. 어느 쪽인지는 표에 나옵니다).
+둘 다 바깥에서, 요청한 순간부터 그 일이 첫 줄을 출력할 때까지, 그리고 끝날 때까지의 시간을 잽니다.
+"""),
+    ("code", """
+from containerlab_magic.course_vm import boot_container, boot_vm, table_and_chart
+from containerlab_magic.magics import _loaded
+
+engine = next(iter(_loaded.values())).engine
+container, vm = boot_container(engine), boot_vm()
+table_and_chart([container, vm])
+"""),
+    ("code", """
+print(f"the container printed its first line {vm.first_output_s / container.first_output_s:,.0f}x sooner "
+      f"and held {vm.peak_memory / max(container.peak_memory, 1):,.0f}x less memory")
+for boot in (container, vm):
+    print(f"{boot.what}:", *boot.lines, sep="\\n   ")
+"""),
+    ("md", """
+## 2. One kernel, or two
+
+The container reports the **host's** kernel: it has no other. The VM reports its own guest kernel, which
+can be any version (here, Debian's packaged one), because it is a separate operating system.
+""", """
+## 2. 커널이 하나인가, 둘인가
+
+컨테이너는 **호스트의** 커널 릴리스를 보고합니다. 다른 커널이 없기 때문입니다. 가상 머신은 자기 게스트 커널을
+보고하는데, 별도의 운영체제이기 때문에 어떤 버전이든 될 수 있습니다(여기서는 데비안 패키지의 커널입니다).
+"""),
+    ("code", """
+import platform
+print("host kernel:        ", platform.release())
+print("container's kernel: ", container.kernel, "(the host's)" if container.kernel == platform.release() else "")
+print("VM's kernel:        ", vm.kernel, "(its own)" if vm.kernel != platform.release() else "(the same version)")
+"""),
+    ("md", """
+## 3. What a container cannot do
+
+Sharing the kernel has a price: a container cannot load another kernel or kernel module, and it cannot run
+a program made for another operating system's kernel. A Windows `.exe` is not something the Linux kernel
+can execute, so there is no Windows container on Linux (a VM can run Windows, because it brings its own
+kernel).
+""", """
+## 3. 컨테이너가 할 수 없는 일
+
+커널을 함께 쓰는 데는 대가가 있습니다. 컨테이너는 다른 커널이나 커널 모듈을 올릴 수 없고, 다른 운영체제의
+커널을 위해 만든 프로그램을 실행할 수 없습니다. 윈도우 `.exe`는 리눅스 커널이 실행할 수 있는 형식이 아니므로
+리눅스 위에 윈도우 컨테이너는 없습니다(가상 머신은 자기 커널을 가져오므로 윈도우를 실행할 수 있습니다).
+"""),
+    ("code", """
+%%container --python
+import ctypes, os, platform
+
+open("/tmp/hello.exe", "wb").write(b"MZ" + bytes(126))  # the start of a Windows program
+os.chmod("/tmp/hello.exe", 0o755)
+try:
+    os.execv("/tmp/hello.exe", ["hello.exe"])
+except OSError as e:
+    print("run a Windows program:", e.strerror)
+
+libc = ctypes.CDLL(None, use_errno=True)
+calls = {"x86_64": (313, 320), "aarch64": (273, 294)}.get(platform.machine())
+if calls:
+    libc.syscall(calls[0], -1, b"", 0)  # finit_module: load a kernel module
+    print("load a kernel module:", os.strerror(ctypes.get_errno()))
+    libc.syscall(calls[1], -1, -1, 0, b"", 0)  # kexec_file_load: boot another kernel
+    print("boot another kernel: ", os.strerror(ctypes.get_errno()))
+"""),
+    ("md", """
+## Exercise
+
+For each of the two, say whether it runs on the host's own kernel: set the two variables to `True` or
+`False`, then run the check.
+""", """
+## 연습 문제
+
+두 가지 각각이 호스트의 커널 위에서 도는지 답해 보세요. 두 변수를 `True` 또는 `False`로 정한 뒤 확인 셀을
+실행하세요.
+"""),
+    ("code", """
+container_uses_host_kernel = True
+vm_uses_host_kernel = False
+"""),
+    ("code", """
+from containerlab_magic.course import Report
+report = Report("one kernel or two")
+report.add(container_uses_host_kernel == (container.kernel == platform.release()),
+           "the container: " + ("right" if container_uses_host_kernel else "look at section 2 again"))
+report.add(vm_uses_host_kernel is False, "the VM: " + ("right: it boots its own" if not vm_uses_host_kernel
+                                                       else "look at section 2 again"))
+report
+"""),
+]
+LESSONS["06-container-vs-vm"] = VM
+LESSONS = dict(sorted(LESSONS.items()))
