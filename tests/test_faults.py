@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from conftest import STATE, needs_root, our_mounts, snapshot
+from conftest import STATE, _spare, needs_root, our_mounts, snapshot
 from containerlab_magic.runtime import ContainerSpec, Engine
 from containerlab_magic.runtime.errors import ContainerError, RuntimeFailure
 from containerlab_magic.runtime.faults import ENV
@@ -45,13 +45,21 @@ def links() -> set[str]:
     return found
 
 
+SEEN: set[str] = set()  # every container id this state root has shown (its ledger, its state folders)
+
+
 def cgroup_dirs() -> set[str]:
-    """Per-container groups under the lab's hierarchies (64-hex names), whatever the ledger says."""
+    """Group directories under the lab's hierarchies of any container this state root has had,
+    whatever its ledger says now (other runs on the host make groups of their own)."""
+    for kind in ("cgroups", "containers"):
+        try:
+            SEEN.update(os.listdir(os.path.join(STATE, kind)))
+        except FileNotFoundError:
+            pass
     found = set()
     for controller in os.listdir("/sys/fs/cgroup"):
-        for lab in (os.path.join("/sys/fs/cgroup", controller, "containerlab"), ):
-            for root, dirs, _files in os.walk(lab):
-                found |= {os.path.join(root, d) for d in dirs if len(d) == 64}
+        for root, dirs, _files in os.walk(os.path.join("/sys/fs/cgroup", controller, "containerlab")):
+            found |= {os.path.join(root, d) for d in dirs if d in SEEN and not _spare(d)}
     return found
 
 
@@ -116,11 +124,27 @@ def test_a_shim_killed_at_a_start_step_leaves_nothing_once_gc_ran(monkeypatch, n
         with pytest.raises(RuntimeFailure) as err:
             engine.run(spec_for(net, f"killed-at-{kind}"))
         assert "shim exited" in str(err.value) and "\n" not in str(err.value)
+    host()  # (notes the ids it left, so their groups are looked for below)
     with Engine(prewarm=False) as fresh:
         fresh.gc()
         assert all(c["name"] != f"killed-at-{kind}" for c in fresh.ps(all=True))
     back_to(before)
     survived(f"start:{kind}")
+
+
+def test_the_next_engine_reaps_what_a_killed_shim_left_without_gc(monkeypatch):
+    """A kernel whose shim died (here: killed once its container runs) leaves an orphan;
+    the next private engine's first request reaps it, no `gc` needed."""
+    before = host()
+    with engine_with(monkeypatch, "kill:go") as engine, pytest.raises(RuntimeFailure):
+        engine.run(spec_for(NET, "orphan"))
+    assert "orphan" in {c["name"] for c in Engine(prewarm=False).ps(all=True)}  # dead, until someone reaps it
+    host()
+    with Engine(prewarm=False) as fresh:
+        assert fresh.run(ContainerSpec(("true",), image="busybox")).wait(30).exit_code == 0
+        assert "orphan" not in {c["name"] for c in fresh.ps(all=True)}
+    back_to(before)
+    survived("kill:go, reaped by the next engine")
 
 
 def test_exec_failing_after_its_fork_leaves_the_container_running(monkeypatch):
@@ -146,6 +170,7 @@ def test_a_shim_killed_during_exec_leaves_nothing_once_gc_ran(monkeypatch):
         engine.run(spec_for(NET, "exec-killed"))
         with pytest.raises(ContainerError):
             engine.exec("exec-killed", ["true"])
+    host()
     with Engine(prewarm=False) as fresh:
         assert any("exec-killed" in line for line in fresh.gc())
     back_to(before)
@@ -160,6 +185,7 @@ def test_rm_failing_midway_is_finished_by_rm_again(monkeypatch):
         with pytest.raises(RuntimeFailure):
             engine.rm("rm-fails", force=True)
         monkeypatch.delenv(ENV)
+        host()
         engine.rm("rm-fails", force=True)
     back_to(before)
     survived("rm")
@@ -174,6 +200,7 @@ def cli(*args, env=None, timeout=60) -> subprocess.CompletedProcess:
 def test_a_cli_killed_during_rm_leaves_what_rm_or_gc_finishes():
     before = host()
     assert cli("run", "-d", "--name", "rm-killed", "--net", NET, "busybox", "sleep", "30").returncode == 0
+    host()
     r = cli("rm", "-f", "rm-killed", env={ENV: "kill:rm"})
     assert r.returncode == -9, r.stderr
     r = cli("rm", "-f", "rm-killed")

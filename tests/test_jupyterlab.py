@@ -9,8 +9,11 @@ is kept in test-artifacts/jupyterlab.png.
 
 from __future__ import annotations
 
+import glob
+import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -53,6 +56,8 @@ def lab(tmp_path_factory, module_no_leaks):
     import nbformat
 
     root = tmp_path_factory.mktemp("lab-root")
+    for language in ("en", "ko"):  # the course, as a learner opens it (a copy: its outputs change)
+        shutil.copytree(os.path.join(ROOT, "notebooks", language), root / language)
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, str(root / "lab.ipynb"))
@@ -61,8 +66,14 @@ def lab(tmp_path_factory, module_no_leaks):
     news = home / "settings" / "@jupyterlab" / "apputils-extension"
     news.mkdir(parents=True)  # no "get notified about Jupyter news?" toast over the notebook
     (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false", "checkForUpdates": false}')
+    from containerlab_magic.kernel import install
+
+    kernels = install(prefix=str(home / "prefix"))  # "Python 3 (container lab)", the course's kernel
+    jupyter_path = os.path.dirname(os.path.dirname(kernels))
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
-               JUPYTERLAB_SETTINGS_DIR=str(home / "settings"), JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"))
+               JUPYTERLAB_SETTINGS_DIR=str(home / "settings"), JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
+               JUPYTER_PATH=os.pathsep.join(filter(None, [jupyter_path, os.environ.get("JUPYTER_PATH")])),
+               PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
     log = open(home / "server.log", "w")  # noqa: SIM115 - open for the server's whole life, closed below
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--ip=127.0.0.1", f"--port={port}", "--port-retries=0",
@@ -80,7 +91,7 @@ def lab(tmp_path_factory, module_no_leaks):
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"JupyterLab did not start: {(home / 'server.log').read_text()[-3000:]}")
                 time.sleep(0.3)
-        yield url, token
+        yield url, token, root
     finally:
         server.terminate()  # shuts its kernels down, which stop their containers
         try:
@@ -92,22 +103,32 @@ def lab(tmp_path_factory, module_no_leaks):
 
 
 @pytest.fixture(scope="module")
-def page(lab):
-    url, token = lab
+def browser(lab):
     with playwright_api.sync_playwright() as p:
         # Playwright gives the browser a fresh temporary --user-data-dir itself (and refuses one in args).
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 1000})
-        pg = context.new_page()
-        pg.set_default_timeout(60_000)
-        pg.goto(f"{url}/lab/tree/lab.ipynb?token={token}")
-        pg.wait_for_selector(".jp-Notebook .jp-Cell")
-        pg.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")
-        pg.get_by_text("Python 3 (ipykernel) | Idle").wait_for()  # the kernel's session is connected
-        yield pg
-        os.makedirs(ARTIFACTS, exist_ok=True)
-        pg.screenshot(path=os.path.join(ARTIFACTS, "jupyterlab.png"), full_page=True)
+        yield browser.new_context(viewport={"width": 1280, "height": 1000})
         browser.close()
+
+
+def open_notebook(context, lab, path: str, kernel: str):
+    url, token, _ = lab
+    pg = context.new_page()
+    pg.set_default_timeout(60_000)
+    pg.goto(f"{url}/lab/tree/{path}?token={token}")
+    pg.wait_for_selector(".jp-Notebook .jp-Cell")
+    pg.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")
+    pg.get_by_text(f"{kernel} | Idle").wait_for()  # the kernel's session is connected
+    return pg
+
+
+@pytest.fixture(scope="module")
+def page(browser, lab):
+    pg = open_notebook(browser, lab, "lab.ipynb", "Python 3 (ipykernel)")
+    yield pg
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    pg.screenshot(path=os.path.join(ARTIFACTS, "jupyterlab.png"), full_page=True)
+    pg.close()
 
 
 def cell(pg, index: int):
@@ -180,3 +201,43 @@ def test_explain_is_a_table(page):
     wait_for_output(page, 5, r"WHAT IT DOES")
     table = cell(page, 5).locator(".jp-OutputArea table.clab-table")
     assert table.count() == 1 and "not run: --dry-run" in output_text(page, 5)
+
+
+COURSE = sorted(os.path.relpath(p, os.path.join(ROOT, "notebooks"))
+                for p in glob.glob(os.path.join(ROOT, "notebooks", "*", "[0-9]*.ipynb")))
+
+
+@pytest.mark.parametrize("notebook", COURSE)
+def test_a_course_notebook_runs_in_jupyterlab(browser, lab, notebook):
+    """Run All in the browser, as a learner would: every cell runs, no cell shows an error,
+    widgets render; the notebook saved from the browser is checked too; a screenshot is kept."""
+    _, _, root = lab
+    pg = open_notebook(browser, lab, notebook, "Python 3 (container lab)")
+    try:
+        pg.get_by_role("menuitem", name="Run", exact=True).click()
+        pg.get_by_text("Run All Cells", exact=True).click()
+        pg.wait_for_function("document.querySelector('.jp-Notebook-ExecutionIndicator')"
+                             ".getAttribute('data-status') === 'busy'", timeout=30_000)
+        pg.wait_for_function("document.querySelector('.jp-Notebook-ExecutionIndicator')"
+                             ".getAttribute('data-status') === 'idle' && "
+                             "![...document.querySelectorAll('.jp-InputPrompt')].some(p => p.innerText.includes('*'))",
+                             timeout=300_000, polling=500)
+        assert pg.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").count() == 0, \
+            pg.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").first.inner_text()
+        assert "Error displaying widget" not in pg.locator(".jp-Notebook").inner_text()
+        pg.keyboard.press("Control+s")
+        pg.wait_for_function("!document.querySelector('.jp-mod-dirty')", timeout=30_000)
+        with open(root / notebook) as f:
+            saved = json.load(f)
+        code = [c for c in saved["cells"] if c["cell_type"] == "code"]
+        assert all(c["execution_count"] for c in code), "a cell did not run"
+        errors = [o for c in code for o in c["outputs"] if o["output_type"] == "error"]
+        assert not errors, errors[0].get("evalue")
+        widgets = [o for c in code for o in c["outputs"]
+                   if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+        assert pg.locator(".jupyter-widgets").count() >= len(widgets)  # each widget output rendered
+        os.makedirs(ARTIFACTS, exist_ok=True)
+        pg.screenshot(path=os.path.join(ARTIFACTS, "course-" + notebook.replace("/", "-").replace(".ipynb", ".png")),
+                      full_page=False)
+    finally:
+        pg.close()

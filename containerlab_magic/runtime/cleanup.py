@@ -20,8 +20,11 @@ from .state import Status, alive, wait_for
 class CleanupVerbs:
     """Mixed into Engine: needs self.store, self.state_root, self.cgroups."""
 
-    def gc(self) -> list[str]:
-        """Remove what crashes left behind: orphaned containers, their cgroups, stale names."""
+    def reap_orphans(self) -> list[str]:
+        """Containers (and spares) whose shim died (kill -9, OOM, a crashed kernel): their
+        processes, cgroups, network records and state.  A private engine does this when it
+        first starts its shim (Engine._request), so a crashed kernel's leftovers go with
+        the next kernel; `gc` does it and the rest."""
         removed = []
         for state in list(self.store.all(spares=True)):
             if state.get("status") in (Status.RUNNING, Status.SPARE, Status.CREATING) and not alive(state.get("shim_pid"),
@@ -29,6 +32,11 @@ class CleanupVerbs:
                 self._reap_orphan(state["id"], state)
                 what = "spare slot" if state["status"] == Status.SPARE else f"container {state.get('name')}"
                 removed.append(f"{what} ({state['id'][:12]})")
+        return removed
+
+    def gc(self) -> list[str]:
+        """Remove what crashes left behind: orphaned containers, their cgroups, stale names."""
+        removed = self.reap_orphans()
         for cid in self.store.ids():
             if self.store.read(cid) is None and not self._young(cid):
                 self.store.remove(cid)

@@ -58,6 +58,7 @@ class Engine(ResourceVerbs, CleanupVerbs):
         self._client = ShimClient(self.state_root, self.data_root, daemon=daemon, prewarm=prewarm,
                                   command=self._shim_command)
         self._cgroups = None
+        self._reaped = False  # orphans of dead shims were reaped (before this engine's first request)
 
     def _shim_command(self, *extra: str) -> list[str]:
         return self._client.command(*extra)
@@ -81,6 +82,10 @@ class Engine(ResourceVerbs, CleanupVerbs):
         return self._client.log_path
 
     def _request(self, message: dict) -> tuple[dict, list[int]]:
+        if not self._reaped:
+            self._reaped = True
+            if not self.daemon:  # (the CLI's calls stay quick: `gc` is its verb)
+                self.reap_orphans()
         return self._client.request(message)
 
     def _exit_event(self, cid: str, exec_id: str | None) -> dict | None:
