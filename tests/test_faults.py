@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -123,7 +124,9 @@ def test_a_shim_killed_at_a_start_step_leaves_nothing_once_gc_ran(monkeypatch, n
     with engine:
         with pytest.raises(RuntimeFailure) as err:
             engine.run(spec_for(net, f"killed-at-{kind}"))
-        assert "shim exited" in str(err.value) and "\n" not in str(err.value)
+        # (the shim may die before the request reaches it: it runs the first steps for a slot
+        # ahead of need when idle, state and cgroup among them, and the hook kills it there too)
+        assert re.search(r"shim (exited|is gone)", str(err.value)) and "\n" not in str(err.value), err.value
     host()  # (notes the ids it left, so their groups are looked for below)
     with Engine(prewarm=False) as fresh:
         fresh.gc()
