@@ -115,7 +115,7 @@ def open_notebook(context, lab, path: str, kernel: str):
     url, token, _ = lab
     pg = context.new_page()
     pg.set_default_timeout(60_000)
-    pg.goto(f"{url}/lab/tree/{path}?token={token}")
+    pg.goto(f"{url}/lab/tree/{path}?reset&token={token}")  # (reset: a fresh workspace, this notebook alone)
     pg.wait_for_selector(".jp-Notebook .jp-Cell")
     pg.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")
     pg.get_by_text(f"{kernel} | Idle").wait_for()  # the kernel's session is connected
@@ -222,8 +222,8 @@ def test_a_course_notebook_runs_in_jupyterlab(browser, lab, notebook):
                              ".getAttribute('data-status') === 'idle' && "
                              "![...document.querySelectorAll('.jp-InputPrompt')].some(p => p.innerText.includes('*'))",
                              timeout=300_000, polling=500)
-        assert pg.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").count() == 0, \
-            pg.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").first.inner_text()
+        # (stderr is no error: a lesson shows a service's complaints and the OOM killer's work on it;
+        # an error is an "error" output, a traceback or a failed cell, looked for in the saved file)
         assert "Error displaying widget" not in pg.locator(".jp-Notebook").inner_text()
         pg.keyboard.press("Control+s")
         pg.wait_for_function("!document.querySelector('.jp-mod-dirty')", timeout=30_000)
@@ -241,3 +241,14 @@ def test_a_course_notebook_runs_in_jupyterlab(browser, lab, notebook):
                       full_page=False)
     finally:
         pg.close()
+        shut_down_kernels(lab)  # each notebook's kernel (and its shim) ends before the next opens
+
+
+def shut_down_kernels(lab) -> None:
+    url, token, _ = lab
+    with urllib.request.urlopen(f"{url}/api/sessions?token={token}", timeout=10) as r:
+        sessions = json.load(r)
+    for session in sessions:
+        if session.get("path", "").endswith(".ipynb") and session["path"] != "lab.ipynb":
+            request = urllib.request.Request(f"{url}/api/sessions/{session['id']}?token={token}", method="DELETE")
+            urllib.request.urlopen(request, timeout=30).read()

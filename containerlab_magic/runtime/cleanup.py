@@ -53,8 +53,10 @@ class CleanupVerbs:
                     import shutil  # gc only: off the CLI's run path
 
                     shutil.rmtree(path, ignore_errors=True)
-                    short = os.path.basename(path)[5:17]
-                    removed.append(f"spare slot ({short}, unfinished)" if owner.get("status") == Status.SPARE
+                    name = os.path.basename(path)
+                    short = name.rsplit("-", 1)[-1][:12]
+                    spare = owner.get("status") == Status.SPARE or name.startswith(".new-spare-")
+                    removed.append(f"spare slot ({short}, unfinished)" if spare
                                    else f"unfinished state directory {short}")
             except FileNotFoundError:
                 pass

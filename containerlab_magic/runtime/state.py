@@ -83,14 +83,15 @@ class StateStore:
             raise
 
     def create_spare(self, cid: str, owner: dict) -> str:
-        """A folder made ahead of need (see Shim.prepare_spare); gc knows it by its status."""
-        return self.make(cid, {"id": cid, "status": Status.SPARE, **owner})
+        """A folder made ahead of need (see Shim.prepare_spare); gc knows it by its status
+        (and, made aside, by its name: a shim killed before its state.json was written)."""
+        return self.make(cid, {"id": cid, "status": Status.SPARE, **owner}, aside_prefix=".new-spare-")
 
-    def make(self, cid: str, state: dict) -> str:
+    def make(self, cid: str, state: dict, aside_prefix: str = ".new-") -> str:
         """The folder appears with its state.json already in it (made aside, then renamed),
         so whoever finds it, gc included, can tell whose it is."""
         path = self.dir(cid)
-        aside = os.path.join(self.containers, f".new-{cid}")
+        aside = os.path.join(self.containers, f"{aside_prefix}{cid}")
         os.mkdir(aside, 0o700)
         with _private(os.path.join(aside, "state.json")) as f:
             json.dump(state, f)
