@@ -237,6 +237,12 @@ def test_a_course_notebook_runs_in_jupyterlab(browser, lab, notebook):
                    if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
         assert pg.locator(".jupyter-widgets").count() >= len(widgets)  # each widget output rendered
         os.makedirs(ARTIFACTS, exist_ok=True)
+        # the screenshot: the first output with a chart, a table or a widget (else the notebook's end)
+        pg.evaluate("document.querySelector('.jp-WindowedPanel-outer').scrollTop = 0")
+        rich = pg.locator(".jp-Cell:has(.jp-OutputArea-output svg), .jp-Cell:has(.jp-OutputArea-output table), "
+                          ".jp-Cell:has(.jupyter-widgets)")
+        if rich.count():
+            rich.first.scroll_into_view_if_needed()
         pg.screenshot(path=os.path.join(ARTIFACTS, "course-" + notebook.replace("/", "-").replace(".ipynb", ".png")),
                       full_page=False)
     finally:
