@@ -185,14 +185,8 @@ def host(state: str) -> dict:
         for _root, dirs, _files in os.walk(lab):
             groups += sum(1 for d in dirs if len(d) == 64 and d not in stock
                           and os.path.isdir(os.path.join(state, "containers", d)))
-    tag, links = NetworkState(state).tag, 0
-    for name in os.listdir("/sys/class/net"):
-        try:
-            with open(f"/sys/class/net/{name}/ifalias") as f:
-                alias = f.read()
-        except OSError:
-            continue
-        links += f":{tag}:ctr:" in alias and not any(cid in alias for cid in stock)
+    links = sum(1 for alias in NetworkState(state).links().values()
+                if ":ctr:" in alias and not any(cid in alias for cid in stock))
     root = os.path.join(state, "containers")
     states = len(set(os.listdir(root)) - stock) if os.path.isdir(root) else 0
     return {"mounts": mounts, "cgroups": groups, "links": links, "states": states}

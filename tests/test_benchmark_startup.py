@@ -40,16 +40,8 @@ def _links_of(state_dir: str, pid: int) -> set[str]:
     this host add and remove their own links meanwhile: those are not compared."""
     from containerlab_magic.runtime.network.state import NetworkState
 
-    tag, own = NetworkState(state_dir).tag, (f"cbh{pid}"[:15], f"cbc{pid}"[:15])
-    found = set()
-    for name in os.listdir("/sys/class/net"):
-        try:
-            with open(f"/sys/class/net/{name}/ifalias") as f:
-                alias = f.read()
-        except OSError:
-            continue
-        if f":{tag}:" in alias or name in own:
-            found.add(name)
+    own = (f"cbh{pid}"[:15], f"cbc{pid}"[:15])
+    found = set(NetworkState(state_dir).links()) | {name for name in own if os.path.exists(f"/sys/class/net/{name}")}
     if os.path.exists(f"/run/netns/clabbench{pid}"):
         found.add(f"netns clabbench{pid}")
     return found

@@ -35,15 +35,7 @@ INJECTED: dict[str, int] = {}  # point -> faults injected and survived (printed 
 def links() -> set[str]:
     from containerlab_magic.runtime.network.state import NetworkState
 
-    tag, found = NetworkState(STATE).tag, set()
-    for name in os.listdir("/sys/class/net"):
-        try:
-            with open(f"/sys/class/net/{name}/ifalias") as f:
-                if f":{tag}:" in f.read():
-                    found.add(name)
-        except OSError:
-            pass
-    return found
+    return set(NetworkState(STATE).links())
 
 
 SEEN: set[str] = set()  # every container id this state root has shown (its ledger, its state folders)

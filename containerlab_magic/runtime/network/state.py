@@ -85,6 +85,19 @@ class NetworkState:
         # IFNAMSIZ is 16 with the NUL: 'clab' + 10 hex digits = 14 characters.
         return "clab" + hashlib.sha1(f"{self.tag}:{container_id}".encode()).hexdigest()[:10]
 
+    def links(self) -> dict[str, str]:
+        """The host's links this state root made (bridges, veths): name -> alias (sysfs ifalias)."""
+        found = {}
+        for name in os.listdir("/sys/class/net"):
+            try:
+                with open(f"/sys/class/net/{name}/ifalias") as f:
+                    alias = f.read().strip()
+            except OSError:
+                continue  # (gone meanwhile)
+            if f":{self.tag}:" in alias:
+                found[name] = alias
+        return found
+
     def bridge_names(self, network: str) -> list[str]:
         """Candidate bridge names, the readable one first: clab-<name>, clab-<hash>."""
         hashed = "clab-" + hashlib.sha1(f"{self.tag}:{network}".encode()).hexdigest()[:10]
