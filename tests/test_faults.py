@@ -5,8 +5,8 @@ gc (or the same verb again) ran: the host is as before, compared on what the lab
 touches (processes in our containers' PID namespaces, cgroup directories, state
 entries and names, veths and bridges of this state root, mounts, network members).
 
-(The start steps' raise variant, for every step and cold and warm, is
-tests/test_plan.py's test_failure_at_a_step_undoes_every_step_before_it.)
+(The start steps' raise variant is here for each network mode, host compared exactly;
+tests/test_plan.py's test_failure_at_a_step_undoes_every_step_before_it adds warm spares.)
 """
 
 from __future__ import annotations
@@ -118,6 +118,20 @@ CASES = [(net, kind) for net in ("none", NET) for kind in start_points(net)]
 
 
 @pytest.mark.parametrize("net,kind", CASES, ids=[f"{n}-{k}" for n, k in CASES])
+def test_a_start_failing_at_a_step_says_so_in_one_line_and_leaves_nothing(monkeypatch, net, kind):
+    """The raise variant, without gc: the executor's undo alone must put the host back."""
+    before = host()
+    with engine_with(monkeypatch, kind) as engine:
+        with pytest.raises(RuntimeFailure) as err:
+            engine.run(spec_for(net, f"failed-at-{kind}"))
+        assert f"failing at step {kind!r}" in str(err.value) and "\n" not in str(err.value), err.value
+        assert all(c["name"] != f"failed-at-{kind}" for c in engine.ps(all=True))
+        assert not os.path.lexists(os.path.join(STATE, "names", f"failed-at-{kind}"))
+    back_to(before)
+    survived(f"start:{kind}")
+
+
+@pytest.mark.parametrize("net,kind", CASES, ids=[f"{n}-{k}" for n, k in CASES])
 def test_a_shim_killed_at_a_start_step_leaves_nothing_once_gc_ran(monkeypatch, net, kind):
     before = host()
     engine = engine_with(monkeypatch, f"kill:{kind}")
@@ -132,7 +146,7 @@ def test_a_shim_killed_at_a_start_step_leaves_nothing_once_gc_ran(monkeypatch, n
         fresh.gc()
         assert all(c["name"] != f"killed-at-{kind}" for c in fresh.ps(all=True))
     back_to(before)
-    survived(f"start:{kind}")
+    survived(f"start:kill:{kind}")
 
 
 def test_the_next_engine_reaps_what_a_killed_shim_left_without_gc(monkeypatch):
