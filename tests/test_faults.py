@@ -1,12 +1,13 @@
-"""Faults injected at every point of a start and of exec, rm, network rm and commit
+"""Faults injected at every point of a start and of exec, rm, network rm and commit (the library
+call and the CLI verb on a running container)
 (runtime/faults.py: CONTAINERLAB_FAIL_AT_STEP=POINT raises there, kill:POINT makes the
 process die there).  Afterwards either the thing works or nothing of it exists once
 gc (or the same verb again) ran: the host is as before, compared on what the lab
 touches (processes in our containers' PID namespaces, cgroup directories, state
 entries and names, veths and bridges of this state root, mounts, network members).
 
-(The start steps' raise variant, for every step and cold and warm, is
-tests/test_plan.py's test_failure_at_a_step_undoes_every_step_before_it.)
+(The start steps' raise variant is here for each network mode, host compared exactly;
+tests/test_plan.py's test_failure_at_a_step_undoes_every_step_before_it adds warm spares.)
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from containerlab_magic.runtime.errors import ContainerError, RuntimeFailure
 from containerlab_magic.runtime.faults import ENV
 from containerlab_magic.runtime.plan.build import build
 from containerlab_magic.runtime.state import wait_for
+from images.fixtures import pushed  # noqa: F401  (a local registry: commit needs a pulled parent)
 
 pytestmark = needs_root
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -110,6 +112,20 @@ CASES = [(net, kind) for net in ("none", NET) for kind in start_points(net)]
 
 
 @pytest.mark.parametrize("net,kind", CASES, ids=[f"{n}-{k}" for n, k in CASES])
+def test_a_start_failing_at_a_step_says_so_in_one_line_and_leaves_nothing(monkeypatch, net, kind):
+    """The raise variant, without gc: the executor's undo alone must put the host back."""
+    before = host()
+    with engine_with(monkeypatch, kind) as engine:
+        with pytest.raises(RuntimeFailure) as err:
+            engine.run(spec_for(net, f"failed-at-{kind}"))
+        assert f"failing at step {kind!r}" in str(err.value) and "\n" not in str(err.value), err.value
+        assert all(c["name"] != f"failed-at-{kind}" for c in engine.ps(all=True))
+        assert not os.path.lexists(os.path.join(STATE, "names", f"failed-at-{kind}"))
+    back_to(before)
+    survived(f"start:{kind}")
+
+
+@pytest.mark.parametrize("net,kind", CASES, ids=[f"{n}-{k}" for n, k in CASES])
 def test_a_shim_killed_at_a_start_step_leaves_nothing_once_gc_ran(monkeypatch, net, kind):
     before = host()
     engine = engine_with(monkeypatch, f"kill:{kind}")
@@ -124,7 +140,7 @@ def test_a_shim_killed_at_a_start_step_leaves_nothing_once_gc_ran(monkeypatch, n
         fresh.gc()
         assert all(c["name"] != f"killed-at-{kind}" for c in fresh.ps(all=True))
     back_to(before)
-    survived(f"start:{kind}")
+    survived(f"start:kill:{kind}")
 
 
 def test_the_next_engine_reaps_what_a_killed_shim_left_without_gc(monkeypatch):
@@ -252,3 +268,38 @@ def test_commit_failing_midway_leaves_no_image_and_prune_frees_its_blobs(tmp_pat
     assert freed["blobs"] >= 1  # the layer the failed commit had stored
     assert set(store.oci.blobs.all()) == blobs_before and os.listdir(store.oci.blobs.tmp) == []
     survived(hook)
+
+
+def test_a_cli_killed_during_commit_of_a_container_leaves_the_store_as_it_was(pushed):
+    """The whole verb, not just the library call: `commit` of a running container, killed
+    once its layer is stored.  No image by the new name, no name left over at all, and
+    `gc` then `image prune` free its layer and its diff folder (a dead process's tmp)."""
+    from conftest import DATA
+    from containerlab_magic.runtime.images import ImageStore
+
+    base, new = pushed.ref("busybox:1.35"), pushed.ref("killed-commit:1")
+    store = ImageStore(DATA)
+    had_base = base in store.oci.refs()
+    assert cli("pull", "-q", base).returncode == 0
+    refs, blobs = dict(store.oci.refs()), set(store.oci.blobs.all())
+    before = host()
+    r = cli("run", "-d", "--name", "committee", "--net", NET, base, "sh", "-c", "echo made > /made; sleep 60")
+    assert r.returncode == 0, r.stderr
+    try:
+        assert wait_for(lambda: cli("exec", "committee", "cat", "/made").stdout == "made\n", 10, 0.1)
+        r = cli("commit", "committee", new, env={ENV: "kill:commit"})
+        assert r.returncode == -9, r.stderr
+        assert store.oci.refs() == refs  # no half image under the new name, no temporary name
+        assert set(store.oci.blobs.all()) > blobs  # the layer it had stored before it died
+        assert [n for n in os.listdir(store.oci.blobs.tmp) if n.startswith("commit-")]  # and its diff folder
+    finally:
+        cli("rm", "-f", "committee")
+    assert cli("gc").returncode == 0
+    assert cli("image", "prune").returncode == 0
+    assert store.oci.refs() == refs and set(store.oci.blobs.all()) == blobs
+    assert os.listdir(store.oci.blobs.tmp) == []
+    back_to(before, timeout=15)  # (the CLI's daemon lingers 2 s, then ends)
+    if not had_base:  # leave the shared data root as this test found it
+        store.oci.set_ref(base, None)
+        store.oci.prune()
+    survived("kill:commit (CLI, a running container)")
