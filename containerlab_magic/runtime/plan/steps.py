@@ -140,7 +140,17 @@ class ClonePid1:
         elif ctx.making_spare:
             ctx.shim.spares.clone_warm(ctx)
         else:
-            ctx.shim.starter.clone_pid1(ctx)
+            try:
+                ctx.shim.starter.clone_pid1(ctx)
+            except PermissionError as e:
+                if os.geteuid() == 0:
+                    raise
+                from ..errors import HostUnsupported
+
+                raise HostUnsupported(
+                    f"uid {os.geteuid()} may not make a container's namespaces this way ({e.strerror}): this "
+                    "version starts containers as root only; run the lab as root (`containerlab-magic doctor` "
+                    "says what this host would allow a non-root user)") from None
 
     def ended_ns(self, ctx) -> int:
         """A new PID 1 times its own steps from the clone(2) call on (record.Timeline)."""

@@ -50,6 +50,9 @@ class V1Manager(CgroupManager):
             except fs.CgroupFileError as err:
                 self.problems[ctrl.name] = f"is not writable here ({err})"
                 continue
+            if not os.access(lab, os.W_OK):  # made by root before: there, yet not ours to write
+                self.problems[ctrl.name] = f"is not writable here ({lab} belongs to uid {os.stat(lab).st_uid})"
+                continue
             self.lab_dirs[ctrl.name] = lab
             self.controllers[ctrl.name] = ctrl
 
