@@ -1,7 +1,8 @@
 """Hostile input, fuzzed (hypothesis): every parser either accepts its input or says
 what is wrong in one line, and the shim answers junk on its socket and keeps serving.
 
-Targets: the CLI's `run` options, `%cgroup NAME KEY=VALUE` against a real running
+Targets: the CLI's `run` options and the other verbs' option values (kill -s, --label,
+ps --filter, cp operands, --change), `%cgroup NAME KEY=VALUE` against a real running
 container, image references, Containerfiles, stack YAML, seccomp profiles (parsed and
 compiled with libseccomp), and the shim's protocol from a local client (malformed,
 non-object, truncated, oversized, random-byte and mistyped messages).  The failures
@@ -93,6 +94,33 @@ def test_run_options_parse_or_fail_in_one_line(argv):
     except SystemExit as e:  # argparse's usage error, in docker's status
         assert e.code == 125, (argv, e.code)
         one_line(err.getvalue())
+    except ContainerError as e:
+        assert e.exit_code == 125
+        one_line(str(e))
+
+
+# ---------------------------------------------------------------- the other verbs' option values
+
+HELPER_TEXT = st.one_of(st.sampled_from(["9", "0", "65", "KILL", "sigterm", "SIG", "label=a=b", "label=",
+                                         "status=running", "status=x", "name=", "web:/etc", ":/x", "web:", "./a:b",
+                                         "CMD [\"sh\"]", "ENV A=1", "FROM x", "EXPOSE 80/tcp"]),
+                        st.text(max_size=12))
+
+
+@fuzz(300)
+@given(st.sampled_from(["signal", "labels", "filters", "cp", "changes"]), st.lists(HELPER_TEXT, min_size=1, max_size=3))
+@example("signal", ["\u00b2"])  # str.isdigit() is true for '²' but int() refuses it: was a ValueError
+@example("signal", ["\u0663"])  # an Arabic-Indic three: refused, not read as SIGQUIT
+def test_verb_option_values_parse_or_fail_in_one_line(kind, items):
+    """kill -s, --label, ps --filter, cp's operands and commit/import --change."""
+    from containerlab_magic import parsers
+
+    counted("verb option values")
+    parse = {"signal": lambda: [parsers.parse_signal(i) for i in items], "labels": lambda: parsers.parse_labels(items),
+             "filters": lambda: parsers.parse_filters(items), "cp": lambda: [parsers.parse_container_path(i) for i in items],
+             "changes": lambda: parsers.parse_changes(items)}[kind]
+    try:
+        parse()
     except ContainerError as e:
         assert e.exit_code == 125
         one_line(str(e))
