@@ -111,6 +111,8 @@ HELPER_TEXT = st.one_of(st.sampled_from(["9", "0", "65", "KILL", "sigterm", "SIG
 @given(st.sampled_from(["signal", "labels", "filters", "cp", "changes"]), st.lists(HELPER_TEXT, min_size=1, max_size=3))
 @example("signal", ["\u00b2"])  # str.isdigit() is true for '²' but int() refuses it: was a ValueError
 @example("signal", ["\u0663"])  # an Arabic-Indic three: refused, not read as SIGQUIT
+@example("changes", ["EXPOSE \u00b2"])  # was a ValueError from int()
+@example("changes", ["STOPSIGNAL \u00b2"])  # stop() then met int('²'): a container that could not be stopped
 def test_verb_option_values_parse_or_fail_in_one_line(kind, items):
     """kill -s, --label, ps --filter, cp's operands and commit/import --change."""
     from containerlab_magic import parsers
@@ -120,10 +122,15 @@ def test_verb_option_values_parse_or_fail_in_one_line(kind, items):
              "filters": lambda: parsers.parse_filters(items), "cp": lambda: [parsers.parse_container_path(i) for i in items],
              "changes": lambda: parsers.parse_changes(items)}[kind]
     try:
-        parse()
+        result = parse()
     except ContainerError as e:
         assert e.exit_code == 125
         one_line(str(e))
+    else:
+        if kind == "changes" and "StopSignal" in result:  # what `stop` makes of it: a signal number, always
+            from containerlab_magic.runtime.image_config import stop_signal
+
+            assert isinstance(stop_signal({"stop_signal": result["StopSignal"]}), int)
 
 
 # ---------------------------------------------------------------- %cgroup NAME KEY=VALUE
@@ -206,19 +213,25 @@ lines = st.builds(lambda k, a: f"{k} {' '.join(a)}", st.sampled_from(KEYWORDS), 
 @example("FROM busybox\nRUN \\")
 @example("ENV")
 @example("CMD [\"unclosed")
+@example("FROM busybox\nEXPOSE \u00b2")  # str.isdigit() is true for '²', int() refuses it
 def test_containerfiles_parse_or_fail_in_one_line(text):
     from containerlab_magic.runtime.images import containerfile
 
     counted("Containerfiles")
     try:
-        for ins in containerfile.parse(text):
+        instructions = containerfile.parse(text)
+    except SpecError as e:
+        one_line(str(e))
+        return
+    for ins in instructions:  # each on its own: a refused FROM must not hide the EXPOSE after it
+        try:
             if ins.keyword in ("CMD", "ENTRYPOINT", "RUN", "SHELL"):
                 containerfile.command_form(ins)
             elif ins.keyword in ("ENV", "LABEL", "ARG"):
                 containerfile.pairs(ins)
             containerfile.apply_config({}, ins, {})
-    except SpecError as e:
-        one_line(str(e))
+        except SpecError as e:
+            one_line(str(e))
 
 
 # ---------------------------------------------------------------- stack YAML, seccomp profiles
@@ -238,6 +251,7 @@ yaml_values = st.recursive(
 @example("services: {web: {image: busybox, depends_on: [web]}}")
 @example("services: {web: {image: busybox, ports: ['99999:80']}}")
 @example("[1, 2")
+@example("services: {web: {image: busybox, command: [sleep, '1'], restart: 'on-failure:\u00b2'}}")  # was a ValueError from int()
 @example("services:\n  a: &x {image: busybox}\n  b: *x")
 def test_stack_documents_load_or_fail_in_one_line(tmp_path_factory, text):
     from containerlab_magic import stack
