@@ -401,6 +401,7 @@ manifest_docs = st.fixed_dictionaries({}, optional={
 @fuzz(200)
 @given(st.one_of(manifest_docs.map(lambda d: json.dumps(d).encode()), st.binary(max_size=40)),
        st.sampled_from(["", "application/vnd.oci.image.manifest.v1+json", "application/json"]))
+@example(b"0", "application/vnd.oci.image.manifest.v1+json")  # non-object JSON: was an AttributeError
 def test_manifests_and_configs_parse_or_fail_in_one_line(data, content_type):
     from containerlab_magic.runtime.images.config import parse_config
     from containerlab_magic.runtime.images.manifest import parse_manifest
