@@ -133,7 +133,7 @@ def run_spec(args: argparse.Namespace, image: str, command: list[str]):
 def parse_signal(text: str | int) -> int:
     """'KILL', 'SIGKILL', 'kill', '9' -> 9 (see signal(7)); anything else is refused."""
     word = str(text).strip()
-    if word.isdigit():
+    if word.isascii() and word.isdigit():  # not str.isdigit alone: int('²') fails
         number = int(word)
         if number in signal.valid_signals() and number != 0:
             return number

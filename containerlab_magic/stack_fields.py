@@ -123,7 +123,7 @@ def _restart(raw, bad) -> tuple[str, int | None]:
     if text == "no":
         return "no", None
     policy, _, count = text.partition(":")
-    if policy == "on-failure" and (not count or count.isdigit()):
+    if policy == "on-failure" and (not count or (count.isascii() and count.isdigit())):
         return "on-failure", int(count) if count else None
     bad(f"restart {text!r} is not supported here: use no, on-failure or on-failure:N")
     raise AssertionError  # bad raised

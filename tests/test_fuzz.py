@@ -1,7 +1,8 @@
 """Hostile input, fuzzed (hypothesis): every parser either accepts its input or says
 what is wrong in one line, and the shim answers junk on its socket and keeps serving.
 
-Targets: the CLI's `run` options, `%cgroup NAME KEY=VALUE` against a real running
+Targets: the CLI's `run` options and the other verbs' option values (kill -s, --label,
+ps --filter, cp operands, --change), `%cgroup NAME KEY=VALUE` against a real running
 container, image references, Containerfiles, stack YAML, seccomp profiles (parsed and
 compiled with libseccomp), and the shim's protocol from a local client (malformed,
 non-object, truncated, oversized, random-byte and mistyped messages).  The failures
@@ -98,6 +99,40 @@ def test_run_options_parse_or_fail_in_one_line(argv):
         one_line(str(e))
 
 
+# ---------------------------------------------------------------- the other verbs' option values
+
+HELPER_TEXT = st.one_of(st.sampled_from(["9", "0", "65", "KILL", "sigterm", "SIG", "label=a=b", "label=",
+                                         "status=running", "status=x", "name=", "web:/etc", ":/x", "web:", "./a:b",
+                                         "CMD [\"sh\"]", "ENV A=1", "FROM x", "EXPOSE 80/tcp"]),
+                        st.text(max_size=12))
+
+
+@fuzz(300)
+@given(st.sampled_from(["signal", "labels", "filters", "cp", "changes"]), st.lists(HELPER_TEXT, min_size=1, max_size=3))
+@example("signal", ["\u00b2"])  # str.isdigit() is true for '²' but int() refuses it: was a ValueError
+@example("signal", ["\u0663"])  # an Arabic-Indic three: refused, not read as SIGQUIT
+@example("changes", ["EXPOSE \u00b2"])  # was a ValueError from int()
+@example("changes", ["STOPSIGNAL \u00b2"])  # stop() then met int('²'): a container that could not be stopped
+def test_verb_option_values_parse_or_fail_in_one_line(kind, items):
+    """kill -s, --label, ps --filter, cp's operands and commit/import --change."""
+    from containerlab_magic import parsers
+
+    counted("verb option values")
+    parse = {"signal": lambda: [parsers.parse_signal(i) for i in items], "labels": lambda: parsers.parse_labels(items),
+             "filters": lambda: parsers.parse_filters(items), "cp": lambda: [parsers.parse_container_path(i) for i in items],
+             "changes": lambda: parsers.parse_changes(items)}[kind]
+    try:
+        result = parse()
+    except ContainerError as e:
+        assert e.exit_code == 125
+        one_line(str(e))
+    else:
+        if kind == "changes" and "StopSignal" in result:  # what `stop` makes of it: a signal number, always
+            from containerlab_magic.runtime.image_config import stop_signal
+
+            assert isinstance(stop_signal({"stop_signal": result["StopSignal"]}), int)
+
+
 # ---------------------------------------------------------------- %cgroup NAME KEY=VALUE
 
 KEYS = ["memory", "memory_swap", "cpus", "cpu_shares", "cpuset_cpus", "pids", "pids_limit", "blkio_weight",
@@ -178,19 +213,25 @@ lines = st.builds(lambda k, a: f"{k} {' '.join(a)}", st.sampled_from(KEYWORDS), 
 @example("FROM busybox\nRUN \\")
 @example("ENV")
 @example("CMD [\"unclosed")
+@example("FROM busybox\nEXPOSE \u00b2")  # str.isdigit() is true for '²', int() refuses it
 def test_containerfiles_parse_or_fail_in_one_line(text):
     from containerlab_magic.runtime.images import containerfile
 
     counted("Containerfiles")
     try:
-        for ins in containerfile.parse(text):
+        instructions = containerfile.parse(text)
+    except SpecError as e:
+        one_line(str(e))
+        return
+    for ins in instructions:  # each on its own: a refused FROM must not hide the EXPOSE after it
+        try:
             if ins.keyword in ("CMD", "ENTRYPOINT", "RUN", "SHELL"):
                 containerfile.command_form(ins)
             elif ins.keyword in ("ENV", "LABEL", "ARG"):
                 containerfile.pairs(ins)
             containerfile.apply_config({}, ins, {})
-    except SpecError as e:
-        one_line(str(e))
+        except SpecError as e:
+            one_line(str(e))
 
 
 # ---------------------------------------------------------------- stack YAML, seccomp profiles
@@ -210,6 +251,7 @@ yaml_values = st.recursive(
 @example("services: {web: {image: busybox, depends_on: [web]}}")
 @example("services: {web: {image: busybox, ports: ['99999:80']}}")
 @example("[1, 2")
+@example("services: {web: {image: busybox, command: [sleep, '1'], restart: 'on-failure:\u00b2'}}")  # was a ValueError from int()
 @example("services:\n  a: &x {image: busybox}\n  b: *x")
 def test_stack_documents_load_or_fail_in_one_line(tmp_path_factory, text):
     from containerlab_magic import stack
@@ -359,6 +401,7 @@ manifest_docs = st.fixed_dictionaries({}, optional={
 @fuzz(200)
 @given(st.one_of(manifest_docs.map(lambda d: json.dumps(d).encode()), st.binary(max_size=40)),
        st.sampled_from(["", "application/vnd.oci.image.manifest.v1+json", "application/json"]))
+@example(b"0", "application/vnd.oci.image.manifest.v1+json")  # non-object JSON: was an AttributeError
 def test_manifests_and_configs_parse_or_fail_in_one_line(data, content_type):
     from containerlab_magic.runtime.images.config import parse_config
     from containerlab_magic.runtime.images.manifest import parse_manifest

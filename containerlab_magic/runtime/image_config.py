@@ -48,7 +48,7 @@ def stop_signal(spec: dict) -> int:
     if not text:
         return signal.SIGTERM
     word = str(text).strip().upper()
-    if word.isdigit():
+    if word.isascii() and word.isdigit():  # int() refuses digits such as '²'
         return int(word)
     try:
         return int(signal.Signals[word if word.startswith("SIG") else "SIG" + word])

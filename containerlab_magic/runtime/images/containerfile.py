@@ -164,7 +164,7 @@ def apply_config(config: dict, ins: Instruction, variables: dict[str, str] | Non
         ports = dict(config.get("ExposedPorts") or {})
         for word in substitute(ins.args, variables).split():
             port, _, proto = word.partition("/")
-            if not port.isdigit() or not 0 < int(port) < 65536 or proto not in ("", "tcp", "udp"):
+            if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536 or proto not in ("", "tcp", "udp"):
                 raise ins.fail(f"invalid port {word!r}: write PORT[/tcp|/udp], e.g. 80/tcp")
             ports[f"{int(port)}/{proto or 'tcp'}"] = {}
         config["ExposedPorts"] = ports

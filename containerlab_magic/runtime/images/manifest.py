@@ -73,11 +73,13 @@ def media_type_of(data: bytes, content_type: str = "") -> str:
         doc = json.loads(data)
     except ValueError:
         raise BadImage("the manifest is not JSON") from None
-    kind = doc.get("mediaType") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict):  # a registry's '0' or '[]' must not reach doc.get below (or in pick_platform)
+        raise BadImage(f"the manifest is not a JSON object but {type(doc).__name__}")
+    kind = doc.get("mediaType")
     if not kind:
         ctype = content_type.split(";")[0].strip()
         kind = ctype if ctype in MANIFESTS + INDEXES else ""
-    if not kind and isinstance(doc, dict):
+    if not kind:
         kind = OCI_INDEX if "manifests" in doc else OCI_MANIFEST if "config" in doc else ""
     if kind not in MANIFESTS + INDEXES:
         raise BadImage(f"unsupported manifest type {kind or content_type or 'unknown'!r} "
