@@ -146,6 +146,8 @@ def test_fifty_containers_at_once_from_threads_kernels_and_the_cli(network):
                 pass
         for k in kernels:
             k.wait(timeout=60)
+            k.stdin.close()  # (their pipes, or each test run leaves four fds to the collector)
+            k.stdout.close()
         for c in engine.ps(all=True):
             try:
                 engine.rm(c["id"], force=True)
