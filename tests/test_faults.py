@@ -82,7 +82,9 @@ def back_to(before: dict, timeout: float = 10.0) -> None:
 def lab_network(module_no_leaks):
     with Engine(prewarm=False) as engine:
         engine.networks().create(NET)
+        owner = engine.run(spec_for("none", OWNER))  # whose network --net container: joins
         yield
+        engine.rm(owner.id, force=True)
         engine.networks().remove(NET)
     print("\nfaults injected and survived: " + ", ".join(f"{k} {v}" for k, v in sorted(INJECTED.items())))
 
@@ -108,7 +110,9 @@ def start_points(net: str) -> list[str]:
     return [step.kind for step in build(spec_for(net), cgroups=True)]
 
 
-CASES = [(net, kind) for net in ("none", NET) for kind in start_points(net)]
+OWNER = "fault-netowner"
+# every network mode: none, a bridge network, the host's, another container's
+CASES = [(net, kind) for net in ("none", NET, "host", f"container:{OWNER}") for kind in start_points(net)]
 
 
 @pytest.mark.parametrize("net,kind", CASES, ids=[f"{n}-{k}" for n, k in CASES])
