@@ -21,7 +21,6 @@ import contextlib
 import io
 import os
 
-from ..container import result_of
 from ..errors import NotFound
 from ..spec import ContainerSpec
 
@@ -88,12 +87,15 @@ def parse(argv, cwd: str, env: dict) -> tuple[ContainerSpec, list[str]]:
 
 
 def run(shim, message: dict, conn, received_ns: int) -> tuple[dict, list[int]]:
-    """Start what the argv asks for, as a run request of this connection."""
-    spec, warnings = parse(message.get("argv"), message.get("cwd"), message.get("env"))
+    """Start what the argv asks for, as a run request of this connection; or decline."""
     try:
-        shim.images.resolve(spec.image)
-    except NotFound:
-        raise Declined("the image is not in the store") from None
+        spec, warnings = parse(message.get("argv"), message.get("cwd"), message.get("env"))
+        try:
+            shim.images.resolve(spec.image)
+        except NotFound:
+            raise Declined("the image is not in the store") from None
+    except Declined as e:
+        return {"declined": str(e) or "declined"}, []
     info, fds = shim.starter.run({"op": "run", "spec": spec.to_json()}, conn, received_ns)
     proc = shim.procs.get(info["pid"])
     if proc is not None:
@@ -102,9 +104,17 @@ def run(shim, message: dict, conn, received_ns: int) -> tuple[dict, list[int]]:
     return info, fds
 
 
+def with_final_line(proc, event: dict) -> dict:
+    """A quick run's exit event carries the line the full CLI would print at the end."""
+    if proc.quick is None or event.get("event") != "exit":
+        return event
+    return dict(event, say=final_line(event, proc.quick))
+
+
 def final_line(event: dict, quick: tuple[ContainerSpec, str]) -> str | None:
     """What the full CLI prints on stderr when its foreground container ends (cli.attach)."""
     from ...parsers import PROG
+    from ..container import result_of
 
     spec, name = quick
     result = result_of(event, spec)

@@ -20,6 +20,7 @@ from ..errors import ContainerError, SpecError
 from ..images import ImageStore
 from ..state import StateStore, proc_start_time
 from .exits import Exits
+from . import quick
 from .procs import Proc, Spawner
 from .spares import SparePool
 from .start import Starter
@@ -99,14 +100,7 @@ class Shim:
     def send_event(self, proc: Proc, event: dict) -> None:
         if proc.conn is None:
             return
-        if proc.quick is not None and event.get("event") == "exit":
-            from .quick import final_line
-
-            event = dict(event, say=final_line(event, proc.quick))
-        try:
-            protocol.send(proc.conn, event)
-        except OSError:
-            self.drop_conn(proc.conn)
+        self._answer(proc.conn, quick.with_final_line(proc, event))
 
     # ---------------------------------------------------------------- the loop
 
@@ -227,12 +221,7 @@ class Shim:
                 info, reply_fds = self.starter.exec(message, conn)
                 reply.update(info)
             elif op == "cli-run":  # the CLI's quick path (quick.py)
-                from . import quick
-
-                try:
-                    info, reply_fds = quick.run(self, message, conn, received_ns)
-                except quick.Declined as e:
-                    info = {"declined": str(e) or "declined"}
+                info, reply_fds = quick.run(self, message, conn, received_ns)
                 reply.update(info)
             elif op == "hello":
                 reply.update(pid=self.me[0], start=self.me[1], log=self.log.path,
@@ -250,9 +239,7 @@ class Shim:
             for fd in fds:
                 os.close(fd)
         try:
-            protocol.send(conn, reply, reply_fds)
-        except OSError:
-            self.drop_conn(conn)
+            self._answer(conn, reply, reply_fds)
         finally:
             for fd in reply_fds:
                 os.close(fd)
@@ -260,9 +247,9 @@ class Shim:
             # Its PID 1 is busy building its rootfs now: a good moment for old cleanup.
             self.exits.run_deferred()
 
-    def _answer(self, conn: socket.socket, reply: dict) -> None:
+    def _answer(self, conn: socket.socket, reply: dict, fds: list[int] = ()) -> None:
         try:
-            protocol.send(conn, reply)
+            protocol.send(conn, reply, fds)
         except OSError:
             self.drop_conn(conn)
 
