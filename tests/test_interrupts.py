@@ -28,7 +28,9 @@ SEEN: dict[str, int] = {"interrupted": 0, "finished first": 0}
 
 
 @contextlib.contextmanager
-def interrupted_after(delay: float):
+def interrupted_after(delay: float, must: bool = True):
+    """must: the call outlasts the delay, so the interrupt has to land inside it (else the
+    test would pass without interrupting anything)."""
     armed = [True]
 
     def handler(signum, frame):
@@ -41,6 +43,7 @@ def interrupted_after(delay: float):
     try:
         yield
         SEEN["finished first"] += 1
+        assert not must, f"the call ended before the interrupt at {delay * 1000:.1f} ms"
     except KeyboardInterrupt:
         SEEN["interrupted"] += 1
     finally:
@@ -72,7 +75,7 @@ def still_works(engine: Engine) -> None:
 @pytest.mark.parametrize("delay", POINTS)
 def test_ctrl_c_during_run(engine, no_leaks, delay):
     with interrupted_after(delay):
-        engine.run(ContainerSpec(("sleep", "0.05"), image="busybox", network="bridge")).wait(30)
+        engine.run(ContainerSpec(("sleep", "0.2"), image="busybox", network="bridge")).wait(30)
     clear(engine)
     still_works(engine)
 
@@ -81,7 +84,7 @@ def test_ctrl_c_during_run(engine, no_leaks, delay):
 def test_ctrl_c_during_exec(engine, no_leaks, delay):
     box = engine.run(ContainerSpec(("sleep", "30"), image="busybox", detach=True, name="exec-target"))
     with interrupted_after(delay):
-        engine.exec("exec-target", ["sh", "-c", "echo a; sleep 0.05; echo b"]).wait(30)
+        engine.exec("exec-target", ["sh", "-c", "echo a; sleep 0.2; echo b"]).wait(30)
     assert engine.exec("exec-target", ["true"]).wait(30).exit_code == 0  # the container serves on
     engine.rm(box.id, force=True)
     clear(engine)
@@ -114,7 +117,7 @@ def shell(engine):
 def test_ctrl_c_during_cgroup_watch(shell, no_leaks, delay):
     engine = shell.magics_manager.registry["ContainerMagics"].engine
     engine.run(ContainerSpec(("sleep", "30"), image="busybox", detach=True, name="watched"))
-    with interrupted_after(delay / 3):
+    with interrupted_after(delay / 3, must=False):  # (the magic returns in ms: it may finish first)
         shell.run_line_magic("cgroup", "watched --watch")
     clear(engine)  # the container ends: every monitor of it stops on its own
     deadline = time.monotonic() + 5
