@@ -83,7 +83,7 @@ class SecureBind:
         finally:
             os.close(fd)
         for path in _mounts_below(target) if recursive else [target]:
-            flags = _ATTR_TO_MS[attrs] | _flags_of(path)
+            flags = _ATTR_TO_MS[attrs] | flags_of(path)
             linux.mount(None, path, None, MS_REMOUNT | MS_BIND | flags)
 
     def __str__(self) -> str:
@@ -94,7 +94,7 @@ class SecureBind:
 _ATTR_TO_MS = {a: sum(ms for bit, ms in ((1, MS_RDONLY), (2, MS_NOSUID), (4, MS_NODEV)) if a & bit) for a in range(8)}
 
 
-def _flags_of(path: str) -> int:
+def flags_of(path: str) -> int:
     """The MS_* flags a mount has now (a bind remount would otherwise clear noexec and the rest)."""
     f = os.statvfs(path).f_flag
     return sum(ms for st, ms in ((os.ST_RDONLY, MS_RDONLY), (os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV),

@@ -75,6 +75,7 @@ class Setup:
     clone_ns: int = 0  # perf_counter_ns when the shim called clone (explain's first step counts from it)
     security: object = None  # a security.Policy, compiled by the shim (None: the default one)
     bounding_dropped: bool = False  # set by PID 1 once it dropped its bounding set (before the go)
+    userns: object = None  # a rootless.UserNs: clone a user namespace too, and map our ids in it
 
 
 # Signals whose disposition the shim (Python) changed: SIGINT and SIGPIPE, SIGXFSZ
@@ -109,18 +110,20 @@ def run_flags(setup: Setup) -> int:
     The cgroup namespace comes later, from PID 1 itself, once the shim has moved
     it into its cgroup: that group is then the root of what it sees.
     """
+    own_net = not setup.host_network and setup.netns_pid is None
+    if setup.userns is not None:
+        return setup.userns.clone_flags(own_net)
     flags = RUN_NAMESPACES & ~linux.CLONE_NEWCGROUP
-    if setup.host_network or setup.netns_pid is not None:
-        flags &= ~linux.CLONE_NEWNET
-    return flags
+    return flags if own_net else flags & ~linux.CLONE_NEWNET
 
 
-def run_flags_for(spec) -> int:
+def run_flags_for(spec, userns=None) -> int:
     """run_flags for a ContainerSpec (what explain names)."""
+    own_net = not (spec.network == "host" or spec.network.startswith("container:"))
+    if userns is not None:
+        return userns.clone_flags(own_net)
     flags = RUN_NAMESPACES & ~linux.CLONE_NEWCGROUP
-    if spec.network == "host" or spec.network.startswith("container:"):
-        flags &= ~linux.CLONE_NEWNET
-    return flags
+    return flags if own_net else flags & ~linux.CLONE_NEWNET
 
 
 def cgroup_mounts(manager) -> tuple[tuple[str, str | None, str], ...]:
@@ -144,9 +147,13 @@ def start_container(setup: Setup) -> None:
     tl = Timeline(setup.explain, setup.clone_ns)
     try:
         _keep_only(setup)
+        tl.mark("signals", "default signal handlers, empty signal mask; close inherited fds")
+        if setup.userns is not None:
+            stage = "user namespace"
+            setup.userns.map_self()
+            tl.mark("userns", setup.userns.describe())
         if not setup.host_network and setup.netns_pid is None:
             _hold_ipv6_conf()  # eth0 will ignore router advertisements (_configure_eth0)
-        tl.mark("signals", "default signal handlers, empty signal mask; close inherited fds")
         if setup.shim_pid:  # warm: nobody would ever claim us if the shim died
             linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
             if not _alive(setup.shim_pid):  # it died before the line above took hold
@@ -216,7 +223,7 @@ def start_exec(setup: Setup) -> None:
             with open(path, "w") as f:
                 f.write("0")
         stage = "join namespaces"
-        _join(setup.join_pid)
+        _join(setup.join_pid, setup.userns is not None)
         pid = os.fork()
         if pid:
             os.write(setup.pid_fd, b"%d\n" % pid)
@@ -228,12 +235,14 @@ def start_exec(setup: Setup) -> None:
     os._exit(EXIT_RUNTIME)
 
 
-def _join(pid: int) -> None:
-    """setns(2) into every namespace of a running container (for exec)."""
+def _join(pid: int, userns: bool = False) -> None:
+    """setns(2) into every namespace of a running container (for exec); a rootless one's
+    user namespace first: its owner (us) has every capability in it, and so may join the
+    namespaces it owns.  A namespace the container shares with us joins as a no-op."""
     fds = []
     try:
         for name, flag in linux.NAMESPACES:
-            if name == "user":
+            if name == "user" and not userns:
                 continue
             fds.append((os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC), flag))
         for fd, flag in fds:
@@ -264,6 +273,9 @@ def _pid1(setup: Setup, tl: Timeline) -> None:
         tl.mark("workdir", f"chdir {setup.workdir}")
         stage = "user"
         uid, gid, groups, home = _lookup_user(setup.user)
+        if setup.userns is not None:  # setgroups(2) is denied in a single-id namespace
+            setup.userns.check_user(uid, gid, setup.user)
+            groups = None
         env = dict(setup.env)
         if home and setup.user is not None and "HOME" not in setup.env_explicit:
             env["HOME"] = home
@@ -296,7 +308,7 @@ def _build_container(setup: Setup, tl: Timeline, at: list[str]) -> None:
     go, hostname and cgroup namespace.  Meanwhile the shim moves us into our cgroup
     and wires the network (cgroup v1 migration waits for an RCU grace period, so
     overlapping saves milliseconds).  at[0] names the stage reached, for an error."""
-    root = rootfs.mount_root(setup.image, setup.stage, setup.storage_size)
+    root = rootfs.mount_root(setup.image, setup.stage, setup.storage_size, userxattr=setup.userns is not None)
     tl.mark("rootfs", rootfs.describe_root(setup.image, setup.storage_size))
     rootfs.execute(setup.steps, root, tl)
     rootfs.pivot(root)
@@ -305,7 +317,7 @@ def _build_container(setup: Setup, tl: Timeline, at: list[str]) -> None:
         at[0] = "terminal"
         _open_console(setup.console_fd)
         tl.mark("console", "open a pty in the container's own /dev/pts, send its master to the shim")
-    if not setup.host_network:
+    if run_flags(setup) & linux.CLONE_NEWNET:
         _loopback_up()
         tl.mark("loopback", "bring lo up (SIOCSIFFLAGS)")
     at[0] = "privileges"
@@ -314,8 +326,9 @@ def _build_container(setup: Setup, tl: Timeline, at: list[str]) -> None:
         at[0] = "cgroup and network"
         _wait_for_go(setup, tl)
     at[0] = "hostname"
-    socket.sethostname(setup.hostname)
-    tl.mark("hostname", f"sethostname {setup.hostname}")
+    if run_flags(setup) & linux.CLONE_NEWUTS:
+        socket.sethostname(setup.hostname)
+        tl.mark("hostname", f"sethostname {setup.hostname}")
     linux.unshare(linux.CLONE_NEWCGROUP)
     if setup.cgroup_mounts:
         _mount_cgroupfs(setup.cgroup_mounts)

@@ -25,7 +25,7 @@ import stat
 from dataclasses import dataclass
 
 from . import linux
-from .binds import BindSource, SecureBind
+from .binds import BindSource, SecureBind, flags_of
 from .linux import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, MS_REMOUNT
 from .security import guards
 
@@ -126,7 +126,9 @@ class Remount:
         target = resolve(root, self.target)
         if self.optional and not os.path.lexists(target):
             return
-        linux.mount(None, target, None, MS_REMOUNT | MS_BIND | self.flags)
+        # With the flags it has: a bind remount sets them all, and would clear noexec and
+        # the rest, which a user namespace refuses (EPERM: they are locked) and root should not do.
+        linux.mount(None, target, None, MS_REMOUNT | MS_BIND | self.flags | flags_of(target))
 
     def __str__(self) -> str:
         return f"remount {self.target} read-only" if self.flags & MS_RDONLY else f"remount {self.target}"
@@ -201,6 +203,21 @@ class Device:
 
 
 @dataclass(frozen=True)
+class BindDevice:
+    """A host device node bound onto an empty file (a user namespace cannot mknod)."""
+
+    name: str
+
+    def run(self, root: str) -> None:
+        path = os.path.join(root, "dev", self.name)
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o666))
+        linux.mount("/dev/" + self.name, path, None, MS_BIND)
+
+    def __str__(self) -> str:
+        return f"bind the host's /dev/{self.name} (mknod needs real root)"
+
+
+@dataclass(frozen=True)
 class Symlink:
     path: str
     target: str
@@ -212,15 +229,21 @@ class Symlink:
         return f"ln -s {self.target} {self.path}"
 
 
-def plan(image, spec, state_dir: str | None) -> list:
-    """Steps that build the container's view below the overlay root."""
+def plan(image, spec, state_dir: str | None, userns=None) -> list:
+    """Steps that build the container's view below the overlay root (userns: a
+    rootless.UserNs, whose PID 1 cannot make devices or, without a network namespace
+    of its own, a sysfs)."""
     steps: list = []
     # Host directories of the image (host image: /usr, ...), read-only, no devices.
     for src in image.binds:
         steps += [Mount(src, src, None, MS_BIND | MS_REC), SecureBind(src, read_only=True)]
     steps.append(Mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC))
-    steps += _dev_steps()
-    steps.append(Mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY))
+    steps += _dev_steps(userns is not None)
+    if userns is not None and not (userns.net and spec.network == "none"):
+        # sysfs may be mounted only by the owner of the network namespace: bind the host's
+        steps += [Mount("/sys", "/sys", None, MS_BIND | MS_REC), Remount("/sys", MS_RDONLY | MS_NOSUID | MS_NODEV)]
+    else:
+        steps.append(Mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY))
     # One storage budget per container (--storage-size, else storage_budget's default):
     # /tmp is a directory of the writable layer, unless the root is read-only; then it
     # is a tmpfs of that size.
@@ -252,16 +275,21 @@ def plan(image, spec, state_dir: str | None) -> list:
     return steps
 
 
-def _dev_steps() -> list:
+def _dev_steps(userns: bool = False) -> list:
     # /dev is a small tmpfs of harmless devices, read-only once populated: with
     # every writable filesystem mounted nodev, a CAP_MKNOD process cannot make
-    # a usable device node anywhere.
+    # a usable device node anywhere.  In a user namespace the nodes are the host's, bound.
     steps: list = [Mount("tmpfs", "/dev", "tmpfs", MS_NOSUID, "mode=755,size=65536")]
-    steps += [Device(name, major, minor) for name, major, minor in DEVICES]
+    if userns:
+        steps += [BindDevice(name) for name, _, _ in DEVICES]
+    else:
+        steps += [Device(name, major, minor) for name, major, minor in DEVICES]
     steps += [Symlink("/dev/" + name, target) for name, target in DEV_LINKS]
     steps += [MakeTarget("/dev/pts"), MakeTarget("/dev/shm"), MakeTarget("/dev/mqueue")]
     steps += [
-        Mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"),
+        # (gid 5, tty, is not mapped in a single-id user namespace: the terminal's group is then root's)
+        Mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+              "newinstance,ptmxmode=0666,mode=0620" + ("" if userns else ",gid=5")),
         Mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=67108864"),
         Mount("mqueue", "/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC),
         Remount("/dev", MS_RDONLY | MS_NOSUID),
@@ -295,9 +323,10 @@ def storage_budget(storage_size: int | None) -> int | None:
     return parse_size(text, "CONTAINERLAB_DEFAULT_STORAGE") or None
 
 
-def mount_root(image, stage: str, storage_size: int | None) -> str:
+def mount_root(image, stage: str, storage_size: int | None, userxattr: bool = False) -> str:
     """Overlay the image's layers with a tmpfs writable layer; return the new root.
-    storage_size is the budget the shim worked out (storage_budget): None, no size."""
+    storage_size is the budget the shim worked out (storage_budget): None, no size.
+    userxattr: in a user namespace, where overlay's trusted.* xattrs do not exist."""
     size = f",size={storage_size}" if storage_size else ""
     linux.mount("tmpfs", stage, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755" + size)
     upper, work, root = (os.path.join(stage, d) for d in ("upper", "work", "root"))
@@ -305,7 +334,7 @@ def mount_root(image, stage: str, storage_size: int | None) -> str:
         os.mkdir(d, 0o755)
     lower = ":".join(image.layers)
     linux.mount("overlay", root, "overlay", MS_NODEV,
-                f"lowerdir={lower},upperdir={upper},workdir={work}")
+                f"lowerdir={lower},upperdir={upper},workdir={work}" + (",userxattr" if userxattr else ""))
     return root
 
 

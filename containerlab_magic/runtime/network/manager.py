@@ -23,7 +23,7 @@ import time
 from typing import Callable, Iterable
 
 from .. import faults
-from ..errors import Conflict, NotFound, RuntimeFailure, SpecError
+from ..errors import Conflict, HostUnsupported, NotFound, RuntimeFailure, SpecError
 from ..spec import PortMap, parse_name
 from . import filter as host_filter
 from . import hosts, netlink, shaping
@@ -80,6 +80,16 @@ def mac_for(ip: str) -> str:
     return "02:4c:" + ":".join(f"{int(octet):02x}" for octet in ip.split("."))
 
 
+def require_root(what: str) -> None:
+    """Bridges and veth pairs need CAP_NET_ADMIN in the host's network namespace: one line for
+    anyone else, before anything is made."""
+    if os.geteuid() != 0:
+        raise HostUnsupported(
+            f"{what}: bridge networks need root on this host (a bridge and veth pairs need CAP_NET_ADMIN "
+            f"in the host's network namespace), and this lab runs as uid {os.geteuid()}; use --net none "
+            "(the default: the container's own loopback) or --net host, or run the lab as root")
+
+
 class NetworkManager:
     """Networks and container attachments under STATE_ROOT/networks/ (see module doc)."""
 
@@ -108,6 +118,7 @@ class NetworkManager:
     @off_event_loop
     def create(self, name: str, subnet: str | None = None, internal: bool = False) -> dict:
         parse_name(name, "network name")
+        require_root(f"network {name}")
         if name in RESERVED_NAMES or name.startswith("container:"):
             raise SpecError(f"{name!r} is a network mode, not a name: choose another network name")
         wanted = parse_subnet(subnet) if subnet else None

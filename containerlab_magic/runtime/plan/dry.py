@@ -7,7 +7,7 @@ the order child.py runs (and marks) them.
 
 from __future__ import annotations
 
-from .. import child, rootfs, security
+from .. import child, rootfs, rootless, security
 from .build import build
 from .context import StartContext
 from .executor import dry_run
@@ -19,6 +19,7 @@ class _DryHost:
 
     def __init__(self, store, cgroups) -> None:
         self.store, self.cgroups = store, cgroups
+        self.userns = rootless.for_this_process()
 
     def cgroup_lab_dirs(self) -> list[str]:
         if self.cgroups is None:
@@ -31,17 +32,19 @@ def dry_plan(spec, image, store, cgroups) -> list[StepRecord]:
     ctx = StartContext(_DryHost(store, cgroups), spec, "<new id>", name, image,
                        hostname=spec.hostname or name[:63].replace("_", "-").replace(".", "-"))
     records = dry_run(build(spec, cgroups=cgroups is not None), ctx)
-    return records + [StepRecord(kind, text, None, CONTAINER) for kind, text in _pid1_steps(spec, image, store,
-                                                                                         cgroups, ctx)]
+    return records + [StepRecord(kind, text, None, CONTAINER)
+                      for kind, text in _pid1_steps(spec, image, store, cgroups, ctx, ctx.shim.userns)]
 
 
-def _pid1_steps(spec, image, store, cgroups, ctx) -> list[tuple[str, str]]:
+def _pid1_steps(spec, image, store, cgroups, ctx, userns=None) -> list[tuple[str, str]]:
     steps = [("signals", "default signal handlers, empty signal mask; close inherited fds")]
+    if userns is not None:
+        steps.append(("userns", userns.describe()))
     if spec.network.startswith("container:"):
         steps.append(("join network", f"setns(2) into the network namespace of {spec.network[10:]}"))
     steps.append(("mount namespace", "make every mount a slave (MS_REC|MS_SLAVE on /): nothing propagates back"))
     steps.append(("rootfs", rootfs.describe_root(image, rootfs.storage_budget(spec.limits.storage_size))))
-    steps += [("mount", str(step)) for step in rootfs.plan(image, spec, store.dir("<new id>"))]
+    steps += [("mount", str(step)) for step in rootfs.plan(image, spec, store.dir("<new id>"), userns)]
     steps.append(("pivot_root", "pivot_root(2) into the overlay, detach the old root"))
     if spec.tty:
         steps.append(("console", "open a pty in the container's own /dev/pts, send its master to the shim"))
@@ -52,7 +55,8 @@ def _pid1_steps(spec, image, store, cgroups, ctx) -> list[tuple[str, str]]:
         steps.append(("wait", "wait for the shim's go on the sync pipe (cgroup, network)"))
     if spec.on_bridge:
         steps.append(("eth0", "eth0 up with its address and default route (ioctls)"))
-    steps.append(("hostname", f"sethostname {ctx.hostname}"))
+    if child.run_flags_for(spec, userns) & child.linux.CLONE_NEWUTS:
+        steps.append(("hostname", f"sethostname {ctx.hostname}"))
     mounts = child.cgroup_mounts(cgroups) if cgroups is not None else ()
     steps.append(("cgroupns", "unshare(CLONE_NEWCGROUP)" + (", mount /sys/fs/cgroup read-only" if mounts else "")))
     steps.append(("workdir", f"chdir {spec.workdir}"))

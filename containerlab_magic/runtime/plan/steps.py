@@ -19,7 +19,7 @@ from ..spec import format_size
 from ..state import Status
 
 AHEAD = " (made ahead of need)"
-FLAG_NAMES = (("CLONE_NEWNS", linux.CLONE_NEWNS), ("CLONE_NEWUTS", linux.CLONE_NEWUTS),
+FLAG_NAMES = (("CLONE_NEWUSER", linux.CLONE_NEWUSER), ("CLONE_NEWNS", linux.CLONE_NEWNS), ("CLONE_NEWUTS", linux.CLONE_NEWUTS),
               ("CLONE_NEWIPC", linux.CLONE_NEWIPC), ("CLONE_NEWNET", linux.CLONE_NEWNET),
               ("CLONE_NEWPID", linux.CLONE_NEWPID), ("CLONE_NEWCGROUP", linux.CLONE_NEWCGROUP))
 
@@ -167,7 +167,7 @@ class ClonePid1:
     def describe(self, ctx) -> str:
         from .. import child
 
-        flags = flag_names(child.run_flags_for(ctx.spec))
+        flags = flag_names(child.run_flags_for(ctx.spec, ctx.shim.userns))
         pid = f"host pid {ctx.proc.pid}" if ctx.proc is not None else "a new process"
         if ctx.ahead(self.kind):
             return f"claim the warm PID 1 ({pid}), cloned ahead with {flags}, its rootfs mounted"

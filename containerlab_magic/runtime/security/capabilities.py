@@ -84,10 +84,12 @@ def bounding_set() -> int:
     return -1
 
 
-def switch_user(uid: int, gid: int, groups: list[int], caps: int = DEFAULT_MASK,
+def switch_user(uid: int, gid: int, groups: list[int] | None, caps: int = DEFAULT_MASK,
                 inheritable: int = 0) -> None:
-    """setgroups/setgid/setuid; for root, keep exactly `caps`; inheritable and ambient empty."""
-    os.setgroups(groups)
+    """setgroups/setgid/setuid; for root, keep exactly `caps`; inheritable and ambient empty.
+    groups None: leave them (a single-id user namespace denies setgroups(2); it has none)."""
+    if groups is not None:
+        os.setgroups(groups)
     os.setgid(gid)
     os.setuid(uid)
     linux.prctl(linux.PR_CAP_AMBIENT, linux.PR_CAP_AMBIENT_CLEAR_ALL)

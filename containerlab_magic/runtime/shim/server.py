@@ -15,7 +15,7 @@ import signal
 import socket
 import time
 
-from .. import child, protocol, security
+from .. import child, protocol, rootless, security
 from ..errors import ContainerError, SpecError
 from ..images import ImageStore
 from ..state import StateStore, proc_start_time
@@ -50,6 +50,8 @@ class Shim:
         # host with no writable cgroups; a container that asks for limits is refused.
         use_cgroups = open_manager is not None and os.environ.get("CONTAINERLAB_CGROUPS", "on") != "off"
         self.cgroups = open_manager() if use_cgroups else None
+        # Not root: the rootless rung's user namespace (None as root, or where none can be made)
+        self.userns = rootless.for_this_process()
         self.cgroup_mounts = child.cgroup_mounts(self.cgroups)  # what PID 1 shows at /sys/fs/cgroup
         self._network = None
         self.devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)

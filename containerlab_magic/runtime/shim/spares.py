@@ -188,10 +188,10 @@ class SparePool:
                 plug = (route_socket.fileno(), veth, bridge_index, mtu, alias)
             ctx.setup = child.Setup(
                 command=(), env={}, workdir="/", user=None, hostname="", image=ctx.image,
-                steps=rootfs.plan(ctx.image, ctx.spec, ctx.state_dir), stage=shim.stage,
+                steps=rootfs.plan(ctx.image, ctx.spec, ctx.state_dir, shim.userns), stage=shim.stage,
                 storage_size=rootfs.storage_budget(None), stdio=ctx.stdio.container, shim_pid=shim.me[0],
                 procs_files=tuple(spare.cgroup.procs_files) if spare.cgroup is not None else (),
-                join_cgroup=True, plug=plug, security=security.default_policy(),
+                join_cgroup=True, plug=plug, security=security.default_policy(), userns=shim.userns,
                 cgroup_mounts=shim.cgroup_mounts if spare.cgroup is not None else ())
             ctx.proc = spare.warm = shim.spawner.spawn("run", spare.cid, ctx.setup, None, sync=True)
         finally:

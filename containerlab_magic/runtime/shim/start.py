@@ -45,6 +45,7 @@ class Starter:
         explain = bool(message.get("explain"))
         image = shim.images.resolve(spec.image)
         spec = apply_image_config(spec, image)  # the one place the image's config fills the spec
+        self._check_rootless_network(spec)
         netns_pid = self._network_target(spec)
         self._check_limits(spec)
         policy = security.policy_for(spec)  # (a new seccomp profile compiles here, before any step)
@@ -98,6 +99,19 @@ class Starter:
         if reason:
             raise HostUnsupported(reason)
 
+    def _check_rootless_network(self, spec: ContainerSpec) -> None:
+        if os.geteuid() == 0:
+            return
+        if spec.on_bridge:
+            from ..network.manager import require_root
+
+            require_root(f"--net {spec.network}")
+        if spec.network.startswith("container:"):
+            raise HostUnsupported(
+                f"--net {spec.network}: joining another container's network needs root on this host (each "
+                f"rootless container has a user namespace of its own, which may not enter another's); "
+                "run both commands in one container, or run the lab as root")
+
     def _network_target(self, spec: ContainerSpec) -> int | None:
         if not spec.network.startswith("container:"):
             return None
@@ -126,10 +140,10 @@ class Starter:
         ctx.setup = child.Setup(
             command=spec.command, env=spec.environment, env_explicit=frozenset(k for k, _ in spec.env),
             workdir=spec.workdir, user=spec.user, hostname=ctx.hostname, image=ctx.image,
-            steps=rootfs.plan(ctx.image, spec, ctx.state_dir), stage=shim.stage,
+            steps=rootfs.plan(ctx.image, spec, ctx.state_dir, shim.userns), stage=shim.stage,
             storage_size=rootfs.storage_budget(spec.limits.storage_size), stdio=ctx.stdio.container,
             console_fd=ctx.stdio.console_theirs, netns_pid=ctx.netns_pid, host_network=spec.network == "host",
-            init=spec.init, explain=ctx.explain, security=ctx.security,
+            init=spec.init, explain=ctx.explain, security=ctx.security, userns=shim.userns,
             cgroup_mounts=shim.cgroup_mounts if ctx.cgroup is not None else ())
         sync = bool(ctx.cgroup is not None or spec.on_bridge or ctx.netns_pid)
         ctx.proc = shim.spawner.spawn("run", ctx.cid, ctx.setup, ctx.conn, sync=sync)
@@ -191,7 +205,8 @@ class Starter:
                 command=tuple(command), env=env, env_explicit=frozenset(message.get("env") or ()),
                 workdir=message.get("workdir") or spec.workdir, user=message.get("user") or spec.user,
                 stdio=stdio.container, console_fd=stdio.console_theirs, join_pid=state["pid"],
-                procs_files=tuple(cgroup.procs_files) if cgroup else (), security=security.policy_for(spec))
+                procs_files=tuple(cgroup.procs_files) if cgroup else (), security=security.policy_for(spec),
+                userns=shim.userns)
             exec_id = secrets.token_hex(8)
             proc = shim.spawner.spawn("exec", cid, setup, conn, exec_id=exec_id)
             faults.point("exec")  # (a test hook)

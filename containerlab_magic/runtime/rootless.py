@@ -1,0 +1,86 @@
+"""The rootless rungs' part of a start: a user namespace in which we are root.
+
+An unprivileged user may make a user namespace (user_namespaces(7)) and, in it,
+every other kind of namespace the host allows; the probes (rungs.py) found out
+which.  PID 1 is cloned with CLONE_NEWUSER and the others in one call, so they
+are all owned by the new user namespace, and it maps ids itself before anything
+else (single-id: our uid and gid become 0 inside, nothing else is mapped):
+
+    /proc/self/setgroups  deny     (required before an unprivileged gid_map)
+    /proc/self/uid_map    0 UID 1
+    /proc/self/gid_map    0 GID 1
+
+What this rung changes in the start plan, and why (all measured on this kind of
+host: ../shared/notes/rootless-and-pods.md):
+- the overlay is mounted with `userxattr`: trusted.* xattrs do not exist in a
+  user namespace, and without it opaque directories are silently ignored;
+- image layers are unpacked as the user, who then owns them (root inside):
+  files of a host-root-owned lower would show as nobody and refuse every write;
+- device nodes cannot be made (mknod needs CAP_MKNOD in the initial namespace):
+  /dev/null and the rest are bind mounts of the host's nodes, as rootless podman does;
+- only uid and gid 0 exist inside: setgroups(2) is denied, `--user 1000` cannot
+  be honoured (one line says so);
+- no cgroups unless one is delegated (see delegation.py), no bridges (they need
+  CAP_NET_ADMIN on the host): `--net none` (the default) gives a network
+  namespace with its own loopback, when the host allows one.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass
+
+from . import linux
+
+
+@dataclass(frozen=True)
+class UserNs:
+    """How a non-root user's containers are made here: the ids mapped and the namespaces
+    the host lets this user make (the probes' answers)."""
+
+    uid: int
+    gid: int
+    pid: bool = True  # a PID namespace with its own /proc (not under a masked /proc)
+    uts: bool = True  # its own hostname
+    net: bool = True  # its own network namespace (lo only)
+
+    def clone_flags(self, own_net: bool = True) -> int:
+        flags = linux.CLONE_NEWUSER | linux.CLONE_NEWNS | linux.CLONE_NEWIPC
+        flags |= (linux.CLONE_NEWPID if self.pid else 0) | (linux.CLONE_NEWUTS if self.uts else 0)
+        return flags | (linux.CLONE_NEWNET if self.net and own_net else 0)
+
+    def map_self(self) -> None:
+        """In PID 1, first of all: map our ids (single-id) in the namespace we were cloned into."""
+        for name, text in (("setgroups", "deny"), ("uid_map", f"0 {self.uid} 1"), ("gid_map", f"0 {self.gid} 1")):
+            fd = os.open(f"/proc/self/{name}", os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, text.encode())
+            finally:
+                os.close(fd)
+
+    def check_user(self, uid: int, gid: int, user: str) -> None:
+        """Only root exists inside a single-id namespace: say so instead of setuid's EINVAL."""
+        if (uid, gid) != (0, 0):
+            raise OSError(errno.EINVAL, f"user {user!r} (uid {uid}, gid {gid}) does not exist in this rootless "
+                                        f"container: only root (your own uid {self.uid}) is mapped; run as root "
+                                        "inside (drop --user), or give the host /etc/subuid ranges for a "
+                                        "multi-id namespace")
+
+    def describe(self) -> str:
+        return (f"user namespace: uid {self.uid} and gid {self.gid} are 0 inside, nothing else mapped "
+                "(setgroups denied)")
+
+
+def for_this_process() -> UserNs | None:
+    """None as root (the root rung needs no user namespace); else the rootless mode the
+    probes found, or None when this host gives a user no container at all."""
+    if os.geteuid() == 0:
+        return None
+    from . import rungs
+
+    result = rungs.probe()
+    if not result.rung.startswith("rootless"):
+        return None
+    return UserNs(os.geteuid(), os.getegid(), pid=result.has("pidns"), uts=result.has("uts"),
+                  net=result.has("netns"))
