@@ -387,6 +387,11 @@ def load_ipython_extension(ipython) -> None:
     if magics not in ipython.configurables:
         ipython.configurables.append(magics)  # so %config ContainerMagics.x = ... reaches it
     _loaded[id(ipython)] = magics
+    from .runtime import rungs
+
+    line = rungs.notice()  # (one line, and only when not root: which rung this kernel got)
+    if line:
+        print(line)
 
 
 def unload_ipython_extension(ipython) -> None:

@@ -76,6 +76,7 @@ class Setup:
     security: object = None  # a security.Policy, compiled by the shim (None: the default one)
     bounding_dropped: bool = False  # set by PID 1 once it dropped its bounding set (before the go)
     userns: object = None  # a rootless.UserNs: clone a user namespace too, and map our ids in it
+    rlimits: tuple = ()  # (resource, value, text): limits without a cgroup (rootless.rlimits_for)
 
 
 # Signals whose disposition the shim (Python) changed: SIGINT and SIGPIPE, SIGXFSZ
@@ -286,6 +287,13 @@ def _pid1(setup: Setup, tl: Timeline) -> None:
                        bounding_dropped=setup.bounding_dropped)
         os.closerange(3, setup.error_fd)  # error_fd is close-on-exec: it closes at exec
         os.closerange(setup.error_fd + 1, 1 << 20)
+        if setup.rlimits:
+            stage = "rlimits"
+            from .rootless import set_rlimits
+
+            set_rlimits(setup.rlimits)
+            tl.mark("rlimits", "setrlimit " + ", ".join(text for _, _, text in setup.rlimits)
+                    + " (no cgroup: approximations)")
         if setup.init:
             stage = "init"
             init.start_init(setup, env, tl)  # returns in the command's process only
@@ -309,7 +317,7 @@ def _build_container(setup: Setup, tl: Timeline, at: list[str]) -> None:
     and wires the network (cgroup v1 migration waits for an RCU grace period, so
     overlapping saves milliseconds).  at[0] names the stage reached, for an error."""
     root = rootfs.mount_root(setup.image, setup.stage, setup.storage_size, userxattr=setup.userns is not None)
-    tl.mark("rootfs", rootfs.describe_root(setup.image, setup.storage_size))
+    tl.mark("rootfs", rootfs.describe_root(setup.image, setup.storage_size, setup.userns is not None))
     rootfs.execute(setup.steps, root, tl)
     rootfs.pivot(root)
     tl.mark("pivot_root", "pivot_root(2) into the overlay, detach the old root")

@@ -348,9 +348,10 @@ def execute(steps: list, root: str, timeline=None) -> None:
             timeline.mark("mount", str(step))
 
 
-def describe_root(image, storage_size: int | None) -> str:
+def describe_root(image, storage_size: int | None, userxattr: bool = False) -> str:
     size = f" of {storage_size} bytes" if storage_size else ""
-    return f"tmpfs writable layer{size}, overlay lowerdir={':'.join(image.layers)} (image {image.name})"
+    return (f"tmpfs writable layer{size}, overlay lowerdir={':'.join(image.layers)}" + (",userxattr" if userxattr else "")
+            + f" (image {image.name})")
 
 
 def pivot(root: str) -> None:

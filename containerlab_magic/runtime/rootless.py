@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
 from dataclasses import dataclass
 
 from . import linux
@@ -84,3 +85,40 @@ def for_this_process() -> UserNs | None:
         return None
     return UserNs(os.geteuid(), os.getegid(), pid=result.has("pidns"), uts=result.has("uts"),
                   net=result.has("netns"))
+
+
+# Without a cgroup, the limits a rootless container can still have are per-process
+# rlimits (getrlimit(2)), honestly approximate: RLIMIT_AS caps each process's address
+# space (not the container's memory: mapped-but-unused pages count, shared ones count
+# in every process); RLIMIT_NPROC counts the processes of the container's root in its
+# own user namespace (the kernel counts them per user namespace), so it acts as a pids
+# limit.  A CPU share has no rlimit (RLIMIT_CPU is seconds of CPU in all): refused.
+RLIMITS = {"memory": ("RLIMIT_AS", resource.RLIMIT_AS), "pids_limit": ("RLIMIT_NPROC", resource.RLIMIT_NPROC)}
+
+
+def rlimits_for(limits) -> tuple[tuple[int, int, str], ...]:
+    """(resource, value, text) for each limit that has an rlimit; raises HostUnsupported
+    naming the first that has none."""
+    from .errors import HostUnsupported
+
+    found = []
+    for name in ("memory", "memory_swap", "cpus", "pids_limit", "cpu_shares", "cpuset_cpus", "blkio_weight"):
+        value = getattr(limits, name, None)
+        if value is None:
+            continue
+        if name not in RLIMITS:
+            option = "--" + name.replace("_", "-")
+            raise HostUnsupported(
+                f"{option} needs a cgroup, and this host delegates none to uid {os.geteuid()} (rung rootless-single-id: "
+                "--memory and --pids-limit become rlimits here, nothing else can): on cgroup v2 ask for "
+                "Delegate=yes (systemd) or a pod whose cgroup is writable; on v1 root must make and chown a "
+                "subtree (`containerlab-magic doctor` prints the commands); or drop " + option)
+        label, number = RLIMITS[name]
+        found.append((number, int(value), f"{label}={value}"))
+    return tuple(found)
+
+
+def set_rlimits(rlimits) -> None:
+    """In PID 1 or an exec'd process, before exec: the container's rlimits, soft and hard."""
+    for number, value, _ in rlimits:
+        resource.setrlimit(number, (value, value))

@@ -43,7 +43,8 @@ def _pid1_steps(spec, image, store, cgroups, ctx, userns=None) -> list[tuple[str
     if spec.network.startswith("container:"):
         steps.append(("join network", f"setns(2) into the network namespace of {spec.network[10:]}"))
     steps.append(("mount namespace", "make every mount a slave (MS_REC|MS_SLAVE on /): nothing propagates back"))
-    steps.append(("rootfs", rootfs.describe_root(image, rootfs.storage_budget(spec.limits.storage_size))))
+    steps.append(("rootfs", rootfs.describe_root(image, rootfs.storage_budget(spec.limits.storage_size),
+                                                 userns is not None)))
     steps += [("mount", str(step)) for step in rootfs.plan(image, spec, store.dir("<new id>"), userns)]
     steps.append(("pivot_root", "pivot_root(2) into the overlay, detach the old root"))
     if spec.tty:

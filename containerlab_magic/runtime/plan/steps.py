@@ -170,7 +170,8 @@ class ClonePid1:
         flags = flag_names(child.run_flags_for(ctx.spec, ctx.shim.userns))
         pid = f"host pid {ctx.proc.pid}" if ctx.proc is not None else "a new process"
         if ctx.ahead(self.kind):
-            return f"claim the warm PID 1 ({pid}), cloned ahead with {flags}, its rootfs mounted"
+            mapped = f"; {ctx.shim.userns.describe()}" if ctx.shim.userns is not None else ""
+            return f"claim the warm PID 1 ({pid}), cloned ahead with {flags}, its rootfs mounted{mapped}"
         return f"clone({flags}): PID 1 is {pid}"
 
 

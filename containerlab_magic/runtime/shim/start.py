@@ -14,7 +14,7 @@ import random
 import secrets
 import time
 
-from .. import child, faults, rootfs, security
+from .. import child, faults, rootfs, rootless, security
 from ..errors import HostUnsupported, RuntimeFailure, SpecError
 from ..image_config import apply as apply_image_config
 from ..plan.build import build
@@ -50,7 +50,7 @@ class Starter:
         self._check_limits(spec)
         policy = security.policy_for(spec)  # (a new seccomp profile compiles here, before any step)
         name = spec.name or self._free_name()
-        key = shim.spares.key_for(spec, policy, image.digest)
+        key = shim.spares.key_for(spec, policy, image.digest) if not self._rlimits(spec, None) or shim.cgroups else None
         if key is not None:
             shim.spares.want(key)
         while True:
@@ -89,6 +89,9 @@ class Starter:
         if not spec.limits.any_cgroup_limit:
             return
         cgroups = self.shim.cgroups
+        if cgroups is None and self.shim.userns is not None and os.environ.get("CONTAINERLAB_CGROUPS") != "off":
+            rootless.rlimits_for(spec.limits)  # (refuses what has no rlimit, in one line)
+            return
         if cgroups is None:
             why = ("cgroups are turned off (CONTAINERLAB_CGROUPS=off): unset it"
                    if os.environ.get("CONTAINERLAB_CGROUPS") == "off" else
@@ -98,6 +101,11 @@ class Starter:
         reason = cgroups.missing_for(spec.limits)
         if reason:
             raise HostUnsupported(reason)
+
+    def _rlimits(self, spec: ContainerSpec, cgroup) -> tuple:
+        if cgroup is not None or self.shim.userns is None or not spec.limits.any_cgroup_limit:
+            return ()
+        return rootless.rlimits_for(spec.limits)
 
     def _check_rootless_network(self, spec: ContainerSpec) -> None:
         if os.geteuid() == 0:
@@ -144,6 +152,7 @@ class Starter:
             storage_size=rootfs.storage_budget(spec.limits.storage_size), stdio=ctx.stdio.container,
             console_fd=ctx.stdio.console_theirs, netns_pid=ctx.netns_pid, host_network=spec.network == "host",
             init=spec.init, explain=ctx.explain, security=ctx.security, userns=shim.userns,
+            rlimits=self._rlimits(spec, ctx.cgroup),
             cgroup_mounts=shim.cgroup_mounts if ctx.cgroup is not None else ())
         sync = bool(ctx.cgroup is not None or spec.on_bridge or ctx.netns_pid)
         ctx.proc = shim.spawner.spawn("run", ctx.cid, ctx.setup, ctx.conn, sync=sync)
@@ -206,7 +215,7 @@ class Starter:
                 workdir=message.get("workdir") or spec.workdir, user=message.get("user") or spec.user,
                 stdio=stdio.container, console_fd=stdio.console_theirs, join_pid=state["pid"],
                 procs_files=tuple(cgroup.procs_files) if cgroup else (), security=security.policy_for(spec),
-                userns=shim.userns)
+                userns=shim.userns, rlimits=self._rlimits(spec, cgroup))
             exec_id = secrets.token_hex(8)
             proc = shim.spawner.spawn("exec", cid, setup, conn, exec_id=exec_id)
             faults.point("exec")  # (a test hook)

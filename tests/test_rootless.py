@@ -1,0 +1,291 @@
+"""The rootless single-id rung, as a real unprivileged user of this host would use it.
+
+Every command runs the lab's CLI as the test user `clabtest` (setpriv(1): its own
+uid and gid, no supplementary groups, a clean environment, Debian's python3),
+with state and images in a home directory of its own.  The containers are real:
+a user namespace mapping the user's uid to 0, mount/IPC/UTS/PID/network
+namespaces it owns, an overlay mounted with userxattr over layers the user
+unpacked.  The module checks that nothing is left: no process of the user, no
+container state, no process in a foreign PID namespace, no mount (conftest).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import pwd
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+
+import pytest
+
+from images import build
+from images.tarballs import entry, tar_bytes
+from pod import users
+
+pytestmark = pytest.mark.skipif(users.why_not() is not None, reason=str(users.why_not()))
+
+
+class User:
+    """The lab's CLI as the test user, with a home (state, images) of its own."""
+
+    def __init__(self, pw, source: str, home: pathlib.Path):
+        self.pw, self.source, self.home = pw, source, home
+        self.state, self.data = home / "state", home / "data"
+
+    def cli(self, *args: str, timeout: float = 60, env: dict | None = None) -> subprocess.CompletedProcess:
+        code = ("import sys, runpy; sys.argv = ['containerlab-magic', *sys.argv[1:]]; "
+                "runpy.run_module('containerlab_magic', run_name='__main__')")
+        extra = {"CONTAINERLAB_STATE": str(self.state), "CONTAINERLAB_DATA": str(self.data),
+                 "CONTAINERLAB_DAEMON_LINGER": "1", **(env or {})}
+        base = {"PATH": "/usr/bin:/bin", "HOME": str(self.home), "PYTHONPATH": self.source,
+                "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8", **extra}
+        argv = ["setpriv", f"--reuid={self.pw.pw_uid}", f"--regid={self.pw.pw_gid}", "--clear-groups", "env", "-i",
+                *(f"{k}={v}" for k, v in base.items()), users.SYSTEM_PYTHON, "-c", code, *args]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd="/")
+
+    def ok(self, *args: str, **kw) -> str:
+        ran = self.cli(*args, **kw)
+        assert ran.returncode == 0, f"{args}: exit {ran.returncode}: {ran.stderr}"
+        return ran.stdout
+
+    def processes(self) -> list[int]:
+        found = subprocess.run(["pgrep", "-u", str(self.pw.pw_uid)], capture_output=True, text=True).stdout
+        return [int(p) for p in found.split()]
+
+    def wait_for_no_processes(self, timeout: float = 10) -> list[int]:
+        deadline = time.monotonic() + timeout
+        while self.processes() and time.monotonic() < deadline:
+            time.sleep(0.1)  # (its daemon shim lingers 1 s after the last command)
+        return self.processes()
+
+
+@pytest.fixture(scope="module")
+def user(module_no_leaks):
+    pw = users.ensure_user()
+    source = users.package_copy()
+    home = pathlib.Path(tempfile.mkdtemp(prefix="clab-rootless-home-"))  # in /tmp: the user can reach it
+    os.chmod(home, 0o700)
+    os.chown(home, pw.pw_uid, pw.pw_gid)
+    u = User(pw, source, home)
+    try:
+        yield u
+        assert u.wait_for_no_processes() == [], "the user's processes outlived the tests"
+        left = os.listdir(u.state / "containers") if (u.state / "containers").is_dir() else []
+        assert left == [], f"container state left: {left}"
+    finally:
+        for pid in u.processes():  # (only after a failure: our own test user's processes)
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(source)
+
+
+# ---- a container, as the user -------------------------------------------------------------------
+
+
+def test_a_user_runs_a_container_that_is_root_inside_a_user_namespace(user):
+    out = user.ok("run", "busybox", "sh", "-c", "id -u; cat /proc/self/uid_map; echo $$; hostname; ps -o pid,comm")
+    uid, uid_map, pid, hostname, *ps = out.splitlines()
+    assert uid == "0"
+    assert uid_map.split() == ["0", str(user.pw.pw_uid), "1"]  # single-id: only the user's own uid
+    assert pid == "1"  # its own PID namespace
+    assert hostname and hostname != os.uname().nodename  # its own UTS namespace
+    assert [line.split() for line in ps[1:]] == [["1", "ps"]]  # (sh exec'd ps) nothing of the host's
+
+
+def test_the_exit_code_and_output_come_back(user):
+    ran = user.cli("run", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (ran.returncode, ran.stdout, ran.stderr) == (3, "out\n", "err\n")
+
+
+def test_the_writable_layer_takes_writes_and_deletions(user):
+    """The layers belong to the user (root inside): without that, every write into the
+    overlay fails with EACCES (the notes' gotcha 1)."""
+    out = user.ok("run", "busybox", "sh", "-c",
+                  "echo new > /etc/motd && cat /etc/motd && echo more >> /etc/passwd && rm /bin/vi && "
+                  "test ! -e /bin/vi && mkdir -p /root/x && echo done")
+    assert out.splitlines() == ["new", "done"]
+    assert user.ok("run", "busybox", "sh", "-c", "test -e /bin/vi && ! test -e /etc/motd && echo fresh") == "fresh\n"
+
+
+def test_devices_are_usable_and_no_new_ones_can_be_made(user):
+    out = user.ok("run", "busybox", "sh", "-c",
+                  "echo x > /dev/null && head -c 4 /dev/zero | wc -c && mknod /tmp/mem c 1 1 2>&1; echo $?")
+    lines = out.splitlines()
+    assert lines[0].strip() == "4"
+    assert lines[-1] != "0", "mknod of a real device worked in a rootless container"
+
+
+def test_network_none_is_a_loopback_of_its_own(user):
+    out = user.ok("run", "busybox", "sh", "-c", "ip -o link | cut -d: -f2; nc -l -p 7000 -e echo hi & "
+                  "sleep 0.2; nc 127.0.0.1 7000")
+    names = [line.strip() for line in out.splitlines()[:-1]]
+    assert names == ["lo"] and out.splitlines()[-1] == "hi"
+
+
+def test_a_detached_container_has_ps_exec_logs_stop_and_rm(user):
+    name = "rl-web"
+    user.ok("run", "-d", "--name", name, "busybox", "sh", "-c", "echo started; exec sleep 60")
+    try:
+        assert name in user.ok("ps")
+        out = user.ok("exec", name, "sh", "-c", "id -u; cat /proc/self/uid_map; ps -o comm")
+        uid, uid_map, *ps = out.splitlines()
+        assert uid == "0" and uid_map.split() == ["0", str(user.pw.pw_uid), "1"]
+        assert "sleep" in ps  # the exec joined the container's PID namespace
+        deadline = time.monotonic() + 5
+        while "started" not in user.ok("logs", name) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert user.ok("logs", name) == "started\n"
+        user.ok("stop", "-t", "1", name)
+        assert "exited" in user.ok("ps", "-a")
+    finally:
+        user.cli("rm", "-f", name)
+    assert name not in user.ok("ps", "-a")
+
+
+@pytest.mark.parametrize("how", [["--read-only"], ["--dry-run"], []], ids=["cold", "dry-run", "warm-or-cold"])
+def test_explain_names_the_user_namespace_and_the_bound_devices(user, how):
+    """Cold (--read-only: no spare serves it), planned (--dry-run) or claimed warm: the same facts."""
+    ran = user.cli("run", "--explain", *how, "busybox", "true")
+    assert ran.returncode == 0, ran.stderr
+    out = ran.stderr + ran.stdout  # (the timeline goes to stderr, a dry run's plan to stdout)
+    assert "CLONE_NEWUSER" in out
+    assert f"uid {user.pw.pw_uid} and gid {user.pw.pw_gid} are 0 inside" in out
+    if how:  # (a warm PID 1 mounted its rootfs before the claim: its timeline starts at the go)
+        assert "bind the host's /dev/null" in out and "userxattr" in out
+
+
+def test_an_image_with_whiteouts_and_an_opaque_directory_loads_and_runs(user):
+    """Unpacked by the user: whiteouts as 0/0 devices (allowed without privilege), opaque
+    directories as user.overlay.opaque, the overlay mounted with userxattr.  Without
+    userxattr the opaque directory's lower files would come back (the notes' gotcha 2)."""
+    work = pathlib.Path(tempfile.mkdtemp(prefix="clab-rootless-img-"))
+    try:
+        layout = build.Layout(str(work / "layout"))
+        lower = tar_bytes([entry("data/", "dir"), entry("data/old.txt", data=b"old"), entry("data/dir/", "dir"),
+                           entry("data/dir/a", data=b"a"), entry("data/keep", data=b"k")])
+        upper = tar_bytes([entry("data/", "dir"), entry("data/.wh.old.txt"), entry("data/dir/", "dir"),
+                           entry("data/dir/.wh..wh..opq"), entry("data/dir/z", data=b"z")])
+        layers = [(build.busybox_tar(), build.OCI_LAYER_GZIP), (lower, build.OCI_LAYER_GZIP),
+                  (upper, build.OCI_LAYER_GZIP)]
+        layout.tag("rootless:wh", layout.image(layers))
+        archive = work / "image.tar"
+        with tarfile.open(archive, "w") as tar:
+            for name in sorted(os.listdir(layout.path)):
+                tar.add(os.path.join(layout.path, name), arcname=name)
+        os.chmod(work, 0o755)
+        os.chmod(archive, 0o644)
+        loaded = user.ok("load", "-i", str(archive))
+        name = loaded.split("Loaded image: ", 1)[1].split()[0]
+        out = user.ok("run", name, "sh", "-c", "ls /data | sort; echo --; ls /data/dir")
+        assert out.split("--\n") == ["dir\nkeep\n", "z\n"], out
+        user.ok("rmi", name)
+    finally:
+        shutil.rmtree(work)
+
+
+# ---- what the rung cannot do: one line each, nothing left --------------------------------------
+
+
+def test_without_a_cgroup_memory_and_pids_limits_are_rlimits(user):
+    """No cgroup is delegated to the user on this host: --memory is RLIMIT_AS and
+    --pids-limit RLIMIT_NPROC (counted in the container's own user namespace), labelled
+    as approximations in explain; an allocation past it fails, a fork past it fails."""
+    out = user.ok("run", "--memory", "64M", "--pids-limit", "6", "busybox", "sh", "-c", "ulimit -v; ulimit -u")
+    assert out.split() == [str(64 << 10), "6"]
+    ran = user.cli("run", "--memory", "48M", "host", "python3", "-c", "bytearray(96 << 20)")
+    assert ran.returncode == 1 and "MemoryError" in ran.stderr, ran.stderr
+    ran = user.cli("run", "--pids-limit", "4", "busybox", "sh", "-c",
+                   "for i in 1 2 3 4 5 6; do sleep 1 & done 2>&1; wait")
+    assert "can't fork" in ran.stdout + ran.stderr, ran
+    explained = user.cli("run", "--explain", "--memory", "64M", "busybox", "true").stderr
+    assert "setrlimit RLIMIT_AS=67108864 (no cgroup: approximations)" in explained, explained
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--cpus", "0.5"], "--cpus needs a cgroup, and this host delegates none"),
+    (["--net", "bridge"], "bridge networks need root on this host"),
+    (["--net", "container:other"], "joining another container's network needs root"),
+    (["--user", "1000"], "only root (your own uid"),
+], ids=["cpus", "bridge", "container-net", "user"])
+def test_what_the_rung_lacks_is_refused_in_one_line(user, args, says):
+    ran = user.cli("run", *args, "busybox", "true")
+    assert ran.returncode == 125
+    assert says in ran.stderr and len(ran.stderr.strip().splitlines()) == 1, ran.stderr
+    assert "Traceback" not in ran.stderr and "internal error" not in ran.stderr
+    assert "rl-" not in user.ok("ps", "-a")
+
+
+def test_network_create_is_refused_in_one_line(user):
+    ran = user.cli("network", "create", "rlnet")
+    assert ran.returncode != 0 and "bridge networks need root" in ran.stderr
+    assert len(ran.stderr.strip().splitlines()) == 1, ran.stderr
+
+
+# ---- isolation from the host and from other users ------------------------------------------------
+
+
+def test_the_container_cannot_read_the_users_home_or_signal_its_processes(user):
+    secret = user.home / "secret.txt"
+    secret.write_text("private\n")
+    os.chown(secret, user.pw.pw_uid, user.pw.pw_gid)
+    caller = subprocess.Popen(["setpriv", f"--reuid={user.pw.pw_uid}", f"--regid={user.pw.pw_gid}",
+                               "--clear-groups", "sleep", "30"])
+    try:
+        out = user.ok("run", "busybox", "sh", "-c",
+                      f"cat {secret} 2>&1; echo; kill -0 {caller.pid} 2>&1; echo $?")
+        assert "private" not in out
+        assert out.strip().splitlines()[-1] != "0", "the container could signal one of the user's host processes"
+        assert caller.poll() is None
+    finally:
+        caller.kill()
+        caller.wait()
+        secret.unlink()
+
+
+def test_another_user_can_neither_see_nor_touch_the_containers(user):
+    """nobody runs the same CLI with its own (default) directories: it sees none of
+    clabtest's containers, and cannot reach clabtest's shim socket."""
+    name = "rl-private"
+    user.ok("run", "-d", "--name", name, "busybox", "sleep", "60")
+    other_home = pathlib.Path(tempfile.mkdtemp(prefix="clab-rootless-other-"))
+    nobody = pwd.getpwnam("nobody")
+    os.chown(other_home, nobody.pw_uid, nobody.pw_gid)
+    try:
+        other = User(nobody, user.source, other_home)
+        assert name not in other.ok("ps", "-a")
+        assert other.cli("stop", name).returncode != 0
+        socket_path = next(user.state.rglob("*.sock"))
+        probe = ("import socket, sys\ns = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)\n"
+                 "try:\n    s.connect(sys.argv[1])\n    print('connected')\nexcept OSError as e:\n    print(e.errno)\n")
+        ran = subprocess.run(["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
+                              users.SYSTEM_PYTHON, "-I", "-c", probe, str(socket_path)],
+                             capture_output=True, text=True, cwd="/")
+        assert ran.stdout.strip() == "13", ran  # EACCES: the state directory is 0700
+        assert name in user.ok("ps")  # still running
+        assert other.wait_for_no_processes() == []
+    finally:
+        user.cli("rm", "-f", name)
+        shutil.rmtree(other_home, ignore_errors=True)
+
+
+def test_loading_the_extension_names_the_rung_in_one_line(user):
+    """What `%load_ext containerlab_magic` prints for this user (IPython is not in the
+    system Python the user runs, so the function it prints is called directly)."""
+    ran = users.run_as(user.pw.pw_uid, user.pw.pw_gid, user.source,
+                       "from containerlab_magic.runtime import rungs; print(rungs.notice())", home=str(user.home))
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.startswith("isolation rung: rootless-") and len(ran.stdout.splitlines()) == 1, ran.stdout
+    assert rungs_notice_as_root() is None
+
+
+def rungs_notice_as_root():
+    from containerlab_magic.runtime import rungs
+
+    return rungs.notice()
