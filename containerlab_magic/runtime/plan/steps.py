@@ -148,9 +148,10 @@ class ClonePid1:
                 from ..errors import HostUnsupported
 
                 raise HostUnsupported(
-                    f"uid {os.geteuid()} may not make a container's namespaces this way ({e.strerror}): this "
-                    "version starts containers as root only; run the lab as root (`containerlab-magic doctor` "
-                    "says what this host would allow a non-root user)") from None
+                    f"uid {os.geteuid()} may not make a container's namespaces here ({e.strerror}): this host "
+                    "allows no user namespace (a seccomp profile or sysctl forbids it), and the process-sandbox "
+                    "rung is not in this version; `containerlab-magic doctor` names what is missing and the fix, "
+                    "or run the lab as root") from None
 
     def ended_ns(self, ctx) -> int:
         """A new PID 1 times its own steps from the clone(2) call on (record.Timeline)."""
