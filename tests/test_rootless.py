@@ -24,7 +24,8 @@ import pytest
 
 from images import build
 from images.tarballs import entry, tar_bytes
-from pod import users
+from pod import bundle, users
+from pod import run as pod_run
 
 pytestmark = pytest.mark.skipif(users.why_not() is not None, reason=str(users.why_not()))
 
@@ -289,3 +290,39 @@ def rungs_notice_as_root():
     from containerlab_magic.runtime import rungs
 
     return rungs.notice()
+
+
+# ---- in an emulated locked-down pod (runc: uid 1000, no capabilities, no_new_privs) ------------
+
+POD_RUN = ("import subprocess, sys; "
+           "r = subprocess.run([sys.executable, '-m', 'containerlab_magic', 'run', 'busybox', 'sh', '-c', "
+           "'id -u; echo $$; cat /proc/self/uid_map; echo x > /etc/y && cat /etc/y; hostname'], "
+           "capture_output=True, text=True); "
+           "print(r.returncode); print(r.stdout, end=''); print(r.stderr, end='', file=sys.stderr)")
+
+
+@pytest.mark.skipif(pod_run.why_not() is not None, reason=str(pod_run.why_not()))
+@pytest.mark.parametrize("seccomp, unmasked, own_pid", [
+    ("crio", False, False), ("unconfined", False, False), ("unconfined", True, True)],
+    ids=["crio-masked", "unconfined-masked", "unconfined-unmasked"])
+def test_a_container_starts_in_a_locked_down_pod(seccomp, unmasked, own_pid):
+    """The pod's bounding set is empty, its /proc and /sys partly masked: the container's
+    user namespace starts with every capability of its own; under a masked /proc it has
+    no PID namespace (the pod's /proc, bound) and the host's /sys, bound read-only."""
+    pod = bundle.Pod(seccomp=seccomp, unmasked_proc=unmasked)
+    ran = pod_run.run(pod, pod_run.python_argv("-c", POD_RUN))
+    assert ran.returncode == 0, ran.stderr
+    code, uid, pid, uid_map, written, hostname = ran.stdout.splitlines()
+    assert (code, uid, written) == ("0", "0", "x"), ran.stderr
+    assert uid_map.split() == ["0", str(pod.uid), "1"]
+    assert (pid == "1") == own_pid
+    if seccomp == "crio":  # its profile refuses sethostname without CAP_SYS_ADMIN of the host
+        assert hostname == "jupyter-student"
+
+
+@pytest.mark.skipif(pod_run.why_not() is not None, reason=str(pod_run.why_not()))
+def test_a_pod_that_allows_no_namespace_says_so_in_one_line():
+    pod = bundle.Pod(seccomp="containerd")
+    ran = pod_run.run(pod, pod_run.python_argv("-c", POD_RUN))
+    assert ran.returncode == 0 and ran.stdout.splitlines()[0] == "125", ran
+    assert "allows no user namespace" in ran.stderr and len(ran.stderr.strip().splitlines()) == 1, ran.stderr

@@ -218,6 +218,30 @@ class BindDevice:
 
 
 @dataclass(frozen=True)
+class UserSysfs:
+    """/sys in a user namespace: a sysfs of its own when the kernel allows (the namespace
+    owns its network namespace, and no mount of sysfs is partly hidden, as a pod's masked
+    /sys is), else the host's /sys bound read-only."""
+
+    own_net: bool
+
+    def run(self, root: str) -> None:
+        target = os.path.join(root, "sys")
+        if self.own_net:
+            try:
+                linux.mount("sysfs", target, "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY)
+                return
+            except PermissionError:
+                pass
+        linux.mount("/sys", target, None, MS_BIND | MS_REC)
+        linux.mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | flags_of(target))
+
+    def __str__(self) -> str:
+        return ("mount sysfs on /sys read-only (else bind the host's)" if self.own_net
+                else "bind the host's /sys read-only (no network namespace of its own)")
+
+
+@dataclass(frozen=True)
 class Symlink:
     path: str
     target: str
@@ -237,11 +261,15 @@ def plan(image, spec, state_dir: str | None, userns=None) -> list:
     # Host directories of the image (host image: /usr, ...), read-only, no devices.
     for src in image.binds:
         steps += [Mount(src, src, None, MS_BIND | MS_REC), SecureBind(src, read_only=True)]
-    steps.append(Mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC))
+    if userns is not None and not userns.pid:
+        # No PID namespace of its own (a pod's masked /proc: the kernel refuses a fresh proc
+        # while no fully visible one is mounted): the pod's /proc, masks and all.
+        steps.append(Mount("/proc", "/proc", None, MS_BIND | MS_REC))
+    else:
+        steps.append(Mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC))
     steps += _dev_steps(userns is not None)
-    if userns is not None and not (userns.net and spec.network == "none"):
-        # sysfs may be mounted only by the owner of the network namespace: bind the host's
-        steps += [Mount("/sys", "/sys", None, MS_BIND | MS_REC), Remount("/sys", MS_RDONLY | MS_NOSUID | MS_NODEV)]
+    if userns is not None:
+        steps.append(UserSysfs(own_net=userns.net and spec.network == "none"))
     else:
         steps.append(Mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY))
     # One storage budget per container (--storage-size, else storage_budget's default):

@@ -101,7 +101,10 @@ def policy_for(spec) -> Policy:
 def _make(caps: int, nnp: bool, profile_text: str | None, privileged: bool, no_setid: bool = False) -> Policy:
     from .default_profile import PROFILE
 
-    held = capabilities.bounding_set()  # capset refuses what we (the shim) do not have ourselves
+    # capset refuses what we (the shim) do not have ourselves; a rootless PID 1 is cloned into
+    # a user namespace of its own, whose bounding set starts full (user_namespaces(7)), so
+    # the pod's empty one does not bound it there.
+    held = capabilities.bounding_set() if os.geteuid() == 0 else _EVERY
     if caps & ~held and not privileged:
         missing = ", ".join(sorted(capabilities.names(caps & ~held)))
         raise HostUnsupported(f"cannot give the container {missing}: the containerlab shim does not hold it "
