@@ -170,6 +170,8 @@ def cmd_run(args) -> int:
         size = os.get_terminal_size() if spec.tty and sys.stdout.isatty() else None
         box = commands.run(engine, spec, on_pull=_announce_pull, explain=args.explain,
                            tty_size=size and (size.lines, size.columns))
+        if box.notice:
+            print(f"{PROG}: warning: {box.notice}", file=sys.stderr)
         if spec.detach:
             print(box.id)
             return 0

@@ -278,6 +278,8 @@ class ContainerMagics(Magics):
         timed = {"explain": True} if args.explain else {}  # the runtime times a start only when asked
         with _user_errors():
             box = commands.run(self.engine, spec, on_output=printer, **timed)
+        if box.notice:  # every cell says what the rung could not give it
+            print(f"[{box.notice}]", file=sys.stderr)
         if spec.detach:
             print(f"{box.name} started in the background ({box.id[:12]}): "
                   f"follow it with %container logs -f {box.name}")

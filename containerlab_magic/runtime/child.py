@@ -77,6 +77,8 @@ class Setup:
     bounding_dropped: bool = False  # set by PID 1 once it dropped its bounding set (before the go)
     userns: object = None  # a rootless.UserNs: clone a user namespace too, and map our ids in it
     rlimits: tuple = ()  # (resource, value, text): limits without a cgroup (rootless.rlimits_for)
+    sandbox: object = None  # a sandbox.Sandbox: no namespaces, a plain process (sandbox.py)
+    tmpdir: str = ""  # the sandbox's private TMPDIR and working directory
 
 
 # Signals whose disposition the shim (Python) changed: SIGINT and SIGPIPE, SIGXFSZ
@@ -112,6 +114,8 @@ def run_flags(setup: Setup) -> int:
     it into its cgroup: that group is then the root of what it sees.
     """
     own_net = not setup.host_network and setup.netns_pid is None
+    if setup.sandbox is not None:
+        return 0
     if setup.userns is not None:
         return setup.userns.clone_flags(own_net)
     flags = RUN_NAMESPACES & ~linux.CLONE_NEWCGROUP
@@ -149,6 +153,8 @@ def start_container(setup: Setup) -> None:
     try:
         _keep_only(setup)
         tl.mark("signals", "default signal handlers, empty signal mask; close inherited fds")
+        if setup.sandbox is not None:
+            _sandboxed(setup, tl)
         if setup.userns is not None:
             stage = "user namespace"
             setup.userns.map_self()
@@ -224,12 +230,15 @@ def start_exec(setup: Setup) -> None:
             with open(path, "w") as f:
                 f.write("0")
         stage = "join namespaces"
-        _join(setup.join_pid, setup.userns is not None)
+        if setup.sandbox is None:
+            _join(setup.join_pid, setup.userns is not None)
         pid = os.fork()
         if pid:
             os.write(setup.pid_fd, b"%d\n" % pid)
             os._exit(0)
         os.close(setup.pid_fd)
+        if setup.sandbox is not None:
+            _sandboxed(setup, Timeline(False))
         _pid1(setup, Timeline(False))
     except BaseException as e:  # noqa: BLE001
         _fail(setup.error_fd, stage, e)
@@ -309,6 +318,60 @@ def _pid1(setup: Setup, tl: Timeline) -> None:
         _fail(setup.error_fd, "exec", e, code)
     except BaseException as e:  # noqa: BLE001
         _fail(setup.error_fd, "exec", e)
+
+
+def _sandboxed(setup: Setup, tl: Timeline) -> None:
+    """The process-sandbox rung (sandbox.py): a session of its own, a private TMPDIR, the
+    image's programs first on PATH, rlimits, no_new_privs and seccomp; then exec."""
+    from . import sandbox
+    from .security import capabilities, keyring, seccomp
+
+    stage = "setup"
+    try:
+        os.setsid()
+        for target, fd in enumerate(setup.stdio):
+            os.dup2(fd, target)
+        if setup.console_fd >= 0:
+            stage = "terminal"
+            _open_console(setup.console_fd)
+        stage = "sandbox"
+        env = dict(setup.env, TMPDIR=setup.tmpdir)
+        root = setup.image.layers[0] if setup.image is not None and setup.image.layers else ""
+        env["PATH"] = sandbox.image_path(root, env.get("PATH", "/usr/bin:/bin"))
+        os.chdir(setup.tmpdir)
+        tl.mark("sandbox", f"setsid, TMPDIR and working directory {setup.tmpdir}, PATH from the image first")
+        if setup.rlimits:
+            stage = "rlimits"
+            from .rootless import set_rlimits
+
+            set_rlimits(setup.rlimits)
+            tl.mark("rlimits", "setrlimit " + ", ".join(text for _, _, text in setup.rlimits)
+                    + " (no cgroup: approximations)")
+        stage = "privileges"
+        policy = setup.security
+        if policy.keyring:
+            try:
+                keyring.join_new_session()
+            except PermissionError:
+                pass  # keyctl is refused here (the pod's seccomp): to the command as well
+        capabilities.no_new_privs()
+        if policy.seccomp is not None:
+            seccomp.load(policy.seccomp)
+        tl.mark("seccomp", "no_new_privs; the default seccomp profile less setsid and ptrace (sandbox.BLOCKED)")
+        os.closerange(3, setup.error_fd)
+        os.closerange(setup.error_fd + 1, 1 << 20)
+        tl.mark("exec", f"execve {' '.join(setup.command)}")
+        tl.send(setup.error_fd)
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    except BaseException as e:  # noqa: BLE001
+        _fail(setup.error_fd, stage, e)
+    try:
+        os.execvpe(setup.command[0], list(setup.command), env)
+    except OSError as e:
+        _fail(setup.error_fd, "exec", e, EXIT_NOT_FOUND if e.errno in (errno.ENOENT, errno.ENOTDIR) else EXIT_CANNOT_RUN)
+    except BaseException as e:  # noqa: BLE001
+        _fail(setup.error_fd, "exec", e)
+    os._exit(EXIT_RUNTIME)
 
 
 def _build_container(setup: Setup, tl: Timeline, at: list[str]) -> None:

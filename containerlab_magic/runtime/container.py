@@ -105,6 +105,7 @@ class Container:
         self.spec = spec
         self.on_output = on_output
         self.tty = reply.get("streams") == "pty"
+        self.notice: str | None = reply.get("notice")  # what the rung could not give (process-sandbox)
         self.stdin_fd: int | None = None
         self._readers: dict[int, str] = {}
         if reply.get("streams") == "pty":

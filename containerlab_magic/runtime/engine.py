@@ -259,7 +259,12 @@ class Engine(ResourceVerbs, CleanupVerbs):
                 self._reap_orphan(cid, state)
 
     def _kill_group(self, cid: str, state: dict) -> None:
-        """SIGKILL everything in the container's cgroup (its owner may remove it meanwhile)."""
+        """SIGKILL everything in the container's cgroup (its owner may remove it meanwhile),
+        or, in a process sandbox, its session."""
+        if state.get("sandbox") and state.get("pid") and alive(state.get("pid"), state.get("pid_start")):
+            from .sandbox import kill_session
+
+            kill_session(state["pid"])
         if state.get("cgroup") and self.cgroups is not None:
             group = self.cgroups.open(cid)
             try:

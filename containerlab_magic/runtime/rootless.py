@@ -109,8 +109,8 @@ def rlimits_for(limits) -> tuple[tuple[int, int, str], ...]:
         if name not in RLIMITS:
             option = "--" + name.replace("_", "-")
             raise HostUnsupported(
-                f"{option} needs a cgroup, and this host delegates none to uid {os.geteuid()} (rung rootless-single-id: "
-                "--memory and --pids-limit become rlimits here, nothing else can): on cgroup v2 ask for "
+                f"{option} needs a cgroup, and this host delegates none to uid {os.geteuid()} (without one, "
+                "--memory and --pids-limit become rlimits, nothing else can): on cgroup v2 ask for "
                 "Delegate=yes (systemd) or a pod whose cgroup is writable; on v1 root must make and chown a "
                 "subtree (`containerlab-magic doctor` prints the commands); or drop " + option)
         label, number = RLIMITS[name]

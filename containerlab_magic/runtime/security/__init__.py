@@ -85,8 +85,11 @@ def is_default(policy: Policy) -> bool:
 _host_root: list[bool] = []
 
 
-def policy_for(spec) -> Policy:
-    """The policy for one container's spec (in the shim; compiling a new profile costs a few ms)."""
+def policy_for(spec, sandboxed: bool = False) -> Policy:
+    """The policy for one container's spec (in the shim; compiling a new profile costs a few ms).
+    sandboxed: the process-sandbox rung's (no capabilities, no_new_privs, its own profile)."""
+    if sandboxed:
+        return _make(0, True, spec.seccomp, spec.privileged, sandboxed=True)
     caps = capabilities.resolve(spec.cap_add, spec.cap_drop, spec.privileged)
     if not _host_root:
         _host_root.append(setid.host_root())
@@ -98,7 +101,8 @@ def policy_for(spec) -> Policy:
     return _make(caps, spec.no_new_privileges, spec.seccomp, spec.privileged, no_setid)
 
 
-def _make(caps: int, nnp: bool, profile_text: str | None, privileged: bool, no_setid: bool = False) -> Policy:
+def _make(caps: int, nnp: bool, profile_text: str | None, privileged: bool, no_setid: bool = False,
+          sandboxed: bool = False) -> Policy:
     from .default_profile import PROFILE
 
     # capset refuses what we (the shim) do not have ourselves; a rootless PID 1 is cloned into
@@ -115,17 +119,28 @@ def _make(caps: int, nnp: bool, profile_text: str | None, privileged: bool, no_s
         profile = PROFILE if profile_text is None else seccomp.parse(profile_text)
         if no_setid:
             profile = setid.restrict(profile)
+        if sandboxed:
+            from .. import sandbox
+
+            profile = sandbox.profile_for(profile)
         # Our default filters the native architecture only (a lab runs no 32-bit binaries;
         # it halves the load time); a profile file gets its archMap as written.
         try:
             program = seccomp.compile_profile(profile, capabilities.names(caps),
-                                              key=(profile_text or "default") + (" no-setid" if no_setid else ""),
+                                              key=(profile_text or "default") + (" no-setid" if no_setid else "")
+                                              + (f" sandbox {','.join(_sandbox_blocked())}" if sandboxed else ""),
                                               compat=profile_text is not None)
         except OSError as e:
             raise HostUnsupported(f"cannot build the seccomp filter ({e.strerror or e}): install libseccomp2, "
                                   "or run with --security-opt seccomp=unconfined") from None
     inheritable = caps if guards.disabled("inheritable-caps") else 0
     return Policy(caps, nnp, program, not guards.disabled("keyring"), inheritable)
+
+
+def _sandbox_blocked() -> tuple[str, ...]:
+    from ..sandbox import blocked
+
+    return blocked()
 
 
 def peer_allowed(conn) -> bool:

@@ -28,6 +28,8 @@ GUARDS = {
     "peer-check": "the daemon socket serves root and its owner only (SO_PEERCRED) (Low)",
     "masked-paths": "Docker's masked /proc paths (/proc/interrupts, ...) (Low)",
     "inheritable-caps": "empty inheritable capability set (Low)",
+    "sandbox-session": "a process-sandbox process may not leave its session (setsid refused), which ends with it",
+    "sandbox-ptrace": "a process-sandbox process may not ptrace or read the memory of the user's other processes",
 }
 
 

@@ -132,7 +132,21 @@ class Exits:
         proc.error = proc.read_error() or None
         os.close(proc.error_fd)
         proc.error_fd = -1
+        if shim.sandbox is not None:
+            self._end_sandbox(proc)
         self.maybe_finish(proc)
+
+    def _end_sandbox(self, proc) -> None:
+        """No PID namespace ends what a sandboxed PID 1 left: end its session (and its execs')."""
+        from .. import sandbox
+
+        shim = self.shim
+        tracked = set(shim.procs) | shim.spawner.intermediates
+        sessions = [proc.pid] if proc.kind == "run" else []
+        if proc.kind == "run":
+            sessions += [p.pid for p in shim.procs.values() if p.cid == proc.cid and p.kind == "exec"]
+        for sid in sessions or [proc.pid]:
+            sandbox.end_session(sid, tracked)
 
     def maybe_finish(self, proc) -> None:
         if proc.wait_status is None or proc.pumps:

@@ -100,6 +100,8 @@ def run(shim, message: dict, conn, received_ns: int) -> tuple[dict, list[int]]:
     proc = shim.procs.get(info["pid"])
     if proc is not None:
         proc.quick = (spec, info["name"])
+    if info.get("notice"):
+        warnings = [*warnings, f"containerlab-magic: warning: {info['notice']}"]
     info.update(quick=True, warnings=warnings)
     return info, fds
 

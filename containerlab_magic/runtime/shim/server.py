@@ -15,7 +15,7 @@ import signal
 import socket
 import time
 
-from .. import child, protocol, rootless, security
+from .. import child, protocol, rootless, sandbox, security
 from ..errors import ContainerError, SpecError
 from ..images import ImageStore
 from ..state import StateStore, proc_start_time
@@ -52,6 +52,8 @@ class Shim:
         self.cgroups = open_manager() if use_cgroups else None
         # Not root: the rootless rung's user namespace (None as root, or where none can be made)
         self.userns = rootless.for_this_process()
+        # ... or, where no namespace can be made, the process-sandbox rung (sandbox.py)
+        self.sandbox = sandbox.for_this_process() if self.userns is None else None
         self.cgroup_mounts = child.cgroup_mounts(self.cgroups)  # what PID 1 shows at /sys/fs/cgroup
         self._network = None
         self.devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
@@ -180,6 +182,8 @@ class Shim:
                 conn.close()
 
     def _check_timeouts(self) -> None:
+        if self.sandbox is not None:  # orphans of sandboxed processes come back to us: reap them
+            sandbox.reap_orphans(set(self.procs) | self.spawner.intermediates)
         now = time.monotonic()
         for proc in list(self.procs.values()):
             if proc.deadline and not proc.timed_out and now >= proc.deadline and proc.wait_status is None:
@@ -192,6 +196,8 @@ class Shim:
             signal.pidfd_send_signal(proc.pidfd, signal.SIGKILL)
         except (ProcessLookupError, OSError):
             pass  # ended already (or its pidfd is closed: reaped)
+        if self.sandbox is not None:  # no PID namespace: its session is the container
+            sandbox.kill_session(proc.pid)
         if proc.kind == "run" and proc.cgroup is not None:
             try:
                 proc.cgroup.kill_all()

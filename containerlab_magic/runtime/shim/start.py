@@ -14,7 +14,7 @@ import random
 import secrets
 import time
 
-from .. import child, faults, rootfs, rootless, security
+from .. import child, faults, rootfs, rootless, sandbox, security
 from ..errors import HostUnsupported, RuntimeFailure, SpecError
 from ..image_config import apply as apply_image_config
 from ..plan.build import build
@@ -48,9 +48,14 @@ class Starter:
         self._check_rootless_network(spec)
         netns_pid = self._network_target(spec)
         self._check_limits(spec)
-        policy = security.policy_for(spec)  # (a new seccomp profile compiles here, before any step)
+        if shim.sandbox is not None:
+            refused = sandbox.refusal(spec, image.name)
+            if refused:
+                raise HostUnsupported(refused)
+        policy = security.policy_for(spec, sandboxed=shim.sandbox is not None)  # (compiled here, before any step)
         name = spec.name or self._free_name()
-        key = shim.spares.key_for(spec, policy, image.digest) if not self._rlimits(spec, None) or shim.cgroups else None
+        key = (shim.spares.key_for(spec, policy, image.digest)
+               if shim.sandbox is None and (not self._rlimits(spec, None) or shim.cgroups) else None)
         if key is not None:
             shim.spares.want(key)
         while True:
@@ -81,6 +86,8 @@ class Starter:
         ctx.stdio.close_all()
         reply = {"id": ctx.cid, "name": name, "pid": ctx.proc.pid, "hostname": ctx.hostname,
                  "streams": "pty" if spec.tty else ("none" if spec.detach else "pipes")}
+        if shim.sandbox is not None:
+            reply["notice"] = sandbox.NOTICE
         if explain:
             reply.update(plan=[r.to_json() for r in executor.records], plan_started_ns=executor.started_ns)
         return reply, reply_fds
@@ -89,7 +96,8 @@ class Starter:
         if not spec.limits.any_cgroup_limit:
             return
         cgroups = self.shim.cgroups
-        if cgroups is None and self.shim.userns is not None and os.environ.get("CONTAINERLAB_CGROUPS") != "off":
+        rootless_ = self.shim.userns is not None or self.shim.sandbox is not None
+        if cgroups is None and rootless_ and os.environ.get("CONTAINERLAB_CGROUPS") != "off":
             rootless.rlimits_for(spec.limits)  # (refuses what has no rlimit, in one line)
             return
         if cgroups is None:
@@ -102,8 +110,17 @@ class Starter:
         if reason:
             raise HostUnsupported(reason)
 
+    def _sandbox_tmp(self, state_dir: str) -> str:
+        """The process sandbox's private TMPDIR (0700, goes with the state directory)."""
+        if self.shim.sandbox is None:
+            return ""
+        path = os.path.join(state_dir, "tmp")
+        os.makedirs(path, 0o700, exist_ok=True)
+        return path
+
     def _rlimits(self, spec: ContainerSpec, cgroup) -> tuple:
-        if cgroup is not None or self.shim.userns is None or not spec.limits.any_cgroup_limit:
+        if cgroup is not None or (self.shim.userns is None and self.shim.sandbox is None) \
+                or not spec.limits.any_cgroup_limit:
             return ()
         return rootless.rlimits_for(spec.limits)
 
@@ -152,7 +169,7 @@ class Starter:
             storage_size=rootfs.storage_budget(spec.limits.storage_size), stdio=ctx.stdio.container,
             console_fd=ctx.stdio.console_theirs, netns_pid=ctx.netns_pid, host_network=spec.network == "host",
             init=spec.init, explain=ctx.explain, security=ctx.security, userns=shim.userns,
-            rlimits=self._rlimits(spec, ctx.cgroup),
+            rlimits=self._rlimits(spec, ctx.cgroup), sandbox=shim.sandbox, tmpdir=self._sandbox_tmp(ctx.state_dir),
             cgroup_mounts=shim.cgroup_mounts if ctx.cgroup is not None else ())
         sync = bool(ctx.cgroup is not None or spec.on_bridge or ctx.netns_pid)
         ctx.proc = shim.spawner.spawn("run", ctx.cid, ctx.setup, ctx.conn, sync=sync)
@@ -168,7 +185,7 @@ class Starter:
             "persistent": bool(self.shim.daemon and spec.detach), "detach": spec.detach,
             "cgroup": ctx.cgroup is not None, "hostname": ctx.hostname, "spec": spec.to_json(),
             "ip": (ctx.net_info or {}).get("ip"), "network": spec.network, "labels": dict(spec.labels),
-            "auto_remove": spec.auto_remove,
+            "auto_remove": spec.auto_remove, "sandbox": self.shim.sandbox is not None,
             "ports": [f"{p.host_ip}:{p.host_port}->{p.container_port}/{p.protocol}" for p in spec.ports],
             "pid_start": proc_start_time(proc.pid),
         }
@@ -215,7 +232,9 @@ class Starter:
                 workdir=message.get("workdir") or spec.workdir, user=message.get("user") or spec.user,
                 stdio=stdio.container, console_fd=stdio.console_theirs, join_pid=state["pid"],
                 procs_files=tuple(cgroup.procs_files) if cgroup else (), security=security.policy_for(spec),
-                userns=shim.userns, rlimits=self._rlimits(spec, cgroup))
+                userns=shim.userns, rlimits=self._rlimits(spec, cgroup), sandbox=shim.sandbox,
+                tmpdir=self._sandbox_tmp(shim.store.dir(cid)),
+                image=shim.images.resolve(spec.image) if shim.sandbox is not None else None)
             exec_id = secrets.token_hex(8)
             proc = shim.spawner.spawn("exec", cid, setup, conn, exec_id=exec_id)
             faults.point("exec")  # (a test hook)
