@@ -36,6 +36,14 @@ class User:
     def __init__(self, pw, source: str, home: pathlib.Path):
         self.pw, self.source, self.home = pw, source, home
         self.state, self.data = home / "state", home / "data"
+        self.subuid = users.sub_range(pw.pw_name)  # (start, count), or None: single-id
+
+    def uid_map(self) -> list[list[str]]:
+        """The uid_map a container of this user has (one line single-id, two multi-id)."""
+        rows = [["0", str(self.pw.pw_uid), "1"]]
+        if self.subuid:
+            rows.append(["1", str(self.subuid[0]), str(self.subuid[1])])
+        return rows
 
     def cli(self, *args: str, timeout: float = 60, env: dict | None = None) -> subprocess.CompletedProcess:
         code = ("import sys, runpy; sys.argv = ['containerlab-magic', *sys.argv[1:]]; "
@@ -64,9 +72,12 @@ class User:
         return self.processes()
 
 
-@pytest.fixture(scope="module")
-def user(module_no_leaks):
-    pw = users.ensure_user()
+@pytest.fixture(scope="module", params=["multi-id", "single-id"])
+def user(request, module_no_leaks):
+    """A user with /etc/subuid ranges (rootless-multi-id), and one without (single-id)."""
+    pw = users.ensure_user(users.TEST_USER if request.param == "multi-id" else users.SINGLE_ID_USER)
+    if request.param == "single-id" and users.sub_range(pw.pw_name) is not None:
+        pytest.skip(f"{pw.pw_name} has /etc/subuid ranges here (made before this session)")
     source = users.package_copy()
     home = pathlib.Path(tempfile.mkdtemp(prefix="clab-rootless-home-"))  # in /tmp: the user can reach it
     os.chmod(home, 0o700)
@@ -91,13 +102,15 @@ def user(module_no_leaks):
 
 
 def test_a_user_runs_a_container_that_is_root_inside_a_user_namespace(user):
-    out = user.ok("run", "busybox", "sh", "-c", "id -u; cat /proc/self/uid_map; echo $$; hostname; ps -o pid,comm")
-    uid, uid_map, pid, hostname, *ps = out.splitlines()
+    out = user.ok("run", "busybox", "sh", "-c", "id -u; echo $$; hostname; ps -o pid,comm; cat /proc/self/uid_map")
+    uid, pid, hostname, *rest = out.splitlines()
+    ps, uid_map = rest[:-len(user.uid_map())], rest[-len(user.uid_map()):]
     assert uid == "0"
-    assert uid_map.split() == ["0", str(user.pw.pw_uid), "1"]  # single-id: only the user's own uid
+    assert [line.split() for line in uid_map] == user.uid_map()  # its own id; the /etc/subuid range if any
     assert pid == "1"  # its own PID namespace
     assert hostname and hostname != os.uname().nodename  # its own UTS namespace
-    assert [line.split() for line in ps[1:]] == [["1", "ps"]]  # (sh exec'd ps) nothing of the host's
+    rows = [line.split() for line in ps[1:]]
+    assert rows[0] == ["1", "sh"] and [r[1] for r in rows] == ["sh", "ps"]  # nothing of the host's
 
 
 def test_the_exit_code_and_output_come_back(user):
@@ -135,9 +148,9 @@ def test_a_detached_container_has_ps_exec_logs_stop_and_rm(user):
     user.ok("run", "-d", "--name", name, "busybox", "sh", "-c", "echo started; exec sleep 60")
     try:
         assert name in user.ok("ps")
-        out = user.ok("exec", name, "sh", "-c", "id -u; cat /proc/self/uid_map; ps -o comm")
-        uid, uid_map, *ps = out.splitlines()
-        assert uid == "0" and uid_map.split() == ["0", str(user.pw.pw_uid), "1"]
+        out = user.ok("exec", name, "sh", "-c", "id -u; ps -o comm; cat /proc/self/uid_map")
+        uid, *ps = out.splitlines()
+        assert uid == "0" and [line.split() for line in ps[-len(user.uid_map()):]] == user.uid_map()
         assert "sleep" in ps  # the exec joined the container's PID namespace
         deadline = time.monotonic() + 5
         while "started" not in user.ok("logs", name) and time.monotonic() < deadline:
@@ -209,12 +222,26 @@ def test_without_a_cgroup_memory_and_pids_limits_are_rlimits(user):
     assert "setrlimit RLIMIT_AS=67108864 (no cgroup: approximations)" in explained, explained
 
 
+def test_other_users_inside_exist_only_in_a_multi_id_namespace(user):
+    """Multi-id: --user 1000 is uid 100000+999 on the host, with its groups; an id past the
+    range is refused in one line.  Single-id: only root exists, and that is one line."""
+    if user.subuid is None:
+        ran = user.cli("run", "--user", "1000", "busybox", "true")
+        assert ran.returncode == 125 and "only root (your own uid" in ran.stderr
+        return
+    out = user.ok("run", "--user", "1000:1000", "busybox", "sh", "-c",
+                  "id -u; id -g; touch /tmp/f; stat -c %u /tmp/f")
+    assert out.split()[:3] == ["1000", "1000", "1000"], out
+    ran = user.cli("run", "--user", str(user.subuid[1] + 5), "busybox", "true")
+    assert ran.returncode == 125 and "is not mapped in this rootless container" in ran.stderr
+    assert len(ran.stderr.strip().splitlines()) == 1, ran.stderr
+
+
 @pytest.mark.parametrize("args, says", [
     (["--cpus", "0.5"], "--cpus needs a cgroup, and this host delegates none"),
     (["--net", "bridge"], "bridge networks need root on this host"),
     (["--net", "container:other"], "joining another container's network needs root"),
-    (["--user", "1000"], "only root (your own uid"),
-], ids=["cpus", "bridge", "container-net", "user"])
+], ids=["cpus", "bridge", "container-net"])
 def test_what_the_rung_lacks_is_refused_in_one_line(user, args, says):
     ran = user.cli("run", *args, "busybox", "true")
     assert ran.returncode == 125

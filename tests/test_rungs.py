@@ -160,9 +160,7 @@ def test_headline_names_the_rung_and_what_it_lacks():
 
 
 @needs_users
-def test_user_with_subuids_is_probed_multi_id_and_told_containers_are_single_id(user_source):
-    """newuidmap works for this user, and doctor says so; the rung is single-id until the
-    start plan maps ranges (runtime/rootless.py maps one id), and the probe says that."""
+def test_user_with_subuids_gets_multi_id(user_source):
     user = users.ensure_user()
     host = rungs.read_host()
     if not shutil.which("newuidmap", path=probes.HELPER_PATH):
@@ -170,9 +168,7 @@ def test_user_with_subuids_is_probed_multi_id_and_told_containers_are_single_id(
     if not rungs._sub_range("/etc/subuid", user.pw_name, user.pw_uid):
         pytest.skip(f"{user.pw_name} has no /etc/subuid entry")
     result = probe_as(user.pw_uid, user.pw_gid, user_source, home=user.pw_dir)
-    assert result.has("map-multi"), rungs.describe(result)
-    assert result.rung == "rootless-single-id", rungs.describe(result)
-    assert "containers map one id" in result.probe("map-multi").detail
+    assert result.rung == "rootless-multi-id", rungs.describe(result)
     assert result.host.uid == user.pw_uid != host.uid
 
 

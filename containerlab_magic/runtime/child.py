@@ -79,6 +79,7 @@ class Setup:
     rlimits: tuple = ()  # (resource, value, text): limits without a cgroup (rootless.rlimits_for)
     sandbox: object = None  # a sandbox.Sandbox: no namespaces, a plain process (sandbox.py)
     tmpdir: str = ""  # the sandbox's private TMPDIR and working directory
+    map_fd: int = -1  # multi-id: one byte here once the shim has mapped our ids (newuidmap)
 
 
 # Signals whose disposition the shim (Python) changed: SIGINT and SIGPIPE, SIGXFSZ
@@ -157,7 +158,12 @@ def start_container(setup: Setup) -> None:
             _sandboxed(setup, tl)
         if setup.userns is not None:
             stage = "user namespace"
-            setup.userns.map_self()
+            if setup.userns.multi:
+                if os.read(setup.map_fd, 1) != b"x":
+                    raise OSError(errno.ECANCELED, "the shim could not map the container's ids")
+                os.close(setup.map_fd)
+            else:
+                setup.userns.map_self()
             tl.mark("userns", setup.userns.describe())
         if not setup.host_network and setup.netns_pid is None:
             _hold_ipv6_conf()  # eth0 will ignore router advertisements (_configure_eth0)
@@ -200,7 +206,7 @@ def _keep_only(setup: Setup) -> None:
     """
     plug_fd = setup.plug[0] if setup.plug is not None else -1
     keep = sorted({fd for fd in (*setup.stdio, setup.error_fd, setup.sync_fd, setup.console_fd, setup.pid_fd,
-                                 plug_fd) if fd >= 0})
+                                 plug_fd, setup.map_fd) if fd >= 0})
     low = 3
     for fd in keep:
         if fd >= low:
@@ -283,9 +289,10 @@ def _pid1(setup: Setup, tl: Timeline) -> None:
         tl.mark("workdir", f"chdir {setup.workdir}")
         stage = "user"
         uid, gid, groups, home = _lookup_user(setup.user)
-        if setup.userns is not None:  # setgroups(2) is denied in a single-id namespace
+        if setup.userns is not None:
             setup.userns.check_user(uid, gid, setup.user)
-            groups = None
+            if not setup.userns.multi:
+                groups = None  # setgroups(2) is denied in a single-id namespace
         env = dict(setup.env)
         if home and setup.user is not None and "HOME" not in setup.env_explicit:
             env["HOME"] = home

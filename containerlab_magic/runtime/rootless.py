@@ -45,11 +45,35 @@ class UserNs:
     pid: bool = True  # a PID namespace with its own /proc (not under a masked /proc)
     uts: bool = True  # its own hostname
     net: bool = True  # its own network namespace (lo only)
+    # multi-id: (start, count) from /etc/subuid and /etc/subgid, mapped by the setuid helpers
+    uid_range: tuple[int, int] | None = None
+    gid_range: tuple[int, int] | None = None
+    helpers: tuple[str, str] = ("", "")  # newuidmap, newgidmap
+
+    @property
+    def multi(self) -> bool:
+        return self.uid_range is not None and self.gid_range is not None
 
     def clone_flags(self, own_net: bool = True) -> int:
         flags = linux.CLONE_NEWUSER | linux.CLONE_NEWNS | linux.CLONE_NEWIPC
         flags |= (linux.CLONE_NEWPID if self.pid else 0) | (linux.CLONE_NEWUTS if self.uts else 0)
         return flags | (linux.CLONE_NEWNET if self.net and own_net else 0)
+
+    def map_from_parent(self, pid: int) -> None:
+        """Multi-id: map PID 1's namespace from outside with newuidmap(1)/newgidmap(1):
+        0 -> our id, 1..count -> the ranges /etc/subuid and /etc/subgid give us."""
+        import subprocess
+
+        from .errors import HostUnsupported
+
+        for tool, own, (start, count) in ((self.helpers[0], self.uid, self.uid_range),
+                                          (self.helpers[1], self.gid, self.gid_range)):
+            argv = [tool, str(pid), "0", str(own), "1", "1", str(start), str(count)]
+            run = subprocess.run(argv, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, cwd="/")
+            if run.returncode:
+                why = (run.stderr.strip().splitlines() or [f"exit {run.returncode}"])[-1]
+                raise HostUnsupported(f"{os.path.basename(tool)} could not map the container's ids ({why}): check "
+                                      "the /etc/subuid and /etc/subgid entries (`containerlab-magic doctor`)")
 
     def map_self(self) -> None:
         """In PID 1, first of all: map our ids (single-id) in the namespace we were cloned into."""
@@ -61,7 +85,13 @@ class UserNs:
                 os.close(fd)
 
     def check_user(self, uid: int, gid: int, user: str) -> None:
-        """Only root exists inside a single-id namespace: say so instead of setuid's EINVAL."""
+        """Only mapped ids exist inside (only root, single-id): say so instead of setuid's EINVAL."""
+        if self.multi:
+            if uid <= self.uid_range[1] and gid <= self.gid_range[1]:
+                return
+            raise OSError(errno.EINVAL, f"user {user!r} (uid {uid}, gid {gid}) is not mapped in this rootless "
+                                        f"container: ids 0 to {min(self.uid_range[1], self.gid_range[1])} are "
+                                        "(your /etc/subuid and /etc/subgid ranges); choose one of them")
         if (uid, gid) != (0, 0):
             raise OSError(errno.EINVAL, f"user {user!r} (uid {uid}, gid {gid}) does not exist in this rootless "
                                         f"container: only root (your own uid {self.uid}) is mapped; run as root "
@@ -69,6 +99,9 @@ class UserNs:
                                         "multi-id namespace")
 
     def describe(self) -> str:
+        if self.multi:
+            return (f"user namespace: uid {self.uid} and gid {self.gid} are 0 inside, 1..{self.uid_range[1]} are "
+                    f"{self.uid_range[0]}.. and {self.gid_range[0]}.. (newuidmap, newgidmap)")
         return (f"user namespace: uid {self.uid} and gid {self.gid} are 0 inside, nothing else mapped "
                 "(setgroups denied)")
 
@@ -83,8 +116,16 @@ def for_this_process() -> UserNs | None:
     result = rungs.probe()
     if not result.rung.startswith("rootless"):
         return None
+    multi = {}
+    if result.rung == "rootless-multi-id":
+        import shutil
+
+        from .probes import HELPER_PATH
+
+        multi = {"uid_range": result.host.subuid, "gid_range": result.host.subgid,
+                 "helpers": tuple(shutil.which(t, path=HELPER_PATH) or t for t in ("newuidmap", "newgidmap"))}
     return UserNs(os.geteuid(), os.getegid(), pid=result.has("pidns"), uts=result.has("uts"),
-                  net=result.has("netns"))
+                  net=result.has("netns"), **multi)
 
 
 # Without a cgroup, the limits a rootless container can still have are per-process

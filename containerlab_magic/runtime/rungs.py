@@ -207,14 +207,6 @@ def _multi_id(ladder: _Ladder) -> None:
     ladder.done.append(Probe("map-multi", what, False, err, reason, fix_for("map-multi", err, host, reason)))
 
 
-def _note_single_id(ladder: _Ladder) -> None:
-    """newuidmap works here, but this version's start plan maps one id: say so at the probe."""
-    for i, p in enumerate(ladder.done):
-        if p.name == "map-multi" and p.ok:
-            ladder.done[i] = Probe(p.name, p.what, p.ok, p.errno,
-                                   p.detail + " (not used yet: containers map one id, rootless-single-id)", p.fix)
-
-
 def _ladder() -> tuple[list[Probe], str]:
     ladder = _Ladder(read_host())
     root = ladder.host.uid == 0 and os.geteuid() == 0
@@ -235,8 +227,7 @@ def _ladder() -> tuple[list[Probe], str]:
     if ladder.ok("root-ns") and ladder.ok("overlay"):
         rung = "root"
     elif all(ladder.ok(n) for n in ROOTLESS_NEEDS):
-        rung = "rootless-single-id"  # (rootless.py maps one id: multi-id start plans are not there yet)
-        _note_single_id(ladder)
+        rung = "rootless-multi-id" if ladder.ok("map-multi") else "rootless-single-id"
     elif ladder.ok("sandbox"):
         rung = "process-sandbox"
     else:

@@ -33,14 +33,33 @@ def why_not() -> str | None:
     return None
 
 
+def sub_range(name: str, path: str = "/etc/subuid") -> tuple[int, int] | None:
+    """The user's (start, count) in /etc/subuid (or /etc/subgid), if it has one."""
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.strip().split(":")
+                if len(parts) == 3 and parts[0] == name:
+                    return int(parts[1]), min(int(parts[2]), 65536)
+    except OSError:
+        pass
+    return None
+
+
 CREATED: list[str] = []  # users this session made: remove_created takes them away again
 
 
+SINGLE_ID_USER = "clabtest1"  # a second test user, without /etc/subuid ranges (single-id only)
+
+
 def ensure_user(name: str = TEST_USER) -> pwd.struct_passwd:
+    """The test user `name` (made when missing); SINGLE_ID_USER is made without /etc/subuid
+    and /etc/subgid ranges (useradd -K SUB_UID_COUNT=0 ...)."""
     try:
         return pwd.getpwnam(name)
     except KeyError:
-        subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", name], check=True)
+        no_ranges = ["-K", "SUB_UID_COUNT=0", "-K", "SUB_GID_COUNT=0"] if name == SINGLE_ID_USER else []
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", *no_ranges, name], check=True)
         CREATED.append(name)
         return pwd.getpwnam(name)
 

@@ -124,6 +124,10 @@ class Spawner:
         return proc
 
     def _clone(self, setup: child.Setup) -> int:
+        multi = setup.userns is not None and setup.userns.multi
+        map_w = -1
+        if multi:  # PID 1 waits until newuidmap has mapped its namespace from out here
+            setup.map_fd, map_w = os.pipe2(os.O_CLOEXEC)
         old = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         try:
             setup.clone_ns = time.perf_counter_ns()
@@ -133,8 +137,25 @@ class Spawner:
                     child.start_container(setup)
                 finally:
                     os._exit(child.EXIT_RUNTIME)
+        except BaseException:
+            if multi:
+                os.close(setup.map_fd)
+                os.close(map_w)
+            raise
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        if multi:
+            os.close(setup.map_fd)
+            setup.map_fd = -1
+            try:
+                setup.userns.map_from_parent(pid)
+                os.write(map_w, b"x")
+            except BaseException:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                raise
+            finally:
+                os.close(map_w)
         return pid
 
     def _fork_exec(self, setup: child.Setup, err_r: int) -> int:
