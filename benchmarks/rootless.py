@@ -3,9 +3,10 @@
     python benchmarks/rootless.py [--rounds 6] [--runs 25] [--json PATH]
 
 The same worker (an Engine, one shim, `engine.run(spec).wait()` timed per run)
-runs as root and as an unprivileged user (`clabtest`, made for the run when
-missing and removed after, as the tests do), both with the system Python and the
-same copy of the package.  Each contender is an Engine with prewarm on (the next
+runs as root and as two unprivileged users, made for the run when missing and
+removed after, as the tests do: `clabtest` has /etc/subuid ranges (the
+rootless-multi-id rung), `clabtest1` none (single-id).  All use the system Python
+and the same copy of the package.  Each contender is an Engine with prewarm on (the next
 PID 1 ready: the notebook case) or off (every run pays clone, namespaces and
 rootfs).  Rounds take turns in a shuffled order, so machine noise hits all four
 alike; between runs a worker pauses 50 ms, untimed (the quiet in which a spare
@@ -59,16 +60,20 @@ print(json.dumps(samples))
 
 # "root, no cgroups" (CONTAINERLAB_CGROUPS=off) is root doing what the rootless rung does
 # (namespaces, no cgroup): the ratio against it is the cost of the user namespace itself.
-CONTENDERS = [(who, mode) for who in ("root", "root, no cgroups", "rootless") for mode in ("prewarmed", "cold")]
+# "rootless multi-id" is a user with /etc/subuid ranges (newuidmap maps them at each clone),
+# "rootless single-id" one without (PID 1 maps its one id itself).
+WHO = ("root", "root, no cgroups", "rootless multi-id", "rootless single-id")
+CONTENDERS = [(who, mode) for who in WHO for mode in ("prewarmed", "cold")]
 
 
-def _worker(who: str, mode: str, runs: int, source: str, dirs: dict, user) -> list[float]:
-    state, data = dirs["root" if who.startswith("root,") else who]
+def _worker(who: str, mode: str, runs: int, source: str, dirs: dict, accounts: dict) -> list[float]:
+    state, data, home = dirs["root" if who in ("root", "root, no cgroups") else who]
     argv = [users.SYSTEM_PYTHON, "-I", "-c", WORKER, source, state, data, mode, str(runs)]
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
-    if who == "rootless":
+    if who in accounts:
+        user = accounts[who]
         argv = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups", *argv]
-        env["HOME"] = dirs["home"]
+        env["HOME"] = home
     elif who == "root, no cgroups":
         env["CONTAINERLAB_CGROUPS"] = "off"
     ran = subprocess.run(argv, capture_output=True, text=True, env=env, cwd="/", timeout=600)
@@ -86,15 +91,17 @@ def main(argv: list[str] | None = None) -> int:
     if users.why_not():
         print(f"rootless benchmark unavailable: {users.why_not()}")
         return 0
-    user = users.ensure_user()
+    accounts = {"rootless multi-id": users.ensure_user(users.TEST_USER),
+                "rootless single-id": users.ensure_user(users.SINGLE_ID_USER)}
     work = tempfile.mkdtemp(prefix="clab-bench-rootless-")
     os.chmod(work, 0o755)
     source = users.package_copy()
-    home = os.path.join(work, "home")
-    os.mkdir(home, 0o700)
-    os.chown(home, user.pw_uid, user.pw_gid)
-    dirs = {"root": (os.path.join(work, "root-state"), os.path.join(work, "root-data")),
-            "rootless": (os.path.join(home, "state"), os.path.join(home, "data")), "home": home}
+    dirs = {"root": (os.path.join(work, "root-state"), os.path.join(work, "root-data"), "")}
+    for who, user in accounts.items():
+        home = os.path.join(work, user.pw_name)
+        os.mkdir(home, 0o700)
+        os.chown(home, user.pw_uid, user.pw_gid)
+        dirs[who] = (os.path.join(home, "state"), os.path.join(home, "data"), home)
     samples: dict[tuple[str, str], list[float]] = {c: [] for c in CONTENDERS}
     rng = random.Random(13)
     try:
@@ -102,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             order = CONTENDERS[:]
             rng.shuffle(order)
             for who, mode in order:
-                samples[(who, mode)] += _worker(who, mode, args.runs, source, dirs, user)
+                samples[(who, mode)] += _worker(who, mode, args.runs, source, dirs, accounts)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(source, ignore_errors=True)
@@ -111,17 +118,18 @@ def main(argv: list[str] | None = None) -> int:
                               "p95_ms": round(sorted(v)[int(len(v) * 0.95) - 1], 2), "n": len(v)}
             for (who, mode), v in samples.items()}
     print(f"start to exit of /bin/true in busybox, {args.rounds} rounds x {args.runs} runs, shuffled turns")
-    print(f"  {'contender':28} {'p50 ms':>8} {'p95 ms':>8}")
+    print(f"  {'contender':30} {'p50 ms':>8} {'p95 ms':>8}")
     for name, row in rows.items():
-        print(f"  {name:28} {row['p50_ms']:8.2f} {row['p95_ms']:8.2f}")
+        print(f"  {name:30} {row['p50_ms']:8.2f} {row['p95_ms']:8.2f}")
     targets = {}
     print("targets (ratios of p50; goal <= 1.3):")
-    for base in ("root", "root, no cgroups"):
-        for mode in ("prewarmed", "cold"):
-            value = round(rows[f"rootless {mode}"]["p50_ms"] / rows[f"{base} {mode}"]["p50_ms"], 2)
-            label = f"rootless / {base}, {mode}"
-            targets[label] = value
-            print(f"  {label:40} {value:5.2f}x  {'ok' if value <= 1.3 else 'MISSED'}")
+    for who in WHO[2:]:
+        for base in ("root", "root, no cgroups"):
+            for mode in ("prewarmed", "cold"):
+                value = round(rows[f"{who} {mode}"]["p50_ms"] / rows[f"{base} {mode}"]["p50_ms"], 2)
+                label = f"{who} / {base}, {mode}"
+                targets[label] = value
+                print(f"  {label:50} {value:5.2f}x  {'ok' if value <= 1.3 else 'MISSED'}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"rows": rows, "targets": targets}, f, indent=1)

@@ -22,9 +22,9 @@ def test_the_rootless_benchmark_times_every_contender(tmp_path, module_no_leaks)
                        timeout=600, env=dict(os.environ, PYTHONPATH=ROOT))
     assert r.returncode == 0, r.stdout + r.stderr
     figures = json.loads(report.read_text())
-    assert set(figures["rows"]) == {f"{who} {mode}" for who in ("root", "root, no cgroups", "rootless")
-                                    for mode in ("prewarmed", "cold")}
+    who = ("root", "root, no cgroups", "rootless multi-id", "rootless single-id")
+    assert set(figures["rows"]) == {f"{w} {mode}" for w in who for mode in ("prewarmed", "cold")}
     assert all(row["n"] == 5 and 0 < row["p50_ms"] <= row["p95_ms"] for row in figures["rows"].values())
-    assert set(figures["targets"]) == {f"rootless / {base}, {mode}" for base in ("root", "root, no cgroups")
+    assert set(figures["targets"]) == {f"{w} / {base}, {mode}" for w in who[2:] for base in who[:2]
                                        for mode in ("prewarmed", "cold")}
     assert not [d for d in os.listdir("/tmp") if d.startswith("clab-bench-rootless-")]
