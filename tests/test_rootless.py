@@ -143,6 +143,47 @@ def test_network_none_is_a_loopback_of_its_own(user):
     assert names == ["lo"] and out.splitlines()[-1] == "hi"
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_published_ports_go_through_pasta_on_loopback(user):
+    """-p without root: pasta, run as the user, splices 127.0.0.1:PORT into the container's
+    own network namespace; the container still has no route out; pasta ends with it;
+    a port already taken is one line."""
+    import urllib.request
+
+    port = _free_port()
+    name = "rl-srv"
+    user.ok("run", "-d", "--name", name, "-p", f"{port}:8080", "busybox", "sh", "-c",
+            "echo hello > /tmp/index.html; exec httpd -f -p 8080 -h /tmp")
+    try:
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=2) as reply:
+                    assert reply.read() == b"hello\n"
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        assert f"127.0.0.1:{port}->8080/tcp" in user.ok("ps")
+        routes = user.ok("exec", name, "sh", "-c", "ip route; ip -o -4 addr show | grep -v ' lo ' | wc -l")
+        assert routes.split() == ["0"], routes  # no default route, no address but loopback's
+        taken = user.cli("run", "-p", f"{port}:80", "busybox", "true")
+        assert taken.returncode == 125 and f"cannot publish 127.0.0.1:{port}" in taken.stderr
+        assert len(taken.stderr.strip().splitlines()) == 1, taken.stderr
+    finally:
+        user.cli("rm", "-f", name)
+    helpers = subprocess.run(["ps", "-u", str(user.pw.pw_uid), "-o", "args="], capture_output=True, text=True).stdout
+    assert "pasta" not in helpers, helpers
+
+
 def test_a_detached_container_has_ps_exec_logs_stop_and_rm(user):
     name = "rl-web"
     user.ok("run", "-d", "--name", name, "busybox", "sh", "-c", "echo started; exec sleep 60")

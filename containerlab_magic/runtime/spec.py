@@ -324,7 +324,7 @@ class ContainerSpec:
             raise SpecError("--tty needs a terminal to attach to: drop --detach or --tty")
         if self.network != "none" and self.network != "host" and not self.network.startswith("container:"):
             parse_name(self.network, "network name")
-        if self.ports and not self.on_bridge:
+        if self.ports and not self.on_bridge and self.network != "none":  # (none: a rootless lab uses pasta)
             raise SpecError("publishing ports (-p) needs a network: add --net bridge (or a network you created)")
         if (self.net_rate or self.net_delay or self.net_loss):
             if not self.on_bridge:

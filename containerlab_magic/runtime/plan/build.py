@@ -31,6 +31,8 @@ def build(spec, *, cgroups: bool) -> list:
         plan.append(s.Network())
     if spec.on_bridge and (spec.net_rate or spec.net_delay or spec.net_loss):
         plan.append(s.Shaping())
+    if spec.ports and not spec.on_bridge:  # rootless: pasta (the checks refused it as root)
+        plan.append(s.Ports())
     if spec.detach:
         plan.append(s.Log())
     plan += [s.StateFile(), s.Go()]

@@ -282,6 +282,27 @@ class Shaping:
         return f"tc qdisc on {veth}: {what}"
 
 
+class Ports:
+    """-p without a bridge (a rootless lab): pasta splices host ports into PID 1's own
+    network namespace (network/pasta.py); ended with the container."""
+
+    kind = "ports"
+
+    def run(self, ctx) -> None:
+        from ..network.pasta import Forwarder
+
+        ctx.proc.forwarder = Forwarder.start(ctx.proc.pid, ctx.spec.ports, ctx.state_dir)
+
+    def undo(self, ctx) -> None:
+        if ctx.proc is not None and ctx.proc.forwarder is not None:
+            ctx.proc.forwarder.stop()
+            ctx.proc.forwarder = None
+
+    def describe(self, ctx) -> str:
+        ports = ", ".join(f"{p.host_ip}:{p.host_port}->{p.container_port}/{p.protocol}" for p in ctx.spec.ports)
+        return f"pasta: {ports} into PID 1's network namespace (its loopback; no route out)"
+
+
 class Log:
     """--detach: the shim reads the output pipes into the log (docker's 8-byte framing)."""
 

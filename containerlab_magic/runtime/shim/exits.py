@@ -132,6 +132,9 @@ class Exits:
         proc.error = proc.read_error() or None
         os.close(proc.error_fd)
         proc.error_fd = -1
+        if proc.forwarder is not None:
+            proc.forwarder.stop()
+            proc.forwarder = None
         if shim.sandbox is not None:
             self._end_sandbox(proc)
         self.maybe_finish(proc)

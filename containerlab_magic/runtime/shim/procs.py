@@ -49,6 +49,7 @@ class Proc:
         self.explain: dict | None = None  # the plan's shim records and start time, when asked
         self.execed = False  # PID 1 has exec'd its command: its namespaces are finished
         self.quick = None  # (spec, name) of a run the CLI's quick path started (quick.py)
+        self.forwarder = None  # a rootless container's pasta (network/pasta.py), ended with it
 
     def wait_for_exec(self, timeout: float) -> bool:
         """Until PID 1 has exec'd its command (or died): its close-on-exec error pipe then

@@ -125,6 +125,17 @@ class Starter:
         return rootless.rlimits_for(spec.limits)
 
     def _check_rootless_network(self, spec: ContainerSpec) -> None:
+        if spec.ports and not spec.on_bridge:
+            if os.geteuid() == 0 or self.shim.sandbox is not None:
+                raise SpecError("publishing ports (-p) needs a network: add --net bridge (or a network you created)"
+                                if os.geteuid() == 0 else "-p needs a network namespace of its own, and this host "
+                                "allows none (process-sandbox rung): the command's ports are the host's already")
+            if self.shim.userns is not None and not self.shim.userns.net:
+                raise HostUnsupported("-p needs a network namespace of its own, and this host allows a user none "
+                                      "(see `containerlab-magic doctor`): the command's ports are the host's already")
+            from ..network.pasta import binary
+
+            binary()  # (one line when pasta is missing)
         if os.geteuid() == 0:
             return
         if spec.on_bridge:
