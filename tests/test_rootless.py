@@ -278,6 +278,64 @@ def test_other_users_inside_exist_only_in_a_multi_id_namespace(user):
     assert len(ran.stderr.strip().splitlines()) == 1, ran.stderr
 
 
+V1_DELEGATED = ("memory", "pids", "cpu")
+
+
+@pytest.fixture
+def v1_groups(user):
+    """What rung_fixes tells root to do on a cgroup v1 host: a group per controller under
+    the lab's own subtree, given to the user; removed after (with the lab's parent when
+    this made it and nothing else uses it)."""
+    if not all(os.path.isdir(f"/sys/fs/cgroup/{c}/cgroup.procs") or os.path.isfile(f"/sys/fs/cgroup/{c}/cgroup.procs")
+               for c in V1_DELEGATED):
+        pytest.skip("not a cgroup v1 host with memory, pids and cpu hierarchies (the v2 VM has its own test)")
+    made = []
+    for c in V1_DELEGATED:
+        lab = f"/sys/fs/cgroup/{c}/containerlab"
+        if not os.path.isdir(lab):
+            os.mkdir(lab)
+            made.append(lab)
+        group = f"{lab}/user-{user.pw.pw_uid}"
+        os.mkdir(group)
+        made.append(group)
+        for path in (group, f"{group}/cgroup.procs", f"{group}/tasks"):
+            os.chown(path, user.pw.pw_uid, user.pw.pw_gid)
+    user.cli("ps")  # (a shim that started before the groups existed has no manager: let it end)
+    user.wait_for_no_processes()
+    try:
+        yield [g for g in made if "user-" in g]
+    finally:
+        user.wait_for_no_processes()
+        for path in reversed(made):
+            for _ in range(50):
+                try:
+                    if os.path.isdir(os.path.join(path, "containerlab")):
+                        os.rmdir(os.path.join(path, "containerlab"))
+                    os.rmdir(path)
+                    break
+                except OSError:
+                    time.sleep(0.1)  # (the kernel frees a group a moment after its last process)
+
+
+def test_groups_root_delegated_on_v1_give_real_limits(user, v1_groups):
+    """With groups of its own (cgroup v1, made by root as doctor says), the user's containers
+    get real cgroups: the limit is the kernel's, an allocation past it is an OOM kill,
+    forks past pids.max fail, --cpus is accepted; the groups are removed after."""
+    assert "limits   cgroup v1 (cpu memory pids)" in user.ok("doctor")
+    out = user.ok("run", "--memory", "32M", "--pids-limit", "12", "--cpus", "0.5", "busybox", "sh", "-c",
+                  "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max")
+    assert out.split() == [str(32 << 20), "12"], out
+    ran = user.cli("run", "--memory", "32M", "host", "python3", "-c", "bytearray(96 << 20)")
+    assert ran.returncode == 137, ran
+    ran = user.cli("run", "--pids-limit", "4", "busybox", "sh", "-c", "for i in 1 2 3 4 5 6; do sleep 1 & done 2>&1; wait")
+    assert "can't fork" in ran.stdout + ran.stderr, ran
+    user.wait_for_no_processes()
+    for group in v1_groups:
+        lab = os.path.join(group, "containerlab")
+        left = [d for d in os.listdir(lab) if os.path.isdir(os.path.join(lab, d))] if os.path.isdir(lab) else []
+        assert left == [], f"container groups left in {lab}: {left}"
+
+
 @pytest.mark.parametrize("args, says", [
     (["--cpus", "0.5"], "--cpus needs a cgroup, and this host delegates none"),
     (["--net", "bridge"], "bridge networks need root on this host"),

@@ -151,7 +151,8 @@ def _v1_user(setup: Setup) -> Access:
         mount = setup.v1_mounts.get(controller)
         if not mount:
             continue
-        for group in dict.fromkeys((os.path.normpath(mount + "/" + own.get(controller, "/")),
+        for group in dict.fromkeys((os.path.join(mount, "containerlab", f"user-{uid}"),  # (rung_fixes' recipe)
+                                    os.path.normpath(mount + "/" + own.get(controller, "/")),
                                     os.path.join(mount, user), os.path.join(mount, str(uid)))):
             try:
                 if os.stat(group).st_uid != uid:

@@ -68,8 +68,9 @@ def _cgroup(err, host, detail, access) -> str:
         return ("no cgroup v2 subtree is delegated to uid %d: start Jupyter with "
                 "`systemd-run --user --scope -p Delegate=yes jupyter lab`, or set Delegate=yes on the "
                 "JupyterHub spawner's unit (%s); meanwhile limits are rlimits" % (host.uid, DOCS))
+    group = f"/sys/fs/cgroup/$c/containerlab/user-{host.uid}"
     return (f"cgroup v1 delegates nothing to {host.user}: as root, `for c in memory pids cpu; do "
-            f"mkdir /sys/fs/cgroup/$c/{host.user}; chown {host.user}: /sys/fs/cgroup/$c/{host.user}"
+            f"mkdir -p {group}; chown {host.user}: {group}"
             "{,/cgroup.procs,/tasks}; done`, or boot cgroup v2 with Delegate=yes; meanwhile limits are rlimits")
 
 

@@ -17,6 +17,8 @@ Kernel docs: Documentation/admin-guide/cgroup-v1/ and cgroup-v2.rst.
 
 from __future__ import annotations
 
+import os
+
 from .base import Cgroup, CgroupManager, Usage
 from .detect import CGROUP_ROOT, detect
 from .fs import CgroupFileError
@@ -40,7 +42,13 @@ def _open(root: str) -> tuple[CgroupManager | None, dict]:
         return mgr, mgr.describe()
     from .v1 import V1Manager
 
-    v1 = V1Manager(setup.mode, setup.v1_mounts, setup.enabled, setup.unified_mount)
+    bases = None
+    if os.geteuid() != 0:  # groups root made and gave to this user (delegation.py), if any
+        from ..delegation import probe
+
+        access = probe(root)
+        bases = dict(zip(access.controllers, access.dirs)) if access.ok and access.version == 1 else {}
+    v1 = V1Manager(setup.mode, setup.v1_mounts, setup.enabled, setup.unified_mount, bases)
     if not v1.writable:
         problems = "; ".join(f"{k} {v}" for k, v in v1.problems.items()) or "no controller is mounted"
         return None, _no_manager(setup.mode, f"no cgroup v1 hierarchy is writable ({problems}): run as root")

@@ -54,8 +54,9 @@ class Starter:
                 raise HostUnsupported(refused)
         policy = security.policy_for(spec, sandboxed=shim.sandbox is not None)  # (compiled here, before any step)
         name = spec.name or self._free_name()
-        key = (shim.spares.key_for(spec, policy, image.digest)
-               if shim.sandbox is None and (not self._rlimits(spec, None) or shim.cgroups) else None)
+        # (a warm PID 1 has no rlimits: a run that needs them, without a cgroup, starts cold)
+        rlimited = shim.cgroups is None and spec.limits.any_cgroup_limit
+        key = shim.spares.key_for(spec, policy, image.digest) if shim.sandbox is None and not rlimited else None
         if key is not None:
             shim.spares.want(key)
         while True:

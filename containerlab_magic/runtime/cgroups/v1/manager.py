@@ -32,7 +32,10 @@ class V1Manager(CgroupManager):
     version = 1
     limit_controllers = LIMIT_CONTROLLERS
 
-    def __init__(self, mode: str, mounts: dict[str, str], enabled: dict[str, bool], unified_mount: str | None):
+    def __init__(self, mode: str, mounts: dict[str, str], enabled: dict[str, bool], unified_mount: str | None,
+                 bases: dict[str, str] | None = None):
+        """bases: controller -> the group the lab's own `containerlab` goes under (a group
+        root made and gave to this user); None: the hierarchy's root (as root)."""
         self.mode = mode
         self.unified_mount = unified_mount
         self.enabled = enabled
@@ -40,10 +43,19 @@ class V1Manager(CgroupManager):
         self.problems: dict[str, str] = {}  # controller -> why it is unusable
         self.lab_dirs: dict[str, str] = {}  # usable controller -> <mount>/containerlab
         self.controllers = {}
+        if bases is not None:  # a co-mounted controller (cpuacct with cpu) shares its partner's group
+            bases = dict(bases)
+            for name, mount in mounts.items():
+                partner = next((c for c in list(bases) if mounts.get(c) == mount), None)
+                if name not in bases and partner is not None:
+                    bases[name] = bases[partner]
         for ctrl in CONTROLLERS:
             if ctrl.name not in mounts:
                 continue
-            lab = os.path.join(mounts[ctrl.name], LAB)
+            if bases is not None and ctrl.name not in bases:
+                self.problems[ctrl.name] = f"is not delegated to uid {os.geteuid()} (no group of its own)"
+                continue
+            lab = os.path.join(bases[ctrl.name] if bases is not None else mounts[ctrl.name], LAB)
             try:
                 fs.mkdir(lab)
                 ctrl.setup(lab)
