@@ -245,6 +245,53 @@ def test_an_image_with_whiteouts_and_an_opaque_directory_loads_and_runs(user):
         shutil.rmtree(work)
 
 
+def _load(user, work: pathlib.Path, tag: str, layers) -> str:
+    layout = build.Layout(str(work / "layout"))
+    layout.tag(tag, layout.image([(build.busybox_tar(), build.OCI_LAYER_GZIP)] +
+                                 [(layer, build.OCI_LAYER_GZIP) for layer in layers]))
+    archive = work / "image.tar"
+    with tarfile.open(archive, "w") as tar:
+        for name in sorted(os.listdir(layout.path)):
+            tar.add(os.path.join(layout.path, name), arcname=name)
+    os.chmod(work, 0o755)
+    os.chmod(archive, 0o644)
+    return user.ok("load", "-i", str(archive)).split("Loaded image: ", 1)[1].split()[0]
+
+
+def test_image_files_keep_their_owners_where_ids_are_mapped(user):
+    """Multi-id: the layer's owners (a `node` user's home, a setuid-root program) are set in
+    the lab's own user namespace, so they are theirs inside, and `rmi` can remove them.
+    Single-id: every file is the user's (root inside), and setuid bits are dropped."""
+    work = pathlib.Path(tempfile.mkdtemp(prefix="clab-rootless-own-"))
+    try:
+        layer = tar_bytes([entry("home/", "dir"), entry("home/node/", "dir", uid=1000, gid=1000, mode=0o750),
+                           entry("home/node/.profile", data=b"x", uid=1000, gid=1000),
+                           entry("home/node/link", "symlink", link=".profile", uid=1000, gid=1000),
+                           entry("usr/", "dir"), entry("usr/bin/", "dir"),
+                           entry("usr/bin/setid", data=b"#!/bin/sh\n", mode=0o4755)])
+        name = _load(user, work, "rootless:own", [layer])
+        out = user.ok("run", name, "sh", "-c", "stat -c '%u:%g %a' /home/node /home/node/.profile /usr/bin/setid; "
+                                               "stat -c %u /home/node/link")
+        if user.subuid:
+            assert out.split("\n")[:4] == ["1000:1000 750", "1000:1000 644", "0:0 4755", "1000"], out
+            out = user.ok("run", "--user", "1000:1000", name, "sh", "-c", "echo hi > /home/node/new && cat /home/node/new")
+            assert out == "hi\n"
+        else:
+            assert out.split("\n")[:4] == ["0:0 750", "0:0 644", "0:0 755", "0"], out
+        data_layers = user.data / "images" / "oci" / "layers"
+        before = set(os.listdir(data_layers)) if data_layers.is_dir() else set()
+        user.ok("rmi", name)
+        user.wait_for_no_processes()  # (a warm spare of the image keeps its layers mounted till its shim ends)
+        user.ok("image", "prune")
+        after = set(os.listdir(data_layers)) if data_layers.is_dir() else set()
+        assert len(after) < len(before), (before, after)  # the layer with the others' files went too
+        owned = subprocess.run(["find", str(user.data), "-not", "-uid", str(user.pw.pw_uid)],
+                               capture_output=True, text=True).stdout.split()
+        assert owned == [], f"files of mapped ids left in the store: {owned[:5]}"
+    finally:
+        shutil.rmtree(work)
+
+
 # ---- what the rung cannot do: one line each, nothing left --------------------------------------
 
 

@@ -82,6 +82,8 @@ class UnpackReport:
     stripped_setid: list[str] = field(default_factory=list)
     diff_id: str = ""
     userxattr: bool = False  # whiteouts as user.* xattrs: mount the overlay with `userxattr`
+    # unpacked without owners: (path parts, uid, gid, mode) of what had others, for owners.py
+    owners: list[tuple[tuple[str, ...], int, int, int]] = field(default_factory=list)
 
 
 def host_mode() -> tuple[bool, bool]:
@@ -256,6 +258,8 @@ class Unpacker:
             elif member.issym():
                 os.symlink(member.linkname, base, dir_fd=parent)
                 self._owner(parent, base, member)
+                if not self.owners and (member.uid or member.gid):
+                    self.report.owners.append((tuple(parts), member.uid, member.gid, 0o777))
                 os.utime(base, ns=(int(member.mtime * 10**9),) * 2, dir_fd=parent, follow_symlinks=False)
             elif member.islnk():
                 self._hardlink(member, parent, base)
@@ -391,6 +395,8 @@ class Unpacker:
     def _meta(self, parent: int, name: str, member, parts: list[str]) -> None:
         self._owner(parent, name, member)
         mode = member.mode & 0o7777
+        if not self.owners and (member.uid or member.gid or mode & (stat.S_ISUID | stat.S_ISGID)):
+            self.report.owners.append((tuple(parts), member.uid, member.gid, mode))  # (owners.py may set them)
         if mode & (stat.S_ISUID | stat.S_ISGID) and not self.owners and not member.isdir():
             mode &= ~(stat.S_ISUID | stat.S_ISGID)
             self.report.stripped_setid.append("/".join(parts))

@@ -26,6 +26,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 
+from . import owners
 from .blobs import Blobs, DigestMismatch, full_disk, hex_of
 from .config import BadImage, ImageConfig, parse_config
 from .layers import LayerError, LayerLimits, unpack
@@ -128,18 +129,23 @@ class OciStore:
                 if report.diff_id != diff_id:
                     raise DigestMismatch(f"layer {blob_digest} unpacks to {report.diff_id}, but the image config "
                                          f"says {diff_id}: refused")
+                userns = owners.mapping() if report.owners else None
+                if userns is not None:  # rootless multi-id: the files' own owners, as containers map them
+                    owners.apply(os.path.join(work, "root"), report.owners, userns)
+                    report.stripped_setid.clear()
                 meta = {"diff_id": diff_id, "blob": blob_digest, "size": report.bytes, "entries": report.entries,
                         "whiteouts": report.whiteouts, "opaque_dirs": report.opaque_dirs,
                         "userxattr": report.userxattr, "skipped_devices": report.skipped_devices[:100],
+                        "owners": "kept" if not report.owners or userns is not None else "the user's",
                         "stripped_setid": report.stripped_setid[:100]}
                 with open(os.path.join(work, "layer.json"), "w") as f:
                     json.dump(meta, f)
                 os.rename(work, self.layer_dir(diff_id))
             except OSError as e:
-                shutil.rmtree(work, ignore_errors=True)
+                _remove_quietly(work)
                 raise full_disk(e, self.root) from None
             except BaseException:
-                shutil.rmtree(work, ignore_errors=True)
+                _remove_quietly(work)
                 raise
         return self.lowerdir(diff_id)
 
@@ -194,12 +200,17 @@ class OciStore:
                 if name not in keep:
                     path = os.path.join(self.layers, name)
                     freed["bytes"] += _du(path)
-                    shutil.rmtree(path, ignore_errors=True)
+                    owners.remove(path)  # (files of other mapped ids need the lab's user namespace)
                     freed["layers"] += 1
             for name in os.listdir(self.blobs.tmp):  # nobody writes while we hold the lock
                 path = os.path.join(self.blobs.tmp, name)
-                shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.unlink(path)
+                _remove_quietly(path) if os.path.isdir(path) else os.unlink(path)
         return freed
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        owners.remove(path)
 
 
 def _du(path: str) -> int:
