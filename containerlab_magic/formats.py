@@ -136,10 +136,18 @@ def stats_table(samples) -> Rows:
         table.rows.append((
             s.name + (" (paused)" if u.get("paused") else ""), percent(s.cpu_percent),
             f"{size(mem)} / {size(limit)}", f"{100 * mem / limit:.1f}%" if limit else "--",
-            size(u.get("memory_peak_bytes") or 0), pids, str(u.get("oom_kills") or 0), net_io(u),
-            f"{size(u.get('io_read_bytes') or 0)} / {size(u.get('io_write_bytes') or 0)}",
+            _known(u, "memory_peak_bytes", size), pids, _known(u, "oom_kills", str), net_io(u),
+            f"{size(u['io_read_bytes'])} / {size(u.get('io_write_bytes') or 0)}"
+            if u.get("io_read_bytes") is not None else "--",
             link_shape(u.get("net_shape")) if u.get("network") else "--"))
     return table
+
+
+def _known(usage: dict, key: str, show) -> str:
+    """A figure, or -- where nothing measured it (no cgroup: usage from /proc has no peak, OOM count, I/O)."""
+    if usage.get(key) is None:
+        return "--" if usage.get("source", "cgroup") != "cgroup" else show(0)
+    return show(usage[key])
 
 
 def top_table(processes) -> Rows:

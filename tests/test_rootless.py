@@ -548,3 +548,51 @@ def test_a_pod_that_allows_no_namespace_gets_a_process_sandbox():
                        ("user", "--user needs a namespace")):
         code, _, stderr = out[name]
         assert code == 125 and says in stderr and len(stderr.strip().splitlines()) == 1, (name, stderr)
+
+
+# ---- the tour, under nbval, as a student in a pod --------------------------------------------------
+
+TOUR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "notebooks", "tour.ipynb")
+
+
+def tour_for_rootless(dest: pathlib.Path) -> pathlib.Path:
+    """The tour with its `needs-root` cells skipped (nbval-skip): what a rootless rung must pass."""
+    import json
+
+    with open(TOUR) as f:
+        nb = json.load(f)
+    skipped = 0
+    for cell in nb["cells"]:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "needs-root" in tags:
+            tags.append("nbval-skip")
+            skipped += 1
+    assert skipped, "the tour marks no cell needs-root"
+    dest.mkdir(mode=0o755)
+    path = dest / "tour.ipynb"
+    path.write_text(json.dumps(nb))
+    path.chmod(0o644)
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(pod_run.why_not() is not None, reason=str(pod_run.why_not()))
+@pytest.mark.parametrize("seccomp, unmasked", [("crio", False), ("unconfined", False), ("unconfined", True)],
+                         ids=["crio-masked", "unconfined-masked", "unconfined-unmasked"])
+def test_the_tour_runs_under_nbval_in_a_locked_down_pod(seccomp, unmasked):
+    """notebooks/tour.ipynb, top to bottom under nbval, as uid 1000 with no capabilities and
+    no_new_privs, in each pod that allows namespaces: every cell but those marked needs-root
+    (the bridge network section) runs without an error, on the rung the pod gives."""
+    scratch = pathlib.Path(tempfile.mkdtemp(prefix="clab-rootless-nb-"))
+    os.chmod(scratch, 0o755)
+    try:
+        tour_for_rootless(scratch / "nb")
+        pod = bundle.Pod(seccomp=seccomp, unmasked_proc=unmasked, binds=((str(scratch / "nb"), "/notebook"),),
+                         env=("CONTAINERLAB_DAEMON_LINGER=1",))
+        ran = pod_run.run(pod, pod_run.python_argv(
+            "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax", "--nbval-current-env",
+            "--nbval-cell-timeout", "120", "/notebook/tour.ipynb"), timeout=900)
+        assert ran.returncode == 0, ran.stdout[-6000:] + ran.stderr[-2000:]
+        assert " passed" in ran.stdout and "skipped" in ran.stdout, ran.stdout[-2000:]
+    finally:
+        shutil.rmtree(scratch)

@@ -34,14 +34,30 @@ class ResourceVerbs:
         return cid, state, group
 
     def stats(self, ref: str) -> dict:
-        """Usage now against the limits: memory (now, peak, limit), CPU time, throttling, pids, OOM kills, I/O."""
-        cid, state, group = self._group(ref, "stats")
+        """Usage now against the limits: memory (now, peak, limit), CPU time, throttling, pids, OOM kills, I/O.
+        A container without a cgroup (rootless, none delegated) is measured from /proc (procstats.py)."""
+        try:
+            cid, state, group = self._group(ref, "stats")
+        except HostUnsupported:
+            return self._proc_stats(ref)
         usage = vars(group.stats()).copy()
         limits = self.limits(cid)
         usage.update(id=cid, name=state.get("name"), time=time.time(), cpus_limit=limits.cpus,
-                     paused=self._paused(cid), cgroup_version=self.cgroups.version)
+                     paused=self._paused(cid), cgroup_version=self.cgroups.version, source="cgroup")
         if usage.get("memory_limit") is None and limits.memory:
             usage["memory_limit"] = limits.memory
+        usage.update(self._network_usage(cid, state))
+        return usage
+
+    def _proc_stats(self, ref: str) -> dict:
+        from . import procstats
+
+        cid = self.store.resolve(ref)
+        state = settle(self.store.read(cid) or {})
+        limits = self.limits(cid)
+        usage = vars(procstats.usage(state["pid"], limits)).copy()
+        usage.update(id=cid, name=state.get("name"), time=time.time(), cpus_limit=None, paused=False,
+                     cgroup_version=None, source=procstats.SOURCE)
         usage.update(self._network_usage(cid, state))
         return usage
 
