@@ -94,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _verb(argv: list[str]) -> int:
+    if argv[:1] == ["runtime"]:  # the OCI runtime's command line (oci/cli.py), as its own script
+        from .oci.cli import main as runtime_main
+
+        return runtime_main(argv[1:])
     args = build_parser(_verb_of(argv)).parse_args(argv)
     verb = {"network": lambda: "network_" + args.net_verb,
             "image": lambda: "image_" + args.image_verb}.get(args.verb, lambda: args.verb)()

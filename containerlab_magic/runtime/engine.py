@@ -81,12 +81,12 @@ class Engine(ResourceVerbs, CleanupVerbs):
         """The shim's log, where an internal error keeps its traceback."""
         return self._client.log_path
 
-    def _request(self, message: dict) -> tuple[dict, list[int]]:
+    def _request(self, message: dict, fds: tuple[int, ...] = ()) -> tuple[dict, list[int]]:
         if not self._reaped:
             self._reaped = True
             if not self.daemon:  # (the CLI's calls stay quick: `gc` is its verb)
                 self.reap_orphans()
-        return self._client.request(message)
+        return self._client.request(message, list(fds))
 
     def _exit_event(self, cid: str, exec_id: str | None) -> dict | None:
         """The exit event if it has come (reading what the shim sent so far, without blocking)."""
@@ -115,6 +115,23 @@ class Engine(ResourceVerbs, CleanupVerbs):
             message.update(explain=True, sent_ns=time.perf_counter_ns())
         reply, fds = self._request(message)
         return Container(self, reply, fds, spec, on_output)
+
+    def create(self, spec: ContainerSpec, stdio: tuple[int, int, int]) -> dict:
+        """The OCI runtime's create: made, with `stdio` (the caller's own fds) as its streams,
+        PID 1 waiting for start_created.  Returns the reply: id, name, pid."""
+        reply, fds = self._request({"op": "run", "spec": spec.to_json(), "hold": True, "stdio": "given"}, stdio)
+        for fd in fds:
+            os.close(fd)
+        return reply
+
+    def start_created(self, ref: str) -> dict:
+        """The OCI runtime's start: a created container's PID 1 gets its go."""
+        reply, _ = self._request({"op": "start", "container": ref})
+        return reply
+
+    def wait_exit(self, cid: str, timeout: float | None = None) -> dict | None:
+        """The exit event of a container this engine started (create/start), once it has come."""
+        return self._wait_exit(cid, None, timeout)
 
     def plan(self, spec: ContainerSpec) -> list[StepRecord]:
         """The steps a start of `spec` takes, without running anything (a dry run)."""
@@ -212,7 +229,7 @@ class Engine(ResourceVerbs, CleanupVerbs):
                             "or a name like TERM or KILL")
         cid = self.store.resolve(ref)
         state = self.store.read(cid) or {}
-        if settle(state)["status"] != Status.RUNNING:
+        if settle(state)["status"] not in (Status.RUNNING, Status.CREATED):
             raise Conflict(f"container {ref} is not running")
         _signal_pid(state["pid"], state.get("pid_start"), sig)
         if sig == signal.SIGKILL:
@@ -280,11 +297,11 @@ class Engine(ResourceVerbs, CleanupVerbs):
         cid = self.store.resolve(ref)
         state = self.store.read(cid) or {}
         status = settle(state)["status"]
-        if status == Status.RUNNING:
+        if status in (Status.RUNNING, Status.CREATED):
             if not force:
-                raise Conflict(f"container {ref} is running: stop it first, or use rm -f")
+                raise Conflict(f"container {ref} is {status}: stop it first, or use rm -f")
             self.kill(cid)
-        if status in (Status.RUNNING, Status.EXITING):
+        if status in (Status.RUNNING, Status.CREATED, Status.EXITING):
             self._settled(cid)  # its shim records the end (and drains its log) first
         state = self.store.read(cid)
         faults.point("rm")  # (a test hook)

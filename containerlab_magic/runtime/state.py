@@ -25,6 +25,7 @@ class Status(str, Enum):
 
     SPARE = "spare"  # made ahead of need by a shim, not yet any container
     CREATING = "creating"  # its start plan is running
+    CREATED = "created"  # made, PID 1 waiting for `start` (the OCI runtime's create: oci/)
     RUNNING = "running"
     PAUSED = "paused"  # running, frozen (the state file says running; `paused` marks it)
     EXITING = "exiting"  # its PID 1 ended; its shim is recording the end
@@ -208,7 +209,7 @@ def settle(state: dict) -> dict:
     """A state as the world is now (checked by pid and start time): a 'running' container
     whose PID 1 is gone is 'exiting' while its shim records the end, 'dead' if no shim will."""
     state = dict(state)
-    if state.get("status") == Status.RUNNING and not alive(state.get("pid"), state.get("pid_start")):
+    if state.get("status") in (Status.RUNNING, Status.CREATED) and not alive(state.get("pid"), state.get("pid_start")):
         owned = alive(state.get("shim_pid"), state.get("shim_start"))
         state["status"] = (Status.EXITING if owned else Status.DEAD).value
     return state

@@ -43,6 +43,16 @@ class Image:
 MAX_LOWERDIR = 3600
 
 
+ROOTFS = "rootfs:"  # "rootfs:/abs/dir": a directory as the one read-only layer (an OCI bundle's root, oci/)
+
+
+def _rootfs_image(name: str) -> Image:
+    path = name[len(ROOTFS):]
+    if not os.path.isabs(path) or os.path.normpath(path) == "/" or not os.path.isdir(path):
+        raise NotFound(f"image {name}: the root filesystem must be an absolute directory, not /")
+    return Image(name, (os.path.normpath(path),))
+
+
 class ImageStore:
     BUILTIN = {"host": builtin.HostImage, "busybox": builtin.BusyboxImage}
 
@@ -68,6 +78,8 @@ class ImageStore:
         return sorted(self.BUILTIN) + pulled
 
     def resolve(self, name: str) -> Image:
+        if name.startswith(ROOTFS):
+            return _rootfs_image(name)
         kind = self.BUILTIN.get(name)
         if kind is None:
             return self._resolve_oci(name)

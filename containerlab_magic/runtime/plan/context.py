@@ -34,6 +34,8 @@ class StartContext:
     setup: object = None  # child.Setup handed to PID 1
     net_info: dict | None = None
     go: dict = field(default_factory=dict)  # what the shim tells PID 1 at its sync pipe
+    hold: bool = False  # OCI create: PID 1 waits for a later `start` request for its go
+    given_stdio: tuple = ()  # the caller's own stdin, stdout, stderr for the container (OCI runtime)
 
     def ahead(self, kind: str) -> bool:
         """Did the claimed spare run this step already?"""

@@ -353,7 +353,7 @@ class Go:
         if ctx.go.get("explain"):
             ctx.go["go_ns"] = time.perf_counter_ns()
         proc.go = (json.dumps(ctx.go) + "\n").encode()
-        ctx.shim.track(proc, explain=ctx.explain)
+        ctx.shim.track(proc, explain=ctx.explain, hold=ctx.hold)
 
     def ended_ns(self, ctx) -> int:
         """A warm PID 1 times its steps from the go on (record.Timeline.restart)."""

@@ -16,7 +16,7 @@ import socket
 import time
 
 from .. import child, protocol, rootless, sandbox, security
-from ..errors import ContainerError, SpecError
+from ..errors import Conflict, ContainerError, SpecError
 from ..images import ImageStore
 from ..state import StateStore, proc_start_time
 from .exits import Exits
@@ -223,8 +223,10 @@ class Shim:
         reply_fds: list[int] = []
         try:
             if op == "run":
-                info, reply_fds = self.starter.run(message, conn, received_ns)
+                info, reply_fds = self.starter.run(message, conn, received_ns, fds)
                 reply.update(info)
+            elif op == "start":  # the OCI runtime's second step (oci/)
+                reply.update(self.starter.start_held(message))
             elif op == "exec":
                 info, reply_fds = self.starter.exec(message, conn)
                 reply.update(info)
@@ -263,9 +265,10 @@ class Shim:
 
     # ---------------------------------------------------------------- shared by the steps
 
-    def track(self, proc: Proc, explain: bool = False) -> None:
-        """Let PID 1 go on (if it waits) and watch for its end (and its explain records)."""
-        if proc.sync_fd >= 0:
+    def track(self, proc: Proc, explain: bool = False, hold: bool = False) -> None:
+        """Let PID 1 go on (if it waits; hold: not before `release`) and watch for its end
+        (and its explain records)."""
+        if proc.sync_fd >= 0 and not hold:
             try:
                 os.write(proc.sync_fd, proc.go)
             except BrokenPipeError:
@@ -277,6 +280,17 @@ class Shim:
         if explain:
             os.set_blocking(proc.error_fd, False)
             self.selector.register(proc.error_fd, selectors.EVENT_READ, ("explain", proc))
+
+    def release(self, proc: Proc) -> None:
+        """The OCI runtime's start: the go a held PID 1 waits for."""
+        if proc.sync_fd < 0:
+            raise Conflict("the container was started already")
+        try:
+            os.write(proc.sync_fd, proc.go)
+        except BrokenPipeError:
+            pass  # it died while held: its exit event tells
+        os.close(proc.sync_fd)
+        proc.sync_fd = -1
 
     def untrack(self, proc: Proc) -> None:
         if self.procs.pop(proc.pid, None) is not None:

@@ -39,8 +39,13 @@ class Starter:
 
     # ---------------------------------------------------------------- run
 
-    def run(self, message: dict, conn, received_ns: int = 0) -> tuple[dict, list[int]]:
+    def run(self, message: dict, conn, received_ns: int = 0, fds: list[int] = ()) -> tuple[dict, list[int]]:
+        """fds: with "stdio": "given", the caller's stdin, stdout and stderr for the container;
+        "hold": PID 1 waits for a `start` request (the OCI runtime's create)."""
         shim = self.shim
+        hold, given = bool(message.get("hold")), message.get("stdio") == "given"
+        if given and len(fds) != 3:
+            raise SpecError('"stdio": "given" needs the three streams sent with the request')
         spec = ContainerSpec.from_json(message["spec"])
         explain = bool(message.get("explain"))
         image = shim.images.resolve(spec.image)
@@ -56,14 +61,16 @@ class Starter:
         name = spec.name or self._free_name()
         # (a warm PID 1 has no rlimits: a run that needs them, without a cgroup, starts cold)
         rlimited = shim.cgroups is None and spec.limits.any_cgroup_limit
-        key = shim.spares.key_for(spec, policy, image.digest) if shim.sandbox is None and not rlimited else None
+        plain = shim.sandbox is None and not rlimited and not hold and not given
+        key = shim.spares.key_for(spec, policy, image.digest) if plain else None
         if key is not None:
             shim.spares.want(key)
         while True:
             spare = shim.spares.take(key)
             ctx = StartContext(shim, spec, spare.cid if spare else secrets.token_hex(32), name, image,
                                spare=spare, explain=explain, conn=conn, netns_pid=netns_pid, security=policy,
-                               tty_size=_tty_size(message.get("tty_size")),
+                               tty_size=_tty_size(message.get("tty_size")), hold=hold,
+                               given_stdio=tuple(fds) if given else (),
                                hostname=spec.hostname or name[:63].replace("_", "-").replace(".", "-"))
             executor = Executor(build(spec, cgroups=shim.cgroups is not None), ctx, shim.log, record=explain)
             request = StepRecord("request", f"the request over the socket: spec, image {spec.image} "
@@ -92,6 +99,20 @@ class Starter:
         if explain:
             reply.update(plan=[r.to_json() for r in executor.records], plan_started_ns=executor.started_ns)
         return reply, reply_fds
+
+    def start_held(self, message: dict) -> dict:
+        """`start` of a container made with hold: its PID 1 gets its go; running from now."""
+        shim = self.shim
+        cid = shim.store.resolve(message["container"])
+        proc = next((p for p in shim.procs.values() if p.cid == cid and p.kind == "run"), None)
+        state = shim.store.read(cid) or {}
+        if proc is None or state.get("status") != Status.CREATED:
+            raise Conflict(f"cannot start container {message['container']}: it is {state.get('status', 'gone')}, "
+                           "not created")
+        shim.release(proc)
+        state["status"] = Status.RUNNING
+        shim.store.write(cid, state)
+        return {"id": cid, "pid": proc.pid}
 
     def _check_limits(self, spec: ContainerSpec) -> None:
         if not spec.limits.any_cgroup_limit:
@@ -173,7 +194,7 @@ class Starter:
     def clone_pid1(self, ctx) -> None:
         """Clone a new PID 1 for ctx.spec: its stdio, its setup, the clone itself."""
         shim, spec = self.shim, ctx.spec
-        ctx.stdio = Stdio.make(spec, shim.devnull)
+        ctx.stdio = Stdio.given(ctx.given_stdio) if ctx.given_stdio else Stdio.make(spec, shim.devnull)
         ctx.setup = child.Setup(
             command=spec.command, env=spec.environment, env_explicit=frozenset(k for k, _ in spec.env),
             workdir=spec.workdir, user=spec.user, hostname=ctx.hostname, image=ctx.image,
@@ -183,7 +204,7 @@ class Starter:
             init=spec.init, explain=ctx.explain, security=ctx.security, userns=shim.userns,
             rlimits=self._rlimits(spec, ctx.cgroup), sandbox=shim.sandbox, tmpdir=self._sandbox_tmp(ctx.state_dir),
             cgroup_mounts=shim.cgroup_mounts if ctx.cgroup is not None else ())
-        sync = bool(ctx.cgroup is not None or spec.on_bridge or ctx.netns_pid)
+        sync = bool(ctx.cgroup is not None or spec.on_bridge or ctx.netns_pid or ctx.hold)
         ctx.proc = shim.spawner.spawn("run", ctx.cid, ctx.setup, ctx.conn, sync=sync)
         ctx.proc.cgroup = ctx.cgroup
         ctx.stdio.close_child_ends()
@@ -192,7 +213,7 @@ class Starter:
         spec, proc, me = ctx.spec, ctx.proc, self.shim.me
         return {
             "id": ctx.cid, "name": ctx.name, "image": spec.image, "command": list(spec.command),
-            "created": time.time(), "status": Status.RUNNING, "pid": proc.pid,
+            "created": time.time(), "status": Status.CREATED if ctx.hold else Status.RUNNING, "pid": proc.pid,
             "shim_pid": me[0], "shim_start": me[1],
             "persistent": bool(self.shim.daemon and spec.detach), "detach": spec.detach,
             "cgroup": ctx.cgroup is not None, "hostname": ctx.hostname, "spec": spec.to_json(),

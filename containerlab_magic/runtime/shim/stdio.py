@@ -52,6 +52,15 @@ class Stdio:
         return io
 
     @classmethod
+    def given(cls, fds: tuple[int, int, int]) -> "Stdio":
+        """The caller's own stdin, stdout and stderr (sent with the request): the container
+        writes where the caller's streams go, as an OCI runtime's does (copies; ours to close)."""
+        io = cls()
+        io.container = tuple(os.dup(fd) for fd in fds)
+        io.child_ends = list(io.container)
+        return io
+
+    @classmethod
     def pipes_for_warm(cls) -> "Stdio":
         """A warm PID 1's pipes: what it runs later decides which the caller gets."""
         io = cls()

@@ -1,0 +1,287 @@
+"""`containerlab-magic-runtime`: the OCI runtime command line (runtime-spec runtime.md), as runc's.
+
+    containerlab-magic-runtime [--root DIR] [--log FILE] [--log-format text|json] VERB ...
+      spec [--bundle DIR]                  write a default config.json
+      create [--bundle DIR] [--pid-file F] ID   make the container; its process waits for start
+      start ID                             let it run its process
+      state ID                             the runtime spec's state JSON
+      kill ID [SIGNAL]                     (default TERM; a name or a number)
+      delete [--force] ID                  remove a stopped one (--force: any)
+      run [--bundle DIR] [--pid-file F] [--detach] ID   create + start (+ wait, delete)
+      list                                 every container of this --root
+      features                             what this runtime supports, as JSON
+
+Each container is the lab's own (config.py turns config.json into a ContainerSpec;
+the daemon shim of --root starts it with the one start plan), its stdio the
+caller's own.  Errors are one line on stderr (and the --log file), exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+
+PROG = "containerlab-magic-runtime"
+OCI_VERSION = "1.0.2"
+
+
+class Failure(Exception):
+    """One line for the user, exit 1 (as runc)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.systemd_cgroup:
+        return _fail(args, "--systemd-cgroup is not supported: this runtime makes its groups under its own "
+                           "cgroup subtree; drop the flag")
+    try:
+        return args.verb_fn(args) or 0
+    except Failure as e:
+        return _fail(args, str(e))
+    except Exception as e:  # ContainerError and friends: one line
+        from ..runtime.errors import ContainerError
+
+        if isinstance(e, ContainerError):
+            return _fail(args, str(e))
+        raise
+
+
+def _fail(args, message: str) -> int:
+    print(f"{PROG}: {message}", file=sys.stderr)
+    if getattr(args, "log", None):
+        with open(args.log, "a") as f:
+            if args.log_format == "json":
+                f.write(json.dumps({"level": "error", "msg": message,
+                                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
+            else:
+                f.write(f"error: {message}\n")
+    return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="An OCI runtime on containerlab-magic's core.")
+    p.add_argument("--root", default=None, help="where container state lives (default: per user)")
+    p.add_argument("--log", default=None)
+    p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.add_argument("--systemd-cgroup", action="store_true")
+    sub = p.add_subparsers(dest="verb", required=True)
+
+    def verb(name, fn, *opts):
+        s = sub.add_parser(name)
+        for names, kw in opts:
+            s.add_argument(*names, **kw)
+        s.set_defaults(verb_fn=fn)
+        return s
+
+    bundle = (("--bundle", "-b"), {"default": "."})
+    pid_file = (("--pid-file",), {"default": None})
+    ident = (("id",), {})
+    verb("spec", cmd_spec, bundle)
+    verb("create", cmd_create, bundle, pid_file, (("--console-socket",), {"default": None}), ident)
+    verb("start", cmd_start, ident)
+    verb("state", cmd_state, ident)
+    verb("kill", cmd_kill, ident, (("signal",), {"nargs": "?", "default": "TERM"}), (("--all", "-a"), {"action": "store_true"}))
+    verb("delete", cmd_delete, (("--force", "-f"), {"action": "store_true"}), ident)
+    verb("run", cmd_run, bundle, pid_file, (("--detach", "-d"), {"action": "store_true"}),
+         (("--console-socket",), {"default": None}), ident)
+    verb("list", cmd_list, (("--format", "-f"), {"choices": ("table", "json"), "default": "table"}))
+    verb("features", cmd_features)
+    return p
+
+
+# ---- where things are ----------------------------------------------------------------------------
+
+
+def _root(args) -> str:
+    from ..runtime.paths import private_dir
+
+    if args.root:
+        root = os.path.abspath(args.root)
+    elif os.geteuid() == 0:
+        root = "/run/containerlab-magic-runtime"
+    else:
+        base = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/containerlab-magic-runtime-{os.geteuid()}"
+        root = os.path.join(base, "containerlab-magic-runtime") if os.environ.get("XDG_RUNTIME_DIR") else base
+    os.makedirs(os.path.dirname(root), exist_ok=True)
+    return private_dir(root, "state") if os.geteuid() != 0 else _made(root)
+
+
+def _made(path: str) -> str:
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    return path
+
+
+def _engine(args):
+    from ..runtime.engine import Engine
+
+    return Engine(daemon=True, state_dir=_root(args), prewarm=False)
+
+
+def _meta_path(args, cid: str) -> str:
+    return os.path.join(_made(os.path.join(_root(args), "oci")), cid + ".json")
+
+
+def _lookup(args, container_id: str) -> tuple[object, str, dict, dict]:
+    """(engine, lab id, lab state, our metadata) of an existing container, or Failure as runc says it."""
+    from ..runtime.errors import NotFound
+
+    engine = _engine(args)
+    try:
+        cid = engine.store.resolve(container_id)
+    except NotFound:
+        raise Failure(f'container "{container_id}" does not exist') from None
+    try:
+        with open(_meta_path(args, cid)) as f:
+            meta = json.load(f)
+    except FileNotFoundError:
+        raise Failure(f'container "{container_id}" does not exist (not made by this runtime)') from None
+    return engine, cid, engine.store.read(cid) or {}, meta
+
+
+def _status(state: dict) -> str:
+    from ..runtime.state import settle
+
+    status = settle(state).get("status")
+    return {"created": "created", "running": "running", "paused": "paused", "creating": "creating"}.get(
+        status, "stopped")
+
+
+# ---- verbs ---------------------------------------------------------------------------------------
+
+
+def cmd_spec(args) -> int:
+    from .spec import default_config
+
+    path = os.path.join(args.bundle, "config.json")
+    if os.path.exists(path):
+        raise Failure(f"File {path} exists. Remove it first")
+    with open(path, "w") as f:
+        json.dump(default_config(), f, indent="\t")
+    return 0
+
+
+def cmd_create(args) -> int:
+    _create(args)
+    return 0
+
+
+def _create(args):
+    from . import config
+    from ..runtime.errors import Conflict
+
+    if args.console_socket:
+        raise Failure("--console-socket: terminals are not supported yet; set process.terminal to false")
+    bundle = config.read(args.bundle, args.id)
+    engine = _engine(args)
+    try:
+        reply = engine.create(bundle.spec, (0, 1, 2))
+    except Conflict:
+        raise Failure(f"container with id exists: {args.id}") from None
+    with open(_meta_path(args, reply["id"]), "w") as f:
+        json.dump({"id": args.id, "bundle": bundle.path, "annotations": bundle.annotations,
+                   "created": time.time()}, f)
+    if args.pid_file:
+        tmp = args.pid_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(str(reply["pid"]))
+        os.rename(tmp, args.pid_file)
+    return engine, reply
+
+
+def cmd_start(args) -> int:
+    engine, cid, state, _ = _lookup(args, args.id)
+    status = _status(state)
+    if status != "created":
+        raise Failure(f"cannot start a container that is {status}" if status != "stopped"
+                      else "cannot start a container that has stopped")
+    engine.start_created(cid)
+    return 0
+
+
+def cmd_state(args) -> int:
+    _, cid, state, meta = _lookup(args, args.id)
+    status = _status(state)
+    print(json.dumps({"ociVersion": OCI_VERSION, "id": args.id, "status": status,
+                      "pid": state.get("pid", 0) if status != "stopped" else 0,
+                      "bundle": meta["bundle"], "annotations": meta.get("annotations") or {}}, indent=2))
+    return 0
+
+
+def _signal(text: str) -> int:
+    name = text.upper()
+    if name.isdigit():
+        number = int(name)
+    else:
+        name = name if name.startswith("SIG") else "SIG" + name
+        number = getattr(signal.Signals, name, None)
+        if number is None:
+            raise Failure(f"invalid signal: {text}")
+    if not 1 <= int(number) <= signal.SIGRTMAX:
+        raise Failure(f"invalid signal: {text}")
+    return int(number)
+
+
+def cmd_kill(args) -> int:
+    engine, cid, state, _ = _lookup(args, args.id)
+    if _status(state) not in ("created", "running", "paused"):
+        raise Failure("container not running")
+    engine.kill(cid, _signal(args.signal))
+    return 0
+
+
+def cmd_delete(args) -> int:
+    engine, cid, state, _ = _lookup(args, args.id)
+    status = _status(state)
+    if status != "stopped" and not args.force:
+        raise Failure(f"cannot delete container {args.id} that is not stopped: {status}")
+    engine.rm(cid, force=True)
+    os.unlink(_meta_path(args, cid))
+    return 0
+
+
+def cmd_run(args) -> int:
+    engine, reply = _create(args)
+    engine.start_created(reply["id"])
+    if args.detach:
+        return 0
+    event = engine.wait_exit(reply["id"]) or {}
+    engine.rm(reply["id"], force=True)
+    os.unlink(_meta_path(args, reply["id"]))
+    return int(event.get("exit_code", 125))
+
+
+def cmd_list(args) -> int:
+    root = _root(args)
+    from ..runtime.state import StateStore
+
+    store, rows = StateStore(root), []
+    for name in sorted(os.listdir(os.path.join(root, "oci")) if os.path.isdir(os.path.join(root, "oci")) else ()):
+        with open(os.path.join(root, "oci", name)) as f:
+            meta = json.load(f)
+        state = store.read(name[:-5]) or {}
+        status = _status(state)
+        rows.append({"id": meta["id"], "pid": state.get("pid", 0) if status != "stopped" else 0, "status": status,
+                     "bundle": meta["bundle"], "created": meta["created"]})
+    if args.format == "json":
+        print(json.dumps(rows))
+        return 0
+    print(f"{'ID':20} {'PID':>8} {'STATUS':10} {'BUNDLE':40} CREATED")
+    for r in rows:
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r["created"]))
+        print(f"{r['id']:20} {r['pid']:>8} {r['status']:10} {r['bundle']:40} {created}")
+    return 0
+
+
+def cmd_features(args) -> int:
+    from .spec import features
+
+    print(json.dumps(features(), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

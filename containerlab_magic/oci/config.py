@@ -1,0 +1,265 @@
+"""A bundle's config.json (OCI runtime-spec config.md) -> the lab's ContainerSpec.
+
+One core, not a second runtime: what the runtime spec asks is turned into the
+same ContainerSpec the lab's `run` makes, and started by the same start plan.
+What that core cannot honour is refused here, at `create`, naming the field's
+JSON path (`linux.namespaces[3].type`), before anything is made.
+
+Mapped: process (args, env, cwd, user uid/gid, terminal false, capabilities as
+one set, noNewPrivileges), root (path relative to the bundle, readonly),
+hostname, mounts (binds; the standard /proc, /dev, /sys ... are the lab's own),
+linux.namespaces (all but network are always made; no network namespace = the
+host's network), linux.resources (memory, cpu, pids), maskedPaths and
+readonlyPaths within the lab's own lists, annotations.  Ignored, as the spec
+allows a runtime to: linux.cgroupsPath (the lab's own subtree), mountLabel,
+rootfsPropagation.  Everything else that is set is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+from ..runtime.errors import SpecError
+from ..runtime.rootfs import MASKED_PATHS, NEWER_MASKED_PATHS, READONLY_PATHS
+from ..runtime.spec import ContainerSpec, Limits, Mount
+
+ROOTFS_IMAGE = "rootfs:"  # the image name of a bundle's root (images/store.py)
+MADE = {"pid", "mount", "ipc", "uts", "network", "cgroup"}  # namespaces the lab's root rung makes
+STANDARD_MOUNTS = {
+    "/proc": "proc", "/dev": "tmpfs", "/dev/pts": "devpts", "/dev/shm": "tmpfs", "/dev/mqueue": "mqueue",
+    "/sys": "sysfs", "/sys/fs/cgroup": "cgroup",
+}
+CAP_SETS = ("bounding", "effective", "permitted", "inheritable", "ambient")
+
+
+class ConfigError(SpecError):
+    """config.json asks for something malformed or unsupported: the message names the field."""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    path: str
+    config: dict
+    spec: ContainerSpec
+    rootfs: str
+
+    @property
+    def annotations(self) -> dict:
+        return dict(self.config.get("annotations") or {})
+
+
+def read(bundle: str, container_id: str) -> Bundle:
+    bundle = os.path.abspath(bundle)
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path) as f:
+            config = json.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"open {path}: no such file or directory") from None
+    except ValueError as e:
+        raise ConfigError(f"config.json: malformed JSON: {e}") from None
+    if not isinstance(config, dict):
+        raise ConfigError("config.json: the document is not a JSON object")
+    reader = _Reader(config, bundle)
+    spec = reader.spec(container_id)
+    return Bundle(bundle, config, spec, reader.rootfs)
+
+
+def _refuse(where: str, why: str):
+    raise ConfigError(f"config.json: {where}: {why}")
+
+
+class _Reader:
+    def __init__(self, config: dict, bundle: str):
+        self.config, self.bundle = config, bundle
+        self.rootfs = ""
+
+    def get(self, where: str, kind, default=None):
+        node, found = self.config, True
+        for key in where.split("."):
+            if not isinstance(node, dict) or key not in node:
+                found = False
+                break
+            node = node[key]
+        if not found or node is None:
+            return default
+        if not isinstance(node, kind):
+            _refuse(where, f"must be {getattr(kind, '__name__', kind)}, not {type(node).__name__}")
+        return node
+
+    def spec(self, container_id: str) -> ContainerSpec:
+        if not isinstance(self.config.get("ociVersion"), str):
+            _refuse("ociVersion", "missing (a string such as \"1.0.2\")")
+        self._refuse_unknown()
+        command = self._args()
+        env = self._env()
+        self.rootfs = self._root()
+        network = self._namespaces()
+        cap_add, cap_drop = self._capabilities()
+        try:
+            return ContainerSpec(
+                command=tuple(command), image=ROOTFS_IMAGE + self.rootfs, name=container_id,
+                hostname=self.get("hostname", str) or None, env=tuple(env), workdir=self.get("process.cwd", str, "/"),
+                user=self._user(), mounts=self._mounts(), read_only=self.get("root.readonly", bool, False),
+                detach=True, limits=self._limits(), network=network, cap_add=cap_add, cap_drop=cap_drop,
+                no_new_privileges=self.get("process.noNewPrivileges", bool, False),
+                seccomp=self._seccomp(), labels=tuple(sorted(self.annotations_labels())))
+        except SpecError as e:
+            raise ConfigError(f"config.json: {e}") from None
+
+    def annotations_labels(self):
+        for key, value in (self.get("annotations", dict) or {}).items():
+            if isinstance(key, str) and isinstance(value, str):
+                yield key, value
+
+    def _refuse_unknown(self) -> None:
+        process = self.get("process", dict, {})
+        for key in ("apparmorProfile", "selinuxLabel", "oomScoreAdj", "consoleSize", "ioPriority", "scheduler",
+                    "execCPUAffinity"):
+            if process.get(key) not in (None, "", {}):
+                _refuse(f"process.{key}", "not supported by this runtime")
+        if process.get("terminal"):
+            _refuse("process.terminal", "a console socket is not supported yet: run with terminal false")
+        for i, limit in enumerate(process.get("rlimits") or ()):
+            _refuse(f"process.rlimits[{i}].type", f"{limit.get('type')!r}: rlimits are not supported yet")
+        hooks = self.get("hooks", dict, {})
+        for kind, entries in hooks.items():
+            if entries:
+                _refuse(f"hooks.{kind}", "hooks are not supported yet")
+        linux = self.get("linux", dict, {})
+        for key in ("uidMappings", "gidMappings", "sysctl", "intelRdt", "personality", "timeOffsets"):
+            if linux.get(key):
+                _refuse(f"linux.{key}", "not supported by this runtime")
+        for i, device in enumerate(linux.get("devices") or ()):
+            _refuse(f"linux.devices[{i}]", f"{device.get('path')!r}: extra device nodes are not supported")
+        for key in ("maskedPaths", "readonlyPaths"):
+            allowed = set(MASKED_PATHS + NEWER_MASKED_PATHS) if key == "maskedPaths" else set(READONLY_PATHS)
+            for i, path in enumerate(linux.get(key) or ()):
+                if path not in allowed and path not in MASKED_PATHS + READONLY_PATHS:
+                    _refuse(f"linux.{key}[{i}]", f"{path!r} is not in the lab's own list (which is always applied)")
+
+    def _args(self) -> list[str]:
+        args = self.get("process.args", list)
+        if not args or not all(isinstance(a, str) for a in args):
+            _refuse("process.args", "must be a non-empty list of strings")
+        return args
+
+    def _env(self) -> list[tuple[str, str]]:
+        env = []
+        for i, item in enumerate(self.get("process.env", list, [])):
+            if not isinstance(item, str) or "=" not in item:
+                _refuse(f"process.env[{i}]", f"{item!r} is not KEY=VALUE")
+            key, value = item.split("=", 1)
+            env.append((key, value))
+        return env
+
+    def _user(self) -> str | None:
+        user = self.get("process.user", dict, {})
+        if user.get("additionalGids"):
+            _refuse("process.user.additionalGids", "not supported yet")
+        if user.get("username"):
+            _refuse("process.user.username", "is for Windows containers")
+        uid, gid = user.get("uid", 0), user.get("gid", 0)
+        for key, value in (("uid", uid), ("gid", gid)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                _refuse(f"process.user.{key}", f"{value!r} is not an id")
+        return None if (uid, gid) == (0, 0) else f"{uid}:{gid}"
+
+    def _root(self) -> str:
+        path = self.get("root.path", str)
+        if not path:
+            _refuse("root.path", "missing: the directory of the container's root filesystem")
+        full = os.path.normpath(os.path.join(self.bundle, path))
+        if not os.path.isdir(full):
+            _refuse("root.path", f"{full} is not a directory")
+        if full == "/":
+            _refuse("root.path", "the host's / cannot be a container's root")
+        return full
+
+    def _namespaces(self) -> str:
+        kinds = []
+        for i, ns in enumerate(self.get("linux.namespaces", list, [])):
+            if not isinstance(ns, dict) or not isinstance(ns.get("type"), str):
+                _refuse(f"linux.namespaces[{i}]", "must be an object with a type")
+            kind = ns["type"]
+            if kind not in MADE | {"user", "time"}:
+                _refuse(f"linux.namespaces[{i}].type", f"{kind!r}: unknown namespace type")
+            if kind in ("user", "time"):
+                _refuse(f"linux.namespaces[{i}].type", f"{kind!r}: not supported by this runtime")
+            if ns.get("path"):
+                _refuse(f"linux.namespaces[{i}].path", "joining an existing namespace is not supported yet")
+            kinds.append(kind)
+        for kind in sorted(MADE - {"network", "cgroup"} - set(kinds)):
+            _refuse("linux.namespaces", f"no {kind!r} namespace: this runtime always makes one (add it)")
+        return "none" if "network" in kinds else "host"
+
+    def _capabilities(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        caps = self.get("process.capabilities", dict)
+        if caps is None:
+            return (), ("ALL",)  # none given: none held
+        sets = {}
+        for name in CAP_SETS:
+            value = caps.get(name) or []
+            if not isinstance(value, list) or not all(isinstance(c, str) and c.startswith("CAP_") for c in value):
+                _refuse(f"process.capabilities.{name}", "must be a list of names like CAP_CHOWN")
+            sets[name] = sorted(set(value))
+        if sets["inheritable"] or sets["ambient"]:
+            _refuse("process.capabilities.inheritable" if sets["inheritable"] else "process.capabilities.ambient",
+                    "not supported: this runtime keeps the inheritable and ambient sets empty")
+        if not (sets["bounding"] == sets["effective"] == sets["permitted"]):
+            _refuse("process.capabilities", "bounding, effective and permitted must be one set here")
+        return tuple(c[4:] for c in sets["bounding"]), ("ALL",)
+
+    def _mounts(self) -> tuple[Mount, ...]:
+        binds = []
+        for i, m in enumerate(self.get("mounts", list, [])):
+            if not isinstance(m, dict) or not isinstance(m.get("destination"), str):
+                _refuse(f"mounts[{i}]", "must be an object with a destination")
+            dest, options = m["destination"], m.get("options") or []
+            if dest in STANDARD_MOUNTS and m.get("type") in (STANDARD_MOUNTS[dest], "bind", None) \
+                    and "bind" not in options and "rbind" not in options:
+                continue  # the lab mounts its own (rootfs.py)
+            if m.get("type") == "bind" or "bind" in options or "rbind" in options:
+                source = m.get("source")
+                if not isinstance(source, str) or not os.path.isabs(source):
+                    _refuse(f"mounts[{i}].source", f"{source!r}: a bind needs an absolute source")
+                unknown = set(options) - {"bind", "rbind", "ro", "rw", "nosuid", "nodev", "noexec", "rprivate",
+                                          "private", "rslave", "slave"}
+                if unknown:
+                    _refuse(f"mounts[{i}].options", f"{sorted(unknown)} not supported for a bind")
+                binds.append(Mount(source, dest, read_only="ro" in options))
+                continue
+            if m.get("type") == "tmpfs":
+                _refuse(f"mounts[{i}].type", f"tmpfs on {dest}: not supported yet")
+            _refuse(f"mounts[{i}]", f"{m.get('type')!r} on {dest}: not supported")
+        return tuple(binds)
+
+    def _limits(self) -> Limits:
+        res = self.get("linux.resources", dict, {})
+        known = {"memory", "cpu", "pids", "devices"}
+        for key, value in res.items():
+            if key not in known and value:
+                _refuse(f"linux.resources.{key}", "not supported yet")
+        for i, rule in enumerate(res.get("devices") or ()):
+            if rule.get("allow") or rule.get("type") not in (None, "a") or rule.get("major") or rule.get("minor"):
+                _refuse(f"linux.resources.devices[{i}]", "only the default deny-all rule is supported (the lab "
+                        "applies Docker's device allowlist)")
+        memory = (res.get("memory") or {}).get("limit")
+        cpu = res.get("cpu") or {}
+        cpus = None
+        if cpu.get("quota") and cpu.get("quota") > 0:
+            cpus = cpu["quota"] / (cpu.get("period") or 100000)
+        pids = (res.get("pids") or {}).get("limit")
+        try:
+            return Limits(memory=memory if memory and memory > 0 else None, cpus=cpus,
+                          pids_limit=pids if pids and pids > 0 else None, cpu_shares=cpu.get("shares") or None)
+        except SpecError as e:
+            _refuse("linux.resources", str(e))
+
+    def _seccomp(self) -> str | None:
+        profile = self.get("linux.seccomp", dict)
+        if profile is None:
+            return "unconfined"  # the runtime spec: no seccomp object, no filter
+        return json.dumps(profile)
