@@ -264,3 +264,14 @@ def test_the_lab_cli_reaches_the_runtime_too(rt):
     ran = subprocess.run([sys.executable, "-m", "containerlab_magic", "runtime", "--root", rt.root, "list"],
                          capture_output=True, text=True, cwd="/", timeout=60)
     assert ran.returncode == 0 and ran.stdout.startswith("ID"), ran.stderr
+
+
+def test_the_oci_seccomp_object_goes_through_the_labs_seccomp_layer(rt):
+    profile = {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"],
+               "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}
+    bundle = rt.bundle(["sh", "-c", "mkdir /tmp/x 2>/dev/null && echo made || echo refused"],
+                       _set("linux.seccomp", profile))
+    ran = rt("run", "--bundle", bundle, "sc1")
+    assert ran.returncode == 0 and ran.stdout == "refused\n", ran
+    plain = rt.bundle(["sh", "-c", "mkdir /tmp/x && echo made"])  # no seccomp object: no filter
+    assert rt("run", "--bundle", plain, "sc2").stdout == "made\n"
