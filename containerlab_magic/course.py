@@ -198,9 +198,12 @@ def grade(code: str, function: str, cases: list, *, timeout: float = 3.0, memory
 
     engine = engine or _engine()
     report = Report(f"{function}()")
+    # Half a CPU where a cgroup can hold it; a rootless lab without one keeps the timeout,
+    # and memory and processes as rlimits (runtime/rootless.py).
+    cpus = 0.5 if engine.cgroups is not None else None
     spec = ContainerSpec(["python3", "-I", "-c", HARNESS, json.dumps([list(a) for a, _ in cases]), code, function],
                          image="host", network="none", read_only=True, timeout=timeout,
-                         limits=Limits(memory=parse_size(memory), cpus=0.5, pids_limit=16))
+                         limits=Limits(memory=parse_size(memory), cpus=cpus, pids_limit=16))
     result = engine.run(spec).wait()
     lines = result.stdout.decode(errors="replace").splitlines()
     found = [line for line in lines if line.startswith("RESULTS ")]

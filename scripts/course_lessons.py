@@ -1249,3 +1249,43 @@ report
 ]
 LESSONS["06-container-vs-vm"] = VM
 LESSONS = dict(sorted(LESSONS.items()))
+
+# Cells the rootless rungs cannot run, by lesson and first line: "needs-root" (a bridge, a
+# cgroup the user has none of: --cpus, cgroup files) and "needs-host-kernel" (a VM booted
+# from the host's /boot, which a pod has not).  course_notebooks.py tags them; the tests
+# skip them when they run the course as an unprivileged user in a pod (tests/test_rootless.py).
+ROOT_ONLY = {
+    "03-sharing-and-limits": [
+        "%%container --python --cpus 0.25 --out quarter",
+        'print(f"with --cpus 0.25 the loop got {quarter:.2f} CPU-seconds per second: the quota caps it")',
+        "%%container --python --pids-limit 20",
+        "%%container --image busybox --name limited --memory 64M --cpus 0.5 --detach",
+        "%cgroup limited", "%cgroup limited memory=128M",
+        "from containerlab_magic.course import check_value",
+    ],
+    "04-images-and-layers": ["from containerlab_magic.runtime import ContainerSpec, Limits"],
+    "05-networks-and-microservices": [
+        "%container network create course05",
+        "%%container --image busybox --net course05 --name hello-web --detach",
+        "%%container --image busybox --net course05",
+        "%%container --image busybox --net course05 --name published -p 28585:80 --detach",
+        "import time, urllib.request", "import json",
+        "%%container --image busybox --net course05 --name fast -p 28587:80 --detach",
+        "%%container --image busybox --net course05 --name slow -p 28588:80 --net-rate 4mbit --detach",
+        "def rate_mbit(port):",
+        "for attempt in range(2):",  # uses fetch() from the published-port cell
+    ],
+}
+HOST_KERNEL_ONLY = {
+    "06-container-vs-vm": [
+        "from containerlab_magic.course_vm import boot_container, boot_vm, table_and_chart",
+        'print(f"the container printed its first line {vm.first_output_s / container.first_output_s:,.0f}x sooner "',
+        "import platform", "from containerlab_magic.course import Report",
+    ],
+}
+
+
+def tags_for(lesson: str, source: str) -> list[str]:
+    first = source.strip("\n").splitlines()[0] if source.strip() else ""
+    return ((["needs-root"] if first in ROOT_ONLY.get(lesson, ()) else [])
+            + (["needs-host-kernel"] if first in HOST_KERNEL_ONLY.get(lesson, ()) else []))

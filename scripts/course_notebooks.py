@@ -15,7 +15,7 @@ import nbformat
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from course_lessons import LESSONS  # noqa: E402
+from course_lessons import LESSONS, tags_for  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(HERE), "notebooks")
 KERNELSPEC = {"display_name": "Python 3 (container lab)", "language": "python", "name": "containerlab"}
@@ -29,8 +29,12 @@ def build(lesson: str, cells: list, language: str) -> nbformat.NotebookNode:
         if cell[0] == "md":
             text = cell[1] if language == "en" else cell[2]
             nb.cells.append(nbformat.v4.new_markdown_cell(text.strip("\n")))
-        else:
-            nb.cells.append(nbformat.v4.new_code_cell(cell[1].strip("\n")))
+        else:  # ("code", source): tagged by course_lessons.tags_for (what the rootless rungs cannot run)
+            code = nbformat.v4.new_code_cell(cell[1].strip("\n"))
+            tags = list(cell[2]) if len(cell) > 2 else tags_for(lesson, cell[1])
+            if tags:
+                code.metadata["tags"] = tags
+            nb.cells.append(code)
     for index, c in enumerate(nb.cells):
         c["id"] = f"{lesson[:2]}-{index:02d}"
     return nb

@@ -52,6 +52,8 @@ def test_the_notebooks_are_what_the_lessons_build(tmp_path):
             with open(os.path.join(ROOT, "notebooks", language, f"{lesson}.ipynb")) as f:
                 saved = json.load(f)
             assert ["".join(c["source"]) for c in saved["cells"]] == [c.source for c in built.cells], (lesson, language)
+            assert ([c.get("metadata", {}).get("tags", []) for c in saved["cells"]]
+                    == [c.metadata.get("tags", []) for c in built.cells]), (lesson, language)
 
 
 @needs_root

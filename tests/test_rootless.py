@@ -11,6 +11,7 @@ container state, no process in a foreign PID namespace, no mount (conftest).
 
 from __future__ import annotations
 
+import glob
 import os
 import pathlib
 import pwd
@@ -555,24 +556,36 @@ def test_a_pod_that_allows_no_namespace_gets_a_process_sandbox():
 TOUR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "notebooks", "tour.ipynb")
 
 
-def tour_for_rootless(dest: pathlib.Path) -> pathlib.Path:
-    """The tour with its `needs-root` cells skipped (nbval-skip): what a rootless rung must pass."""
+ROOTLESS_SKIPS = ("needs-root", "needs-host-kernel")
+
+
+def for_rootless(notebook: str, dest: pathlib.Path, must_skip: bool = True) -> pathlib.Path:
+    """The notebook with the cells the rootless rungs cannot run skipped (nbval-skip):
+    those tagged needs-root (bridges, cgroups) or needs-host-kernel (a VM from /boot)."""
     import json
 
-    with open(TOUR) as f:
+    with open(notebook) as f:
         nb = json.load(f)
     skipped = 0
     for cell in nb["cells"]:
         tags = cell.get("metadata", {}).get("tags", [])
-        if "needs-root" in tags:
+        if any(tag in tags for tag in ROOTLESS_SKIPS):
             tags.append("nbval-skip")
             skipped += 1
-    assert skipped, "the tour marks no cell needs-root"
-    dest.mkdir(mode=0o755)
-    path = dest / "tour.ipynb"
+    assert skipped or not must_skip, f"{notebook} marks no cell needs-root"
+    dest.mkdir(mode=0o755, exist_ok=True)
+    path = dest / os.path.basename(notebook)
     path.write_text(json.dumps(nb))
     path.chmod(0o644)
     return path
+
+
+def nbval_in_pod(seccomp: str, unmasked: bool, folder: pathlib.Path, notebook: str) -> subprocess.CompletedProcess:
+    pod = bundle.Pod(seccomp=seccomp, unmasked_proc=unmasked, binds=((str(folder), "/notebook"),),
+                     env=("CONTAINERLAB_DAEMON_LINGER=1",))
+    return pod_run.run(pod, pod_run.python_argv(
+        "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax", "--nbval-current-env",
+        "--nbval-cell-timeout", "120", f"/notebook/{notebook}"), timeout=900)
 
 
 @pytest.mark.slow
@@ -586,13 +599,31 @@ def test_the_tour_runs_under_nbval_in_a_locked_down_pod(seccomp, unmasked):
     scratch = pathlib.Path(tempfile.mkdtemp(prefix="clab-rootless-nb-"))
     os.chmod(scratch, 0o755)
     try:
-        tour_for_rootless(scratch / "nb")
-        pod = bundle.Pod(seccomp=seccomp, unmasked_proc=unmasked, binds=((str(scratch / "nb"), "/notebook"),),
-                         env=("CONTAINERLAB_DAEMON_LINGER=1",))
-        ran = pod_run.run(pod, pod_run.python_argv(
-            "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax", "--nbval-current-env",
-            "--nbval-cell-timeout", "120", "/notebook/tour.ipynb"), timeout=900)
+        for_rootless(TOUR, scratch / "nb")
+        ran = nbval_in_pod(seccomp, unmasked, scratch / "nb", "tour.ipynb")
         assert ran.returncode == 0, ran.stdout[-6000:] + ran.stderr[-2000:]
         assert " passed" in ran.stdout and "skipped" in ran.stdout, ran.stdout[-2000:]
+    finally:
+        shutil.rmtree(scratch)
+
+
+COURSE = sorted(glob.glob(os.path.join(os.path.dirname(TOUR), "en", "*.ipynb"))
+                + glob.glob(os.path.join(os.path.dirname(TOUR), "ko", "*.ipynb")))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(pod_run.why_not() is not None, reason=str(pod_run.why_not()))
+@pytest.mark.parametrize("notebook", COURSE, ids=lambda p: os.path.relpath(p, os.path.dirname(TOUR)))
+def test_the_course_runs_under_nbval_as_a_student_in_a_pod(notebook):
+    """Each course notebook, both languages, under nbval as uid 1000 in the pod with its own
+    PID namespace (procMount: Unmasked): every cell but those tagged needs-root or
+    needs-host-kernel runs without an error (course_lessons.ROOT_ONLY says which, and why)."""
+    scratch = pathlib.Path(tempfile.mkdtemp(prefix="clab-rootless-course-"))
+    os.chmod(scratch, 0o755)
+    try:
+        for_rootless(notebook, scratch / "nb", must_skip=False)
+        ran = nbval_in_pod("unconfined", True, scratch / "nb", os.path.basename(notebook))
+        assert ran.returncode == 0, ran.stdout[-6000:] + ran.stderr[-2000:]
+        assert " passed" in ran.stdout, ran.stdout[-2000:]
     finally:
         shutil.rmtree(scratch)
