@@ -5,9 +5,6 @@ so a container that floods its output holds at most two logs on the host, and
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import threading
 
 import pytest
 

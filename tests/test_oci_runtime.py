@@ -275,3 +275,130 @@ def test_the_oci_seccomp_object_goes_through_the_labs_seccomp_layer(rt):
     assert ran.returncode == 0 and ran.stdout == "refused\n", ran
     plain = rt.bundle(["sh", "-c", "mkdir /tmp/x && echo made"])  # no seccomp object: no filter
     assert rt("run", "--bundle", plain, "sc2").stdout == "made\n"
+
+
+# ---- exec, ps, pause/resume, update: verbs on a running container -----------------------------------
+
+
+@pytest.fixture
+def running(rt):
+    """A detached container whose PID 1 sleeps; deleted (forced) after the test."""
+    name = f"live{rt.count}"
+    bundle = rt.bundle(["sleep", "300"])
+    ran = rt("run", "--detach", "--bundle", bundle, name)
+    assert ran.returncode == 0, ran.stderr
+    try:
+        yield name
+    finally:
+        assert rt("delete", "--force", name).returncode == 0
+
+
+def test_exec_runs_in_the_container_on_the_callers_stdio_with_its_exit_code(rt, running):
+    ran = rt("exec", "-e", "FOO=bar", "--cwd", "/tmp", running, "sh", "-c",
+             "echo $FOO; pwd; hostname; echo err >&2; exit 3")
+    assert ran.returncode == 3, ran.stderr
+    assert ran.stdout.split() == ["bar", "/tmp", "runc"] and ran.stderr == "err\n"
+    pid1 = rt.state(running)["pid"]
+    ran = rt("exec", running, "readlink", "/proc/1/ns/pid")
+    with open(f"/proc/{pid1}/cmdline", "rb") as f:
+        assert f.read().startswith(b"sleep")
+    assert ran.stdout.strip() == os.readlink(f"/proc/{pid1}/ns/pid"), "exec is not in the container's PID namespace"
+
+
+def test_exec_process_file_gives_args_env_cwd_and_user(rt, running, tmp_path):
+    process = tmp_path / "process.json"
+    process.write_text(json.dumps({"args": ["sh", "-c", "echo $GREETING; pwd; id -u; id -g"], "cwd": "/etc",
+                                   "env": ["PATH=/bin:/usr/bin", "GREETING=hi"], "user": {"uid": 1000, "gid": 1001},
+                                   "terminal": False, "noNewPrivileges": True}))
+    ran = rt("exec", "--process", str(process), running)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split() == ["hi", "/etc", "1000", "1001"]
+    process.write_text(json.dumps({"args": ["true"], "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 9, "soft": 9}]}))
+    refused = rt("exec", "--process", str(process), running)
+    assert refused.returncode == 1 and f"{process}: process.rlimits" in refused.stderr, refused.stderr
+    process.write_text("[1, 2")
+    refused = rt("exec", "--process", str(process), running)
+    assert refused.returncode == 1 and "malformed JSON" in refused.stderr
+    for bad in (["exec", "-t", running, "sh"], ["exec", running], ["exec", "ghost", "true"],
+                ["exec", "-e", "NOEQUALS", running, "true"]):
+        ran = rt(*bad)
+        assert ran.returncode == 1 and len(ran.stderr.strip().splitlines()) == 1, (bad, ran.stderr)
+
+
+def test_exec_detached_outlives_the_runtime_process_and_ps_lists_it(rt, running, tmp_path):
+    pid_file = tmp_path / "exec.pid"
+    ran = rt("exec", "--detach", "--pid-file", str(pid_file), running, "sleep", "200")
+    assert ran.returncode == 0, ran.stderr
+    pid = int(pid_file.read_text())
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        assert f.read().split(b"\0")[:2] == [b"sleep", b"200"], "the detached exec ended with its caller"
+    pid1 = rt.state(running)["pid"]
+    listed = rt("ps", "--format", "json", running)
+    assert listed.returncode == 0, listed.stderr
+    assert set(json.loads(listed.stdout)) == {pid1, pid}
+    table = rt("ps", running)
+    assert table.stdout.splitlines()[0].split() == ["PID", "USER", "TIME", "CMD"]
+    assert any(line.split()[0] == str(pid) and line.endswith("sleep 200") for line in table.stdout.splitlines())
+
+
+def test_exec_in_a_created_container_is_refused(rt):
+    bundle = rt.bundle(["sleep", "30"])
+    assert rt("create", "--bundle", bundle, "notyet").returncode == 0
+    try:
+        ran = rt("exec", "notyet", "true")
+        assert ran.returncode == 1 and "cannot exec in a created container" in ran.stderr
+    finally:
+        assert rt("delete", "--force", "notyet").returncode == 0
+
+
+def _cpu_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def test_pause_freezes_every_process_and_resume_thaws_them(rt):
+    bundle = rt.bundle(["sh", "-c", "while :; do :; done"])
+    assert rt("run", "--detach", "--bundle", bundle, "busy").returncode == 0
+    try:
+        pid = rt.state("busy")["pid"]
+        assert rt("pause", "busy").returncode == 0
+        assert rt.state("busy")["status"] == "paused"
+        assert [row["status"] for row in rt.list() if row["id"] == "busy"] == ["paused"]
+        frozen = _cpu_ticks(pid)
+        time.sleep(0.5)
+        assert _cpu_ticks(pid) == frozen, "a paused container's loop kept running"
+        again = rt("pause", "busy")
+        assert again.returncode == 1 and "cannot pause a paused container" in again.stderr
+        assert rt("resume", "busy").returncode == 0
+        assert rt.state("busy")["status"] == "running"
+        deadline = time.monotonic() + 5
+        while _cpu_ticks(pid) == frozen:
+            assert time.monotonic() < deadline, "resume did not thaw the loop"
+            time.sleep(0.05)
+        not_paused = rt("resume", "busy")
+        assert not_paused.returncode == 1 and "container not paused" in not_paused.stderr
+    finally:
+        assert rt("delete", "--force", "busy").returncode == 0
+
+
+def _cgroup_value(rt, name: str, v1: str, v2: str) -> str:
+    ran = rt("exec", name, "sh", "-c", f"cat /sys/fs/cgroup/{v1} 2>/dev/null || cat /sys/fs/cgroup/{v2}")
+    assert ran.returncode == 0, ran.stderr
+    return ran.stdout.strip()
+
+
+def test_update_changes_limits_of_a_running_container(rt, running, tmp_path):
+    assert rt("update", "--memory", "48M", running).returncode == 0
+    assert _cgroup_value(rt, running, "memory/memory.limit_in_bytes", "memory.max") == str(48 << 20)
+    resources = tmp_path / "resources.json"
+    resources.write_text(json.dumps({"pids": {"limit": 7}, "memory": {"limit": 40 << 20}}))
+    assert rt("update", "-r", str(resources), running).returncode == 0
+    assert _cgroup_value(rt, running, "pids/pids.max", "pids.max") == "7"
+    assert _cgroup_value(rt, running, "memory/memory.limit_in_bytes", "memory.max") == str(40 << 20)
+    resources.write_text(json.dumps({"blockIO": {"weight": 100}}))
+    for bad, says in ((["-r", str(resources)], f"{resources}: resources.blockIO: not supported"),
+                      ([], "nothing to change"), (["--memory", "lots"], "lots")):
+        ran = rt("update", *bad, running)
+        assert ran.returncode == 1 and says in ran.stderr and len(ran.stderr.strip().splitlines()) == 1, ran.stderr
+    assert _cgroup_value(rt, running, "pids/pids.max", "pids.max") == "7", "a refused update changed a limit"

@@ -8,6 +8,11 @@
       kill ID [SIGNAL]                     (default TERM; a name or a number)
       delete [--force] ID                  remove a stopped one (--force: any)
       run [--bundle DIR] [--pid-file F] [--detach] ID   create + start (+ wait, delete)
+      exec [--process F | ID CMD...] [-e K=V] [--cwd D] [-u UID[:GID]] [-d] [--pid-file F] ID
+                                           another process in it, the caller's stdio; its exit code
+      ps [--format table|json] ID          its processes (json: their host pids)
+      pause ID / resume ID                 freeze and thaw it (the freezer cgroup)
+      update [-r FILE|-] [--memory N] [--cpu-quota N] [--cpu-period N] [--cpu-share N] [--pids-limit N] ID
       list                                 every container of this --root
       features                             what this runtime supports, as JSON
 
@@ -84,10 +89,23 @@ def _parser() -> argparse.ArgumentParser:
     verb("create", cmd_create, bundle, pid_file, (("--console-socket",), {"default": None}), ident)
     verb("start", cmd_start, ident)
     verb("state", cmd_state, ident)
-    verb("kill", cmd_kill, ident, (("signal",), {"nargs": "?", "default": "TERM"}), (("--all", "-a"), {"action": "store_true"}))
+    verb("kill", cmd_kill, ident, (("signal",), {"nargs": "?", "default": "TERM"}),
+         (("--all", "-a"), {"action": "store_true"}))
     verb("delete", cmd_delete, (("--force", "-f"), {"action": "store_true"}), ident)
     verb("run", cmd_run, bundle, pid_file, (("--detach", "-d"), {"action": "store_true"}),
          (("--console-socket",), {"default": None}), ident)
+    verb("exec", cmd_exec, (("--process", "-p"), {"default": None}), (("--cwd",), {"default": None}),
+         (("--env", "-e"), {"action": "append", "default": []}), (("--user", "-u"), {"default": None}),
+         (("--tty", "-t"), {"action": "store_true"}), (("--console-socket",), {"default": None}),
+         (("--detach", "-d"), {"action": "store_true"}), pid_file, ident,
+         (("command",), {"nargs": argparse.REMAINDER}))
+    verb("ps", cmd_ps, (("--format", "-f"), {"choices": ("table", "json"), "default": "table"}), ident)
+    verb("pause", cmd_pause, ident)
+    verb("resume", cmd_resume, ident)
+    verb("update", cmd_update, (("--resources", "-r"), {"default": None}), (("--memory",), {"default": None}),
+         (("--cpu-quota",), {"type": int, "default": None}), (("--cpu-period",), {"type": int, "default": None}),
+         (("--cpu-share",), {"type": int, "default": None}), (("--pids-limit",), {"type": int, "default": None}),
+         ident)
     verb("list", cmd_list, (("--format", "-f"), {"choices": ("table", "json"), "default": "table"}))
     verb("features", cmd_features)
     return p
@@ -139,7 +157,15 @@ def _lookup(args, container_id: str) -> tuple[object, str, dict, dict]:
             meta = json.load(f)
     except FileNotFoundError:
         raise Failure(f'container "{container_id}" does not exist (not made by this runtime)') from None
-    return engine, cid, engine.store.read(cid) or {}, meta
+    return engine, cid, _with_pause(engine.store, cid, engine.store.read(cid) or {}), meta
+
+
+def _with_pause(store, cid: str, state: dict) -> dict:
+    from ..runtime.resources import paused
+
+    if state.get("status") == "running" and paused(store, cid):
+        return dict(state, status="paused")  # (its PID 1 is alive: a frozen process cannot end)
+    return state
 
 
 def _status(state: dict) -> str:
@@ -185,11 +211,15 @@ def _create(args):
         json.dump({"id": args.id, "bundle": bundle.path, "annotations": bundle.annotations,
                    "created": time.time()}, f)
     if args.pid_file:
-        tmp = args.pid_file + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(str(reply["pid"]))
-        os.rename(tmp, args.pid_file)
+        _write_pid_file(args.pid_file, reply["pid"])
     return engine, reply
+
+
+def _write_pid_file(path: str, pid: int) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, path)
 
 
 def cmd_start(args) -> int:
@@ -254,6 +284,120 @@ def cmd_run(args) -> int:
     return int(event.get("exit_code", 125))
 
 
+def cmd_exec(args) -> int:
+    from . import config
+
+    if args.tty or args.console_socket:
+        raise Failure("exec --tty: terminals and the console socket are not supported yet; exec without -t")
+    command, env, cwd, user = list(args.command), [], args.cwd, args.user
+    if args.process:
+        try:
+            with open(args.process) as f:
+                document = json.load(f)
+        except OSError as e:
+            raise Failure(f"open {args.process}: {e.strerror.lower()}") from None
+        except ValueError as e:
+            raise Failure(f"{args.process}: malformed JSON: {e}") from None
+        try:
+            command, env, process_cwd, process_user = config.process_of(document, args.process)
+        except config.ConfigError as e:
+            raise Failure(str(e)) from None
+        cwd, user = cwd or process_cwd, user or process_user
+    if not command:
+        raise Failure("exec needs a command (after the id) or --process FILE")
+    for item in args.env:
+        if "=" not in item:
+            raise Failure(f"--env {item!r}: write KEY=VALUE")
+        env.append(tuple(item.split("=", 1)))
+    engine, cid, state, _ = _lookup(args, args.id)
+    status = _status(state)
+    if status != "running":
+        raise Failure(f"cannot exec in a {status} container" + (": start it first" if status == "created" else ""))
+    reply = engine.exec_given(cid, command, (0, 1, 2), env=dict(env), workdir=cwd, user=user, detach=args.detach)
+    if args.pid_file:
+        _write_pid_file(args.pid_file, reply["pid"])
+    if args.detach:
+        return 0
+    event = engine.wait_exec(cid, reply["exec_id"]) or {}
+    return int(event.get("exit_code", 255))
+
+
+def cmd_ps(args) -> int:
+    from ..commands.processes import top
+
+    engine, cid, state, _ = _lookup(args, args.id)
+    if _status(state) not in ("running", "paused"):
+        raise Failure(f"cannot ps a container that is {_status(state)}" if _status(state) != "stopped"
+                      else "container not running")
+    processes = top(engine, cid)
+    if args.format == "json":
+        print(json.dumps([p.pid for p in processes]))
+        return 0
+    print(f"{'PID':>8} {'USER':10} {'TIME':>8} CMD")
+    for p in processes:
+        print(f"{p.pid:>8} {p.user:10} {p.cpu_seconds:>8.2f} {p.command}")
+    return 0
+
+
+def cmd_pause(args) -> int:
+    engine, cid, state, _ = _lookup(args, args.id)
+    status = _status(state)
+    if status != "running":
+        raise Failure("container not running" if status == "stopped" else f"cannot pause a {status} container")
+    engine.pause(cid)
+    return 0
+
+
+def cmd_resume(args) -> int:
+    engine, cid, state, _ = _lookup(args, args.id)
+    if _status(state) != "paused":
+        raise Failure("container not paused")
+    engine.unpause(cid)
+    return 0
+
+
+def cmd_update(args) -> int:
+    from . import config
+    from ..runtime.spec import Limits, SpecError, parse_size
+
+    resources: dict = {}
+    if args.resources:
+        try:
+            if args.resources == "-":
+                resources = json.load(sys.stdin)
+            else:
+                with open(args.resources) as f:
+                    resources = json.load(f)
+        except OSError as e:
+            raise Failure(f"open {args.resources}: {e.strerror.lower()}") from None
+        except ValueError as e:
+            raise Failure(f"{args.resources}: malformed JSON: {e}") from None
+    try:
+        limits = config.limits_of(resources, "resources", args.resources or "update")
+        flags = {}
+        if args.memory is not None:
+            flags["memory"] = parse_size(args.memory)
+        if args.cpu_quota is not None:
+            flags["cpus"] = args.cpu_quota / (args.cpu_period or 100000) if args.cpu_quota > 0 else None
+        if args.cpu_share is not None:
+            flags["cpu_shares"] = args.cpu_share
+        if args.pids_limit is not None:
+            flags["pids_limit"] = args.pids_limit if args.pids_limit > 0 else None
+        if flags:
+            merged = {k: v for k, v in vars(limits).items() if v is not None}
+            merged.update(flags)
+            limits = Limits(**merged)
+    except (config.ConfigError, SpecError) as e:
+        raise Failure(str(e)) from None
+    if not limits.any_cgroup_limit:
+        raise Failure("update: nothing to change: give --resources FILE or a flag such as --memory 64M")
+    engine, cid, state, _ = _lookup(args, args.id)
+    if _status(state) not in ("created", "running", "paused"):
+        raise Failure("container not running")
+    engine.update(cid, limits)
+    return 0
+
+
 def cmd_list(args) -> int:
     root = _root(args)
     from ..runtime.state import StateStore
@@ -262,7 +406,7 @@ def cmd_list(args) -> int:
     for name in sorted(os.listdir(os.path.join(root, "oci")) if os.path.isdir(os.path.join(root, "oci")) else ()):
         with open(os.path.join(root, "oci", name)) as f:
             meta = json.load(f)
-        state = store.read(name[:-5]) or {}
+        state = _with_pause(store, name[:-5], store.read(name[:-5]) or {})
         status = _status(state)
         rows.append({"id": meta["id"], "pid": state.get("pid", 0) if status != "stopped" else 0, "status": status,
                      "bundle": meta["bundle"], "created": meta["created"]})

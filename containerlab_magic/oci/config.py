@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass
 
 from ..runtime.errors import SpecError
-from ..runtime.rootfs import MASKED_PATHS, NEWER_MASKED_PATHS, READONLY_PATHS
+from ..runtime.kernel_paths import MASKED_PATHS, NEWER_MASKED_PATHS, READONLY_PATHS
 from ..runtime.spec import ContainerSpec, Limits, Mount
 
 ROOTFS_IMAGE = "rootfs:"  # the image name of a bundle's root (images/store.py)
@@ -237,29 +237,69 @@ class _Reader:
         return tuple(binds)
 
     def _limits(self) -> Limits:
-        res = self.get("linux.resources", dict, {})
-        known = {"memory", "cpu", "pids", "devices"}
-        for key, value in res.items():
-            if key not in known and value:
-                _refuse(f"linux.resources.{key}", "not supported yet")
-        for i, rule in enumerate(res.get("devices") or ()):
-            if rule.get("allow") or rule.get("type") not in (None, "a") or rule.get("major") or rule.get("minor"):
-                _refuse(f"linux.resources.devices[{i}]", "only the default deny-all rule is supported (the lab "
-                        "applies Docker's device allowlist)")
-        memory = (res.get("memory") or {}).get("limit")
-        cpu = res.get("cpu") or {}
-        cpus = None
-        if cpu.get("quota") and cpu.get("quota") > 0:
-            cpus = cpu["quota"] / (cpu.get("period") or 100000)
-        pids = (res.get("pids") or {}).get("limit")
-        try:
-            return Limits(memory=memory if memory and memory > 0 else None, cpus=cpus,
-                          pids_limit=pids if pids and pids > 0 else None, cpu_shares=cpu.get("shares") or None)
-        except SpecError as e:
-            _refuse("linux.resources", str(e))
+        return limits_of(self.get("linux.resources", dict, {}))
+
+    def process(self) -> tuple[list[str], list[tuple[str, str]], str | None, str | None]:
+        """An exec's process object (`exec --process FILE`): args, env, cwd, user."""
+        process = self.get("process", dict, {})
+        for key in ("apparmorProfile", "selinuxLabel", "oomScoreAdj", "consoleSize", "ioPriority", "scheduler",
+                    "rlimits"):
+            if process.get(key) not in (None, "", {}, []):
+                _refuse(f"process.{key}", "not supported by this runtime's exec")
+        if process.get("terminal"):
+            _refuse("process.terminal", "a console socket is not supported yet: exec with terminal false")
+        # capabilities and noNewPrivileges: an exec gets the container's own (as docker exec)
+        return self._args(), self._env(), self.get("process.cwd", str), self._user()
 
     def _seccomp(self) -> str | None:
         profile = self.get("linux.seccomp", dict)
         if profile is None:
             return "unconfined"  # the runtime spec: no seccomp object, no filter
         return json.dumps(profile)
+
+
+def process_of(document, source: str) -> tuple[list[str], list[tuple[str, str]], str | None, str | None]:
+    """`exec --process FILE`: the file's process object, read as config.json's."""
+    if not isinstance(document, dict):
+        raise ConfigError(f"{source}: the document is not a JSON object (a runtime-spec process)")
+    try:
+        return _Reader({"process": document}, "/").process()
+    except ConfigError as e:
+        raise ConfigError(str(e).replace("config.json:", f"{source}:", 1)) from None
+
+
+def limits_of(res, where: str = "linux.resources", source: str = "config.json") -> Limits:
+    """A runtime-spec LinuxResources object as the lab's Limits (config.json, `update -r`)."""
+    def refuse(at: str, why: str):
+        raise ConfigError(f"{source}: {at}: {why}")
+
+    if not isinstance(res, dict):
+        refuse(where, "must be an object (runtime-spec LinuxResources)")
+    known = {"memory", "cpu", "pids", "devices"}
+    for key, value in res.items():
+        if key not in known and value:
+            refuse(f"{where}.{key}", "not supported yet")
+    for i, rule in enumerate(res.get("devices") or ()):
+        if rule.get("allow") or rule.get("type") not in (None, "a") or rule.get("major") or rule.get("minor"):
+            refuse(f"{where}.devices[{i}]", "only the default deny-all rule is supported (the lab "
+                    "applies Docker's device allowlist)")
+    for group, keys in (("memory", ("limit", "reservation", "swap")), ("cpu", ("quota", "period", "shares")),
+                        ("pids", ("limit",))):
+        values = res.get(group) or {}
+        if not isinstance(values, dict):
+            refuse(f"{where}.{group}", "must be an object")
+        for key in keys:
+            value = values.get(key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                refuse(f"{where}.{group}.{key}", f"{value!r} is not an integer")
+    memory = (res.get("memory") or {}).get("limit")
+    cpu = res.get("cpu") or {}
+    cpus = None
+    if cpu.get("quota") and cpu.get("quota") > 0:
+        cpus = cpu["quota"] / (cpu.get("period") or 100000)
+    pids = (res.get("pids") or {}).get("limit")
+    try:
+        return Limits(memory=memory if memory and memory > 0 else None, cpus=cpus,
+                      pids_limit=pids if pids and pids > 0 else None, cpu_shares=cpu.get("shares") or None)
+    except SpecError as e:
+        refuse(where, str(e))

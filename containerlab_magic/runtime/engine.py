@@ -153,6 +153,20 @@ class Engine(ResourceVerbs, CleanupVerbs):
         reply["name"] = state.get("name")
         return Container(self, reply, fds, ContainerSpec(tuple(command)), on_output)
 
+    def exec_given(self, ref: str, command: list[str], stdio: tuple[int, int, int], *, env: dict | None = None,
+                   workdir: str | None = None, user: str | None = None, detach: bool = False) -> dict:
+        """The OCI runtime's exec: `stdio` (the caller's own fds) are the process's streams.
+        Returns the reply (id, exec_id, pid); its exit comes as wait_exec's event (detach: it
+        outlives this engine's connection, as a detached container does)."""
+        reply, fds = self._request({"op": "exec", "container": ref, "command": list(command), "env": env or {},
+                                    "workdir": workdir, "user": user, "stdio": "given", "detach": detach}, stdio)
+        for fd in fds:
+            os.close(fd)
+        return reply
+
+    def wait_exec(self, cid: str, exec_id: str, timeout: float | None = None) -> dict | None:
+        return self._wait_exit(cid, exec_id, timeout)
+
     def inspect(self, ref: str) -> dict:
         cid = self.store.resolve(ref)
         state = self.store.read(cid)

@@ -166,4 +166,9 @@ class ResourceVerbs:
             pass
 
     def _paused(self, cid: str) -> bool:
-        return os.path.exists(os.path.join(self.store.dir(cid), "paused"))
+        return paused(self.store, cid)
+
+
+def paused(store, cid: str) -> bool:
+    """Whether `pause` froze the container (its marker in the state directory)."""
+    return os.path.exists(os.path.join(store.dir(cid), "paused"))

@@ -15,7 +15,7 @@ import secrets
 import time
 
 from .. import child, faults, rootfs, rootless, sandbox, security
-from ..errors import HostUnsupported, RuntimeFailure, SpecError
+from ..errors import Conflict, HostUnsupported, RuntimeFailure, SpecError
 from ..image_config import apply as apply_image_config
 from ..plan.build import build
 from ..plan.context import StartContext
@@ -238,8 +238,13 @@ class Starter:
                                          "try the exec again")
                 return
 
-    def exec(self, message: dict, conn) -> tuple[dict, list[int]]:
+    def exec(self, message: dict, conn, fds: list[int] | tuple = ()) -> tuple[dict, list[int]]:
+        """fds: with "stdio": "given", the caller's stdin, stdout and stderr (the OCI
+        runtime's exec: the process writes where its caller's streams go)."""
         shim = self.shim
+        given = message.get("stdio") == "given"
+        if given and (len(fds) != 3 or message.get("tty")):
+            raise SpecError('"stdio": "given" needs the three streams sent with the request, and no tty')
         cid = shim.store.resolve(message["container"])
         state = shim.store.read(cid)
         if not state or state.get("status") != Status.RUNNING or not alive(state.get("pid"), state.get("pid_start")):
@@ -257,7 +262,7 @@ class Starter:
         cgroup = shim.cgroups.open(cid) if (shim.cgroups and state.get("cgroup")) else None
         exec_spec = ContainerSpec(command=tuple(command), tty=bool(message.get("tty")),
                                   interactive=bool(message.get("interactive")))
-        stdio = Stdio.make(exec_spec, shim.devnull)
+        stdio = Stdio.given(tuple(fds)) if given else Stdio.make(exec_spec, shim.devnull)
         proc = None
         try:
             setup = child.Setup(
@@ -270,6 +275,7 @@ class Starter:
                 image=shim.images.resolve(spec.image) if shim.sandbox is not None else None)
             exec_id = secrets.token_hex(8)
             proc = shim.spawner.spawn("exec", cid, setup, conn, exec_id=exec_id)
+            proc.persistent = bool(given and message.get("detach") and shim.daemon)  # outlives its caller
             faults.point("exec")  # (a test hook)
             stdio.close_child_ends()
             if exec_spec.tty:
