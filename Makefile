@@ -38,6 +38,7 @@ lab: setup
 bench: setup
 	$(PYTHON) benchmarks/startup.py
 	$(PYTHON) benchmarks/rootless.py
+	$(PYTHON) benchmarks/oci.py
 
 # The figures of README's "Reliability" section, in full (CI runs a short version of
 # each in make test): the 1000-cycle soak, a bystander's start under each attack, the

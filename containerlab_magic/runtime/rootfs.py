@@ -29,16 +29,7 @@ from .binds import BindSource, SecureBind, flags_of
 from .linux import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, MS_REMOUNT
 from .security import guards
 
-# runc's defaults (libcontainer/specconv): hidden, and read-only, kernel interfaces.
-MASKED_PATHS = (
-    "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
-    "/sys/firmware", "/sys/devices/virtual/powercap",
-)
-# Masked by Docker since (moby GHSA-6fw5-f8r9-fgfm: a side channel on the host's
-# activity); the escape suite turns these off alone through the masked-paths guard.
-NEWER_MASKED_PATHS = ("/proc/interrupts", "/proc/vmcoreinfo")
-READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+from .kernel_paths import MASKED_PATHS, NEWER_MASKED_PATHS, READONLY_PATHS  # noqa: F401 (their home before)
 
 # name, type, major, minor (all harmless character devices, as in the OCI default).
 DEVICES = (

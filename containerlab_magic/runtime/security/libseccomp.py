@@ -16,7 +16,6 @@ calls we need fit here.  Debian package: libseccomp2.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 ACT_KILL_PROCESS = 0x80000000
@@ -49,6 +48,8 @@ def lib() -> ctypes.CDLL:
     """libseccomp, loaded on first use; OSError(ENOENT) naming the package when absent."""
     global _lib
     if _lib is None:
+        import ctypes.util  # (here: finding the library costs ~10 ms, only a filter needs it)
+
         name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
         try:
             handle = ctypes.CDLL(name, use_errno=True)

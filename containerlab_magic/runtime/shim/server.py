@@ -26,6 +26,7 @@ from .spares import SparePool
 from .start import Starter
 
 MAX_SELECT = 3600.0  # seconds: longer waits are cut (select(2) rejects absurd timeouts)
+FIRST_CONTACT = 10.0  # seconds a new daemon waits for the caller that started it, whatever its linger
 
 try:
     from ..cgroups import open_manager
@@ -42,6 +43,7 @@ class Shim:
         os.makedirs(self.stage, exist_ok=True)
         self.selector = selectors.DefaultSelector()
         self.conns: set[socket.socket] = set()
+        self.contacted = False  # a caller has connected (until then a daemon waits FIRST_CONTACT)
         self.procs: dict[int, Proc] = {}  # pid -> Proc
         self.listener: socket.socket | None = None
         self.daemon = False
@@ -71,6 +73,7 @@ class Shim:
     def add_conn(self, conn: socket.socket) -> None:
         conn.setblocking(True)
         self.conns.add(conn)
+        self.contacted = True
         self.selector.register(conn, selectors.EVENT_READ, ("conn", conn))
 
     def listen(self, path: str) -> None:
@@ -109,15 +112,19 @@ class Shim:
     # ---------------------------------------------------------------- the loop
 
     def serve(self, linger: float = 2.0) -> None:
-        """Run until nothing is left to serve (a daemon lingers `linger` s when idle)."""
-        idle_since = time.monotonic()
+        """Run until nothing is left to serve (a daemon lingers `linger` s when idle, and
+        waits at least FIRST_CONTACT s for the caller that started it, even with linger 0)."""
+        idle_since, first = time.monotonic(), linger
+        if self.daemon and not self.conns:
+            first = max(linger, FIRST_CONTACT)
         try:
             while True:
+                wait = linger if self.contacted else first
                 if self.conns or self.procs or self.exits.deferred:
                     idle_since = time.monotonic()
-                elif not self.daemon or time.monotonic() - idle_since >= linger:
+                elif not self.daemon or time.monotonic() - idle_since >= wait:
                     break
-                timeout = self._timeout(linger, idle_since)
+                timeout = self._timeout(wait, idle_since)
                 events = self.selector.select(timeout)
                 self._guarded("housekeeping", lambda: self._on_events(events))
         finally:
@@ -228,7 +235,7 @@ class Shim:
             elif op == "start":  # the OCI runtime's second step (oci/)
                 reply.update(self.starter.start_held(message))
             elif op == "exec":
-                info, reply_fds = self.starter.exec(message, conn)
+                info, reply_fds = self.starter.exec(message, conn, fds)
                 reply.update(info)
             elif op == "cli-run":  # the CLI's quick path (quick.py)
                 info, reply_fds = quick.run(self, message, conn, received_ns)
