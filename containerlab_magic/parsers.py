@@ -77,6 +77,10 @@ def add_run_options(p: argparse.ArgumentParser, *, tty: bool = True) -> None:
     p.add_argument("--net-rate", help="shape eth0's rate, e.g. 1mbit (needs --net bridge)")
     p.add_argument("--net-delay", help="add latency on eth0, e.g. 50ms")
     p.add_argument("--net-loss", help="drop packets on eth0, e.g. 1%%")
+    p.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]",
+                   help="a resource limit of the container's processes, e.g. nofile=1024:2048 (-1: unlimited)")
+    p.add_argument("--group-add", action="append", default=[], metavar="GROUP",
+                   help="a supplementary group (GID or a group of the image's /etc/group)")
     p.add_argument("--cap-add", action="append", default=[], metavar="CAP", help="add a capability, e.g. NET_ADMIN")
     p.add_argument("--cap-drop", action="append", default=[], metavar="CAP", help="drop a capability, or ALL")
     p.add_argument("--privileged", action="store_true",
@@ -106,12 +110,14 @@ def run_spec(args: argparse.Namespace, image: str, command: list[str]):
     becomes the first word and COMMAND its arguments, as with docker.  With no
     COMMAND a stored image's Cmd runs (the runtime fills it in: image_config.py);
     built-in images have none."""
-    from .runtime.spec import BUILTIN_IMAGES, ContainerSpec, Mount, PortMap, parse_env
+    from .runtime.spec import BUILTIN_IMAGES, ContainerSpec, Mount, PortMap, parse_env, parse_ulimit
 
     command = list(command)
     entrypoint = getattr(args, "entrypoint", None)
     if not command and not entrypoint and image in BUILTIN_IMAGES:
         raise SpecError(f"no command given: say what to run, e.g. `{PROG} run {image} echo hi`")
+    if getattr(args, "tty", False) and args.detach:  # (the Engine API may: its caller holds the pty)
+        raise SpecError("--tty needs a terminal to attach to: drop --detach or --tty")
     env = [line for path in getattr(args, "env_file", ()) for line in read_env_file(path)] + list(args.env)
     security = parse_security_opts(getattr(args, "security_opt", ()))
     return ContainerSpec(
@@ -124,7 +130,9 @@ def run_spec(args: argparse.Namespace, image: str, command: list[str]):
         labels=parse_labels(getattr(args, "label", ())), init=getattr(args, "init", False),
         auto_remove=getattr(args, "rm", False), cap_add=tuple(getattr(args, "cap_add", ())),
         cap_drop=tuple(getattr(args, "cap_drop", ())), privileged=getattr(args, "privileged", False),
-        entrypoint=(entrypoint,) if entrypoint else None, **security)
+        entrypoint=(entrypoint,) if entrypoint else None,
+        ulimits=tuple(parse_ulimit(u) for u in getattr(args, "ulimit", ())),
+        group_add=tuple(getattr(args, "group_add", ())), **security)
 
 
 # ---------------------------------------------------------------- small parsers

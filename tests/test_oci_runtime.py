@@ -214,8 +214,8 @@ def _set(path: str, value):
     (_set("root.path", "no-such-dir"), "root.path: "),
     (_set("process.args", []), "process.args: must be a non-empty list"),
     (_set("linux.sysctl", {"net.ipv4.ip_forward": "1"}), "linux.sysctl: not supported"),
-    (_set("hooks", {"prestart": [{"path": "/bin/true"}]}), "hooks.prestart: hooks are not supported yet"),
-    (_set("process.rlimits", [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}]), "process.rlimits[0].type"),
+    (_set("hooks", {"createContainer": [{"path": "/bin/true"}]}), "hooks.createContainer: hooks run in the"),
+    (_set("process.rlimits", [{"type": "RLIMIT_BOGUS", "hard": 1024, "soft": 1024}]), "process.rlimits[0].type"),
     (_set("process.terminal", True), "process.terminal"),
     (_set("linux.uidMappings", [{"containerID": 0, "hostID": 1000, "size": 1}]), "linux.uidMappings"),
     (_set("mounts", [{"destination": "/data", "type": "nfs", "source": "x"}]), "mounts[0]: 'nfs' on /data"),
@@ -313,9 +313,13 @@ def test_exec_process_file_gives_args_env_cwd_and_user(rt, running, tmp_path):
     ran = rt("exec", "--process", str(process), running)
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.split() == ["hi", "/etc", "1000", "1001"]
-    process.write_text(json.dumps({"args": ["true"], "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 9, "soft": 9}]}))
+    process.write_text(json.dumps({"args": ["sh", "-c", "ulimit -n; ulimit -Hn; id -G"], "user": {
+        "uid": 0, "gid": 0, "additionalGids": [5, 44]}, "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 90, "soft": 9}]}))
+    ran = rt("exec", "--process", str(process), running)
+    assert ran.returncode == 0 and ran.stdout.split() == ["9", "90", "0", "5", "44"], ran
+    process.write_text(json.dumps({"args": ["true"], "apparmorProfile": "x"}))
     refused = rt("exec", "--process", str(process), running)
-    assert refused.returncode == 1 and f"{process}: process.rlimits" in refused.stderr, refused.stderr
+    assert refused.returncode == 1 and f"{process}: process.apparmorProfile" in refused.stderr, refused.stderr
     process.write_text("[1, 2")
     refused = rt("exec", "--process", str(process), running)
     assert refused.returncode == 1 and "malformed JSON" in refused.stderr
@@ -402,3 +406,149 @@ def test_update_changes_limits_of_a_running_container(rt, running, tmp_path):
         ran = rt("update", *bad, running)
         assert ran.returncode == 1 and says in ran.stderr and len(ran.stderr.strip().splitlines()) == 1, ran.stderr
     assert _cgroup_value(rt, running, "pids/pids.max", "pids.max") == "7", "a refused update changed a limit"
+
+
+def test_rlimits_and_additional_gids_come_from_config(rt):
+    def edit(config):
+        config["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 256, "hard": 512},
+                                        {"type": "RLIMIT_CORE", "soft": 18446744073709551615,
+                                         "hard": 18446744073709551615}]
+        config["process"]["user"] = {"uid": 65534, "gid": 65534, "additionalGids": [5, 1234]}
+    bundle = rt.bundle(["sh", "-c", "ulimit -n; ulimit -Hn; ulimit -c; id -G"], edit)
+    ran = rt("run", "--bundle", bundle, "rl")
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split() == ["256", "512", "unlimited", "65534", "5", "1234"]
+
+
+# ---- hooks ---------------------------------------------------------------------------------------
+
+
+def _hook(tmp_path, name: str, body: str) -> str:
+    path = tmp_path / name
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_runtime_side_hooks_run_in_order_with_the_state_on_stdin(rt, tmp_path):
+    record = tmp_path / "record"
+    script = _hook(tmp_path, "hook.sh", f"read state; echo \"$1 $HOOKVAR $state\" >> {record}\n")
+
+    def edit(config):
+        config["hooks"] = {kind: [{"path": script, "args": ["record", kind], "env": [f"HOOKVAR=v-{kind}"],
+                                   "timeout": 10}] for kind in ("prestart", "createRuntime", "poststart", "poststop")}
+    bundle = rt.bundle(["sh", "-c", "exit 4"], edit)
+    ran = rt("run", "--bundle", bundle, "hooked")
+    assert ran.returncode == 4, ran.stderr
+    lines = record.read_text().splitlines()
+    assert [line.split(" ", 2)[:2] for line in lines] == [
+        ["prestart", "v-prestart"], ["createRuntime", "v-createRuntime"], ["poststart", "v-poststart"],
+        ["poststop", "v-poststop"]]
+    states = [json.loads(line.split(" ", 2)[2]) for line in lines]
+    assert [s["status"] for s in states] == ["creating", "creating", "running", "stopped"]
+    assert states[0]["pid"] > 0 and states[0]["pid"] == states[2]["pid"] and states[3]["pid"] == 0
+    assert all(s["id"] == "hooked" and s["bundle"] == bundle for s in states)
+
+
+def test_a_failing_create_hook_fails_create_and_leaves_nothing(rt, tmp_path):
+    failing = _hook(tmp_path, "failing", "echo 'no network for you' >&2; exit 3\n")
+    slow = _hook(tmp_path, "slow", "exec /bin/sleep 30\n")
+    for hook, says in (({"path": failing}, "hooks.createRuntime[0] (" + failing + ") failed: exit status 3: "
+                        "no network for you"), ({"path": slow, "timeout": 1}, "timed out after 1 s"),
+                       ({"path": "/nonexistent/hook"}, "No such file")):
+        bundle = rt.bundle(["true"], _set("hooks", {"createRuntime": [hook]}))
+        ran = rt("create", "--bundle", bundle, "hookfail")
+        assert ran.returncode == 1 and says in ran.stderr, ran.stderr
+        assert len(ran.stderr.strip().splitlines()) == 1 and "Traceback" not in ran.stderr
+        assert rt.list() == [] and rt("state", "hookfail").returncode == 1
+
+
+def test_a_failing_poststart_hook_is_a_warning(rt, tmp_path):
+    failing = _hook(tmp_path, "failing", "exit 1\n")
+    log = tmp_path / "runtime.log"
+    bundle = rt.bundle(["sh", "-c", "echo ran"], _set("hooks", {"poststart": [{"path": failing}]}))
+    ran = rt("--log", str(log), "--log-format", "json", "run", "--bundle", bundle, "warned")
+    assert ran.returncode == 0 and ran.stdout == "ran\n", ran
+    assert "warning: hooks.poststart[0]" in ran.stderr
+    entry = json.loads(log.read_text().splitlines()[-1])
+    assert entry["level"] == "warning" and "hooks.poststart[0]" in entry["msg"]
+
+
+# ---- terminals: the console socket -----------------------------------------------------------------
+
+
+def _console_listener(tmp_path):
+    import socket
+
+    path = str(tmp_path / "console.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+    return server, path
+
+
+def _receive_master(server) -> int:
+    import socket
+
+    server.settimeout(10)
+    conn, _ = server.accept()
+    with conn:
+        name, fds, _, _ = socket.recv_fds(conn, 64, 1)
+    assert name == b"/dev/ptmx" and len(fds) == 1
+    return fds[0]
+
+
+def _read_all(master: int, timeout: float = 10) -> bytes:
+    import select
+
+    data, deadline = b"", time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the last process of the terminal has gone
+                break
+            if not chunk:
+                break
+            data += chunk
+    return data
+
+
+def test_a_terminal_goes_to_the_console_socket_with_its_size(rt, tmp_path):
+    server, path = _console_listener(tmp_path)
+    with server:
+        bundle = rt.bundle(["sh", "-c", "tty; stty size; echo done"], lambda c: c["process"].update(
+            terminal=True, consoleSize={"height": 30, "width": 100}))
+        ran = rt("create", "--console-socket", path, "--bundle", bundle, "term")
+        assert ran.returncode == 0, ran.stderr
+        master = _receive_master(server)
+    try:
+        assert rt("start", "term").returncode == 0
+        out = _read_all(master).decode()
+        assert out.split() == ["/dev/pts/0", "30", "100", "done"], out
+    finally:
+        os.close(master)
+        assert rt("delete", "--force", "term").returncode == 0
+
+
+def test_exec_with_a_terminal_and_the_terminal_flags_checked(rt, running, tmp_path):
+    server, path = _console_listener(tmp_path)
+    with server:
+        ran = rt("exec", "--tty", "--console-socket", path, running, "sh", "-c", "tty; exit 6")
+        assert ran.returncode == 6, ran.stderr
+        master = _receive_master(server)
+    try:
+        assert _read_all(master).decode().split() == ["/dev/pts/0"]
+    finally:
+        os.close(master)
+    bundle = rt.bundle(["true"], lambda c: c["process"].update(terminal=True))
+    for args, says in ((["create", "--bundle", bundle, "t1"], "without setting console socket"),
+                       (["create", "--bundle", rt.bundle(["true"]), "--console-socket", path, "t2"],
+                        "cannot use console socket"),
+                       (["create", "--bundle", bundle, "--console-socket", str(tmp_path / "none.sock"), "t3"],
+                        "cannot connect"),
+                       (["exec", "--tty", running, "true"], "needs --console-socket")):
+        ran = rt(*args)
+        assert ran.returncode == 1 and says in ran.stderr and len(ran.stderr.strip().splitlines()) == 1, ran.stderr
+    assert [row["id"] for row in rt.list()] == [running]

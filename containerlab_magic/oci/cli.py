@@ -24,11 +24,14 @@ caller's own.  Errors are one line on stderr (and the --log file), exit 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
 import sys
 import time
+
+from . import hooks
 
 PROG = "containerlab-magic-runtime"
 OCI_VERSION = "1.0.2"
@@ -57,14 +60,19 @@ def main(argv: list[str] | None = None) -> int:
 
 def _fail(args, message: str) -> int:
     print(f"{PROG}: {message}", file=sys.stderr)
+    _log(args, "error", message)
+    return 1
+
+
+def _log(args, level: str, message: str) -> None:
+    """A line in the --log file, as runc writes it (text or json)."""
     if getattr(args, "log", None):
         with open(args.log, "a") as f:
             if args.log_format == "json":
-                f.write(json.dumps({"level": "error", "msg": message,
+                f.write(json.dumps({"level": level, "msg": message,
                                     "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
             else:
-                f.write(f"error: {message}\n")
-    return 1
+                f.write(f"{level}: {message}\n")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -199,20 +207,76 @@ def _create(args):
     from . import config
     from ..runtime.errors import Conflict
 
-    if args.console_socket:
-        raise Failure("--console-socket: terminals are not supported yet; set process.terminal to false")
     bundle = config.read(args.bundle, args.id)
+    if bundle.spec.tty and not args.console_socket:
+        raise Failure("cannot allocate tty if runc will detach without setting console socket "
+                      "(process.terminal is true: give --console-socket)")
+    if args.console_socket and not bundle.spec.tty:
+        raise Failure("cannot use console socket if runc will not detach or allocate tty "
+                      "(process.terminal is false: drop --console-socket)")
+    console = _console_socket(args.console_socket) if args.console_socket else None
     engine = _engine(args)
     try:
-        reply = engine.create(bundle.spec, (0, 1, 2))
+        reply, master = engine.create(bundle.spec, None if console else (0, 1, 2), bundle.tty_size)
     except Conflict:
         raise Failure(f"container with id exists: {args.id}") from None
+    except BaseException:
+        if console is not None:
+            console.close()
+        raise
+    if console is not None:
+        try:
+            _send_console(console, master)
+        except OSError as e:
+            engine.rm(reply["id"], force=True)
+            raise Failure(f"--console-socket {args.console_socket}: cannot send the terminal: {e.strerror}") \
+                from None
+        finally:
+            os.close(master)
+            console.close()
+    meta = {"id": args.id, "bundle": bundle.path, "annotations": bundle.annotations, "created": time.time(),
+            "hooks": {k: v for k, v in bundle.hooks.items() if k in ("poststart", "poststop")}}
     with open(_meta_path(args, reply["id"]), "w") as f:
-        json.dump({"id": args.id, "bundle": bundle.path, "annotations": bundle.annotations,
-                   "created": time.time()}, f)
+        json.dump(meta, f)
+    try:
+        for kind in ("prestart", "createRuntime"):
+            hooks.run(kind, bundle.hooks, _hook_state(meta, "creating", reply["pid"]))
+    except hooks.HookFailed as e:
+        engine.rm(reply["id"], force=True)
+        os.unlink(_meta_path(args, reply["id"]))
+        raise Failure(str(e)) from None
     if args.pid_file:
         _write_pid_file(args.pid_file, reply["pid"])
     return engine, reply
+
+
+def _console_socket(path: str):
+    """Connected to the caller's console socket (before anything is made: a wrong path
+    is one line and leaves nothing)."""
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as e:
+        sock.close()
+        raise Failure(f"--console-socket {path}: cannot connect: {e.strerror}") from None
+    return sock
+
+
+def _send_console(sock, master: int) -> None:
+    """The pty master over the console socket, SCM_RIGHTS, with its name as the data (runc's)."""
+    import socket
+
+    if master < 0:
+        raise OSError(5, "the container sent no terminal")
+    socket.send_fds(sock, [b"/dev/ptmx"], [master])
+
+
+def _hook_state(meta: dict, status: str, pid: int) -> dict:
+    """The state a hook reads on its stdin (runtime-spec runtime.md#state)."""
+    return {"ociVersion": OCI_VERSION, "id": meta["id"], "status": status, "pid": pid, "bundle": meta["bundle"],
+            "annotations": meta.get("annotations") or {}}
 
 
 def _write_pid_file(path: str, pid: int) -> None:
@@ -223,13 +287,24 @@ def _write_pid_file(path: str, pid: int) -> None:
 
 
 def cmd_start(args) -> int:
-    engine, cid, state, _ = _lookup(args, args.id)
+    engine, cid, state, meta = _lookup(args, args.id)
     status = _status(state)
     if status != "created":
         raise Failure(f"cannot start a container that is {status}" if status != "stopped"
                       else "cannot start a container that has stopped")
     engine.start_created(cid)
+    _poststart(args, state, meta)
     return 0
+
+
+def _poststart(args, state: dict, meta: dict) -> None:
+    hooks.warn("poststart", meta.get("hooks") or {}, _hook_state(meta, "running", state.get("pid", 0)),
+               lambda message: _log(args, "warning", message))
+
+
+def _poststop(args, meta: dict) -> None:
+    hooks.warn("poststop", meta.get("hooks") or {}, _hook_state(meta, "stopped", 0),
+               lambda message: _log(args, "warning", message))
 
 
 def cmd_state(args) -> int:
@@ -264,45 +339,50 @@ def cmd_kill(args) -> int:
 
 
 def cmd_delete(args) -> int:
-    engine, cid, state, _ = _lookup(args, args.id)
+    engine, cid, state, meta = _lookup(args, args.id)
     status = _status(state)
     if status != "stopped" and not args.force:
         raise Failure(f"cannot delete container {args.id} that is not stopped: {status}")
     engine.rm(cid, force=True)
     os.unlink(_meta_path(args, cid))
+    _poststop(args, meta)
     return 0
 
 
 def cmd_run(args) -> int:
     engine, reply = _create(args)
     engine.start_created(reply["id"])
+    with open(_meta_path(args, reply["id"])) as f:
+        meta = json.load(f)
+    _poststart(args, reply, meta)
     if args.detach:
         return 0
     event = engine.wait_exit(reply["id"]) or {}
     engine.rm(reply["id"], force=True)
     os.unlink(_meta_path(args, reply["id"]))
+    _poststop(args, meta)
     return int(event.get("exit_code", 125))
 
 
 def cmd_exec(args) -> int:
     from . import config
 
-    if args.tty or args.console_socket:
-        raise Failure("exec --tty: terminals and the console socket are not supported yet; exec without -t")
-    command, env, cwd, user = list(args.command), [], args.cwd, args.user
+    command, env, cwd, user, extra = list(args.command), [], args.cwd, args.user, {}
+    tty, size = args.tty, None
     if args.process:
+        document = _json_file(args.process)
         try:
-            with open(args.process) as f:
-                document = json.load(f)
-        except OSError as e:
-            raise Failure(f"open {args.process}: {e.strerror.lower()}") from None
-        except ValueError as e:
-            raise Failure(f"{args.process}: malformed JSON: {e}") from None
-        try:
-            command, env, process_cwd, process_user = config.process_of(document, args.process)
+            process = config.process_of(document, args.process)
         except config.ConfigError as e:
             raise Failure(str(e)) from None
-        cwd, user = cwd or process_cwd, user or process_user
+        command, env = process["args"], process["env"]
+        cwd, user = cwd or process["cwd"], user or process["user"]
+        extra = {"ulimits": process["ulimits"], "group_add": process["group_add"]}
+        tty, size = tty or process["terminal"], process["tty_size"]
+    if tty and not args.console_socket:
+        raise Failure("exec --tty needs --console-socket (where to send the terminal)")
+    if args.console_socket and not tty:
+        raise Failure("cannot use console socket if runc will not allocate tty (add --tty)")
     if not command:
         raise Failure("exec needs a command (after the id) or --process FILE")
     for item in args.env:
@@ -313,13 +393,43 @@ def cmd_exec(args) -> int:
     status = _status(state)
     if status != "running":
         raise Failure(f"cannot exec in a {status} container" + (": start it first" if status == "created" else ""))
-    reply = engine.exec_given(cid, command, (0, 1, 2), env=dict(env), workdir=cwd, user=user, detach=args.detach)
+    console = _console_socket(args.console_socket) if tty else None
+    try:
+        reply, master = engine.exec_given(cid, command, None if tty else (0, 1, 2), env=dict(env), workdir=cwd,
+                                          user=user, detach=args.detach, tty_size=size, **extra)
+        if console is not None:
+            try:
+                _send_console(console, master)
+            except OSError as e:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(reply["pid"], signal.SIGKILL)  # the exec we just started, by its pid
+                raise Failure(f"--console-socket {args.console_socket}: cannot send the terminal: "
+                              f"{e.strerror}") from None
+            finally:
+                if master >= 0:
+                    os.close(master)
+    finally:
+        if console is not None:
+            console.close()
     if args.pid_file:
         _write_pid_file(args.pid_file, reply["pid"])
     if args.detach:
         return 0
     event = engine.wait_exec(cid, reply["exec_id"]) or {}
     return int(event.get("exit_code", 255))
+
+
+def _json_file(path: str):
+    """A JSON document from a file (`-`: stdin), or Failure in one line."""
+    try:
+        if path == "-":
+            return json.load(sys.stdin)
+        with open(path) as f:
+            return json.load(f)
+    except OSError as e:
+        raise Failure(f"open {path}: {e.strerror.lower()}") from None
+    except ValueError as e:
+        raise Failure(f"{path}: malformed JSON: {e}") from None
 
 
 def cmd_ps(args) -> int:
@@ -360,18 +470,7 @@ def cmd_update(args) -> int:
     from . import config
     from ..runtime.spec import Limits, SpecError, parse_size
 
-    resources: dict = {}
-    if args.resources:
-        try:
-            if args.resources == "-":
-                resources = json.load(sys.stdin)
-            else:
-                with open(args.resources) as f:
-                    resources = json.load(f)
-        except OSError as e:
-            raise Failure(f"open {args.resources}: {e.strerror.lower()}") from None
-        except ValueError as e:
-            raise Failure(f"{args.resources}: malformed JSON: {e}") from None
+    resources = _json_file(args.resources) if args.resources else {}
     try:
         limits = config.limits_of(resources, "resources", args.resources or "update")
         flags = {}

@@ -22,8 +22,9 @@ import os
 from dataclasses import dataclass
 
 from ..runtime.errors import SpecError
+from . import hooks
 from ..runtime.kernel_paths import MASKED_PATHS, NEWER_MASKED_PATHS, READONLY_PATHS
-from ..runtime.spec import ContainerSpec, Limits, Mount
+from ..runtime.spec import ULIMITS, ContainerSpec, Limits, Mount, check_ulimit
 
 ROOTFS_IMAGE = "rootfs:"  # the image name of a bundle's root (images/store.py)
 MADE = {"pid", "mount", "ipc", "uts", "network", "cgroup"}  # namespaces the lab's root rung makes
@@ -44,6 +45,8 @@ class Bundle:
     config: dict
     spec: ContainerSpec
     rootfs: str
+    hooks: dict  # the runtime-side hooks by kind (hooks.py)
+    tty_size: tuple[int, int] | None  # process.consoleSize (rows, columns)
 
     @property
     def annotations(self) -> dict:
@@ -64,7 +67,7 @@ def read(bundle: str, container_id: str) -> Bundle:
         raise ConfigError("config.json: the document is not a JSON object")
     reader = _Reader(config, bundle)
     spec = reader.spec(container_id)
-    return Bundle(bundle, config, spec, reader.rootfs)
+    return Bundle(bundle, config, spec, reader.rootfs, reader.hooks, reader.tty_size())
 
 
 def _refuse(where: str, why: str):
@@ -75,6 +78,7 @@ class _Reader:
     def __init__(self, config: dict, bundle: str):
         self.config, self.bundle = config, bundle
         self.rootfs = ""
+        self.hooks: dict = {}
 
     def get(self, where: str, kind, default=None):
         node, found = self.config, True
@@ -103,9 +107,11 @@ class _Reader:
                 command=tuple(command), image=ROOTFS_IMAGE + self.rootfs, name=container_id,
                 hostname=self.get("hostname", str) or None, env=tuple(env), workdir=self.get("process.cwd", str, "/"),
                 user=self._user(), mounts=self._mounts(), read_only=self.get("root.readonly", bool, False),
-                detach=True, limits=self._limits(), network=network, cap_add=cap_add, cap_drop=cap_drop,
+                detach=True, tty=self.get("process.terminal", bool, False), limits=self._limits(),
+                network=network, cap_add=cap_add, cap_drop=cap_drop,
                 no_new_privileges=self.get("process.noNewPrivileges", bool, False),
-                seccomp=self._seccomp(), labels=tuple(sorted(self.annotations_labels())))
+                seccomp=self._seccomp(), labels=tuple(sorted(self.annotations_labels())),
+                ulimits=self._rlimits(), group_add=self._groups())
         except SpecError as e:
             raise ConfigError(f"config.json: {e}") from None
 
@@ -116,18 +122,11 @@ class _Reader:
 
     def _refuse_unknown(self) -> None:
         process = self.get("process", dict, {})
-        for key in ("apparmorProfile", "selinuxLabel", "oomScoreAdj", "consoleSize", "ioPriority", "scheduler",
+        for key in ("apparmorProfile", "selinuxLabel", "oomScoreAdj", "ioPriority", "scheduler",
                     "execCPUAffinity"):
             if process.get(key) not in (None, "", {}):
                 _refuse(f"process.{key}", "not supported by this runtime")
-        if process.get("terminal"):
-            _refuse("process.terminal", "a console socket is not supported yet: run with terminal false")
-        for i, limit in enumerate(process.get("rlimits") or ()):
-            _refuse(f"process.rlimits[{i}].type", f"{limit.get('type')!r}: rlimits are not supported yet")
-        hooks = self.get("hooks", dict, {})
-        for kind, entries in hooks.items():
-            if entries:
-                _refuse(f"hooks.{kind}", "hooks are not supported yet")
+        self.hooks = hooks.check(self.config.get("hooks"), _refuse)
         linux = self.get("linux", dict, {})
         for key in ("uidMappings", "gidMappings", "sysctl", "intelRdt", "personality", "timeOffsets"):
             if linux.get(key):
@@ -155,10 +154,39 @@ class _Reader:
             env.append((key, value))
         return env
 
+    def _rlimits(self) -> tuple[tuple[str, int, int], ...]:
+        """process.rlimits as the lab's --ulimit (RLIMIT_NOFILE -> nofile; the largest
+        uint64, RLIM_INFINITY, as -1)."""
+        found = []
+        for i, limit in enumerate(self.get("process.rlimits", list, [])):
+            where = f"process.rlimits[{i}]"
+            if not isinstance(limit, dict) or not isinstance(limit.get("type"), str):
+                _refuse(where, "must be an object with a type such as RLIMIT_NOFILE")
+            name = limit["type"].removeprefix("RLIMIT_").lower()
+            if not limit["type"].startswith("RLIMIT_") or name not in ULIMITS:
+                _refuse(f"{where}.type", f"{limit['type']!r} is not an rlimit this host knows")
+            values = []
+            for key in ("soft", "hard"):
+                value = limit.get(key)
+                if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 64:
+                    _refuse(f"{where}.{key}", f"{value!r} is not a limit (0 .. 2^64-1)")
+                values.append(-1 if value >= (1 << 63) - 1 else value)
+            try:
+                found.append(check_ulimit((name, *values)))
+            except SpecError as e:
+                _refuse(where, str(e))
+        return tuple(found)
+
+    def _groups(self) -> tuple[str, ...]:
+        gids = self.get("process.user.additionalGids", list, [])
+        for i, gid in enumerate(gids):
+            if isinstance(gid, bool) or not isinstance(gid, int) or not 0 <= gid < 1 << 32:
+                _refuse(f"process.user.additionalGids[{i}]", f"{gid!r} is not a GID")
+        gid = self.get("process.user.gid", int, 0)
+        return tuple(str(g) for g in dict.fromkeys(gids) if g != gid)
+
     def _user(self) -> str | None:
         user = self.get("process.user", dict, {})
-        if user.get("additionalGids"):
-            _refuse("process.user.additionalGids", "not supported yet")
         if user.get("username"):
             _refuse("process.user.username", "is for Windows containers")
         uid, gid = user.get("uid", 0), user.get("gid", 0)
@@ -239,17 +267,30 @@ class _Reader:
     def _limits(self) -> Limits:
         return limits_of(self.get("linux.resources", dict, {}))
 
-    def process(self) -> tuple[list[str], list[tuple[str, str]], str | None, str | None]:
-        """An exec's process object (`exec --process FILE`): args, env, cwd, user."""
+    def process(self) -> dict:
+        """An exec's process object (`exec --process FILE`): args, env, cwd, user, ulimits,
+        group_add, terminal, tty_size."""
         process = self.get("process", dict, {})
-        for key in ("apparmorProfile", "selinuxLabel", "oomScoreAdj", "consoleSize", "ioPriority", "scheduler",
-                    "rlimits"):
+        for key in ("apparmorProfile", "selinuxLabel", "oomScoreAdj", "ioPriority", "scheduler"):
             if process.get(key) not in (None, "", {}, []):
                 _refuse(f"process.{key}", "not supported by this runtime's exec")
-        if process.get("terminal"):
-            _refuse("process.terminal", "a console socket is not supported yet: exec with terminal false")
         # capabilities and noNewPrivileges: an exec gets the container's own (as docker exec)
-        return self._args(), self._env(), self.get("process.cwd", str), self._user()
+        return {"args": self._args(), "env": self._env(), "cwd": self.get("process.cwd", str), "user": self._user(),
+                "ulimits": self._rlimits(), "group_add": self._groups(),
+                "terminal": self.get("process.terminal", bool, False), "tty_size": self.tty_size()}
+
+    def tty_size(self) -> tuple[int, int] | None:
+        """process.consoleSize as (rows, columns), or None."""
+        size = self.get("process.consoleSize", dict)
+        if size is None:
+            return None
+        values = []
+        for key in ("height", "width"):
+            value = size.get(key)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+                _refuse(f"process.consoleSize.{key}", f"{value!r}: a size from 1 to 65535")
+            values.append(value)
+        return values[0], values[1]
 
     def _seccomp(self) -> str | None:
         profile = self.get("linux.seccomp", dict)
@@ -258,7 +299,7 @@ class _Reader:
         return json.dumps(profile)
 
 
-def process_of(document, source: str) -> tuple[list[str], list[tuple[str, str]], str | None, str | None]:
+def process_of(document, source: str) -> dict:
     """`exec --process FILE`: the file's process object, read as config.json's."""
     if not isinstance(document, dict):
         raise ConfigError(f"{source}: the document is not a JSON object (a runtime-spec process)")

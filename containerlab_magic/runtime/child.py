@@ -80,6 +80,9 @@ class Setup:
     sandbox: object = None  # a sandbox.Sandbox: no namespaces, a plain process (sandbox.py)
     tmpdir: str = ""  # the sandbox's private TMPDIR and working directory
     map_fd: int = -1  # multi-id: one byte here once the shim has mapped our ids (newuidmap)
+    holder_pid: int | None = None  # rootless bridge: clone inside this process's user namespace (userland.py)
+    ulimits: tuple = ()  # (name, soft, hard): --ulimit, set before privileges drop (-1: unlimited)
+    group_add: tuple = ()  # --group-add: supplementary groups, GIDs or names of the image's /etc/group
 
 
 # Signals whose disposition the shim (Python) changed: SIGINT and SIGPIPE, SIGXFSZ
@@ -118,7 +121,8 @@ def run_flags(setup: Setup) -> int:
     if setup.sandbox is not None:
         return 0
     if setup.userns is not None:
-        return setup.userns.clone_flags(own_net)
+        flags = setup.userns.clone_flags(own_net)
+        return flags & ~linux.CLONE_NEWUSER if setup.holder_pid else flags  # (joined: the holder's)
     flags = RUN_NAMESPACES & ~linux.CLONE_NEWCGROUP
     return flags if own_net else flags & ~linux.CLONE_NEWNET
 
@@ -126,8 +130,9 @@ def run_flags(setup: Setup) -> int:
 def run_flags_for(spec, userns=None) -> int:
     """run_flags for a ContainerSpec (what explain names)."""
     own_net = not (spec.network == "host" or spec.network.startswith("container:"))
-    if userns is not None:
-        return userns.clone_flags(own_net)
+    if userns is not None:  # (on a bridge: the network's user namespace is joined, none made)
+        flags = userns.clone_flags(own_net)
+        return flags & ~linux.CLONE_NEWUSER if spec.on_bridge else flags
     flags = RUN_NAMESPACES & ~linux.CLONE_NEWCGROUP
     return flags if own_net else flags & ~linux.CLONE_NEWNET
 
@@ -156,7 +161,10 @@ def start_container(setup: Setup) -> None:
         tl.mark("signals", "default signal handlers, empty signal mask; close inherited fds")
         if setup.sandbox is not None:
             _sandboxed(setup, tl)
-        if setup.userns is not None:
+        if setup.userns is not None and setup.holder_pid:
+            tl.mark("userns", "joined the user namespace of the lab's network (userland.py): "
+                    + setup.userns.describe().removeprefix("user namespace: "))
+        elif setup.userns is not None:
             stage = "user namespace"
             if setup.userns.multi:
                 if os.read(setup.map_fd, 1) != b"x":
@@ -293,10 +301,21 @@ def _pid1(setup: Setup, tl: Timeline) -> None:
             setup.userns.check_user(uid, gid, setup.user)
             if not setup.userns.multi:
                 groups = None  # setgroups(2) is denied in a single-id namespace
+        if setup.group_add:
+            if groups is None:
+                raise OSError(errno.EPERM, "--group-add needs setgroups(2), which a single-id user namespace "
+                                           "denies: give this user /etc/subuid and /etc/subgid ranges (the "
+                                           "multi-id rung), or drop --group-add")
+            groups = groups + [_group_id(g) for g in setup.group_add if _group_id(g) not in groups]
         env = dict(setup.env)
         if home and setup.user is not None and "HOME" not in setup.env_explicit:
             env["HOME"] = home
-        tl.mark("user", f"user {setup.user or 'root'}: uid {uid}, gid {gid}")
+        tl.mark("user", f"user {setup.user or 'root'}: uid {uid}, gid {gid}"
+                + (f", groups {groups}" if setup.group_add else ""))
+        if setup.ulimits:
+            stage = "ulimits"
+            set_ulimits(setup.ulimits)
+            tl.mark("ulimits", "setrlimit " + ", ".join(f"{n}={s}:{h}" for n, s, h in setup.ulimits))
         stage = "privileges"
         # keyring, capabilities, no_new_privs, seccomp last (each a step of explain)
         security.apply(setup.security, uid, gid, groups, tl.mark if tl.enabled else None,
@@ -347,6 +366,9 @@ def _sandboxed(setup: Setup, tl: Timeline) -> None:
         env["PATH"] = sandbox.image_path(root, env.get("PATH", "/usr/bin:/bin"))
         os.chdir(setup.tmpdir)
         tl.mark("sandbox", f"setsid, TMPDIR and working directory {setup.tmpdir}, PATH from the image first")
+        if setup.ulimits:
+            stage = "ulimits"
+            set_ulimits(setup.ulimits)
         if setup.rlimits:
             stage = "rlimits"
             from .rootless import set_rlimits
@@ -441,9 +463,9 @@ def _wait_for_go(setup: Setup, tl: Timeline) -> None:
         tl.restart(go.get("go_ns", 0))  # a warm PID 1: what ran before its claim is no part of this start
     else:
         tl.mark("wait", "wait for the shim's go on the sync pipe (cgroup, network)")
-    for key in ("command", "workdir", "user", "hostname", "init"):
+    for key in ("command", "workdir", "user", "hostname", "init", "ulimits", "group_add"):
         if key in go:
-            setattr(setup, key, tuple(go[key]) if key == "command" else go[key])
+            setattr(setup, key, tuple(go[key]) if key in ("command", "ulimits", "group_add") else go[key])
     if "env" in go:
         setup.env, setup.env_explicit = go["env"], frozenset(go["env_explicit"])
     if go.get("net"):
@@ -557,7 +579,13 @@ def _refuse_router_ads(ifname: str) -> None:
     """No addresses or routes from router advertisements (ipv6(7) accept_ra, autoconf): another
     container of the bridge (CAP_NET_RAW) could otherwise make itself our IPv6 router."""
     for key in ("accept_ra", "autoconf") if _ipv6_conf else ():
-        fd = os.open(f"{ifname}/{key}", os.O_WRONLY | os.O_CLOEXEC, dir_fd=_ipv6_conf[0])
+        try:
+            fd = os.open(f"{ifname}/{key}", os.O_WRONLY | os.O_CLOEXEC, dir_fd=_ipv6_conf[0])
+        except OSError as e:
+            if e.errno != errno.EROFS:
+                raise
+            return  # a pod's read-only /proc (no PID namespace: ours is the pod's), on a rootless
+            # bridge whose other members are the same user's containers: their default stands
         try:
             os.write(fd, b"0")
         finally:
@@ -591,6 +619,33 @@ def _lookup_user(user: str | None) -> tuple[int, int, list[int], str | None]:
                 raise OSError(errno.ENOENT, f"no group {group!r} in the image's /etc/group: give a numeric GID")
             gid = int(grp[2])
     return uid, gid, [gid], home
+
+
+def _group_id(group: str) -> int:
+    """A --group-add entry: a GID, or a group name of the image's /etc/group."""
+    if group.isdigit():
+        return int(group)
+    entry = next((e for e in _read_db("/etc/group") if e[0] == group and len(e) > 2), None)
+    if entry is None:
+        raise OSError(errno.ENOENT, f"--group-add {group}: no such group in the image's /etc/group: give a GID")
+    return int(entry[2])
+
+
+def set_ulimits(ulimits) -> None:
+    """--ulimit (and an OCI process's rlimits): soft and hard, while PID 1 still has its
+    capabilities (raising a hard limit needs CAP_SYS_RESOURCE)."""
+    import resource
+
+    for name, soft, hard in ulimits:
+        number = getattr(resource, f"RLIMIT_{name.upper()}")
+        values = tuple(resource.RLIM_INFINITY if v == -1 else v for v in (soft, hard))
+        try:
+            resource.setrlimit(number, values)
+        except (ValueError, PermissionError):
+            current = resource.getrlimit(number)[1]
+            most = "unlimited" if current == resource.RLIM_INFINITY else str(current)
+            raise OSError(errno.EPERM, f"--ulimit {name}={soft}:{hard}: the hard limit here is {most}, and raising "
+                                       "it needs CAP_SYS_RESOURCE on the host (root): ask for at most that") from None
 
 
 def _read_db(path: str) -> list[list[str]]:

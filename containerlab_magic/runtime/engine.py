@@ -116,13 +116,22 @@ class Engine(ResourceVerbs, CleanupVerbs):
         reply, fds = self._request(message)
         return Container(self, reply, fds, spec, on_output)
 
-    def create(self, spec: ContainerSpec, stdio: tuple[int, int, int]) -> dict:
-        """The OCI runtime's create: made, with `stdio` (the caller's own fds) as its streams,
-        PID 1 waiting for start_created.  Returns the reply: id, name, pid."""
-        reply, fds = self._request({"op": "run", "spec": spec.to_json(), "hold": True, "stdio": "given"}, stdio)
+    def create(self, spec: ContainerSpec, stdio: tuple[int, int, int] | None,
+               tty_size: tuple[int, int] | None = None) -> tuple[dict, int]:
+        """The OCI runtime's create: made, PID 1 waiting for start_created, with `stdio` (the
+        caller's own fds) as its streams; or, with stdio None and spec.tty, a pty whose master
+        is returned (for the caller's console socket).  Returns (the reply: id, name, pid;
+        the master or -1)."""
+        message = {"op": "run", "spec": spec.to_json(), "hold": True}
+        if stdio is not None:
+            message["stdio"] = "given"
+        if tty_size:
+            message["tty_size"] = [int(tty_size[0]), int(tty_size[1])]
+        reply, fds = self._request(message, stdio or ())
+        master = fds.pop() if spec.tty and stdio is None and fds else -1
         for fd in fds:
             os.close(fd)
-        return reply
+        return reply, master
 
     def start_created(self, ref: str) -> dict:
         """The OCI runtime's start: a created container's PID 1 gets its go."""
@@ -153,16 +162,28 @@ class Engine(ResourceVerbs, CleanupVerbs):
         reply["name"] = state.get("name")
         return Container(self, reply, fds, ContainerSpec(tuple(command)), on_output)
 
-    def exec_given(self, ref: str, command: list[str], stdio: tuple[int, int, int], *, env: dict | None = None,
-                   workdir: str | None = None, user: str | None = None, detach: bool = False) -> dict:
-        """The OCI runtime's exec: `stdio` (the caller's own fds) are the process's streams.
-        Returns the reply (id, exec_id, pid); its exit comes as wait_exec's event (detach: it
-        outlives this engine's connection, as a detached container does)."""
-        reply, fds = self._request({"op": "exec", "container": ref, "command": list(command), "env": env or {},
-                                    "workdir": workdir, "user": user, "stdio": "given", "detach": detach}, stdio)
+    def exec_given(self, ref: str, command: list[str], stdio: tuple[int, int, int] | None, *,
+                   env: dict | None = None, workdir: str | None = None, user: str | None = None,
+                   detach: bool = False, ulimits: tuple | None = None, group_add: tuple | None = None,
+                   tty_size: tuple[int, int] | None = None) -> tuple[dict, int]:
+        """The OCI runtime's exec: `stdio` (the caller's own fds) are the process's streams;
+        or, stdio None, a pty whose master is returned (for the caller's console socket).
+        Returns (the reply: id, exec_id, pid; the master or -1); the exit comes as
+        wait_exec's event (detach: it outlives this engine's connection, as a detached
+        container does)."""
+        message = {"op": "exec", "container": ref, "command": list(command), "env": env or {}, "workdir": workdir,
+                   "user": user, "detach": detach, "tty": stdio is None,
+                   "ulimits": None if ulimits is None else [list(u) for u in ulimits],
+                   "group_add": None if group_add is None else list(group_add)}
+        if stdio is not None:
+            message["stdio"] = "given"
+        if tty_size:
+            message["tty_size"] = [int(tty_size[0]), int(tty_size[1])]
+        reply, fds = self._request(message, stdio or ())
+        master = fds.pop() if stdio is None and fds else -1
         for fd in fds:
             os.close(fd)
-        return reply
+        return reply, master
 
     def wait_exec(self, cid: str, exec_id: str, timeout: float | None = None) -> dict | None:
         return self._wait_exit(cid, exec_id, timeout)

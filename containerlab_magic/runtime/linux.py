@@ -228,3 +228,14 @@ def capset(caps: int, inheritable: int | None = None) -> None:
 def last_cap() -> int:
     with open("/proc/sys/kernel/cap_last_cap") as f:
         return int(f.read())
+
+
+def read_line(fd: int) -> bytes:
+    """A child's one-line report on a pipe: up to its newline, or what came before EOF."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+    return data

@@ -260,7 +260,7 @@ def plan(image, spec, state_dir: str | None, userns=None) -> list:
         steps.append(Mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC))
     steps += _dev_steps(userns is not None)
     if userns is not None:
-        steps.append(UserSysfs(own_net=userns.net and spec.network == "none"))
+        steps.append(UserSysfs(own_net=userns.net and (spec.network == "none" or spec.on_bridge)))
     else:
         steps.append(Mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY))
     # One storage budget per container (--storage-size, else storage_budget's default):

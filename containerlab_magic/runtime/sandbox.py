@@ -69,6 +69,7 @@ def refusal(spec, image_name: str) -> str | None:
                 f"use the host or busybox image here")
     for what, bad in (("-v/--volume", bool(spec.mounts)), ("--read-only", spec.read_only),
                       ("--user", spec.user not in (None, "", "0", "root", "0:0")), ("--hostname", bool(spec.hostname)),
+                      ("--group-add", bool(spec.group_add)),
                       (f"--net {spec.network}", spec.network not in ("none", "host"))):
         if bad:
             return f"{what} needs a namespace of its own, and {fix}: drop {what.split()[0]}"

@@ -279,6 +279,8 @@ class ContainerSpec:
     entrypoint: tuple[str, ...] | None = None  # --entrypoint: replaces the image's, which clears its Cmd
     stop_signal: str | None = None  # the image's StopSignal (stop sends it instead of SIGTERM)
     exposed_ports: tuple[str, ...] = ()  # the image's ExposedPorts ("80/tcp"), shown by `port`
+    ulimits: tuple[tuple[str, int, int], ...] = ()  # --ulimit nofile=1024:2048: (name, soft, hard); -1 unlimited
+    group_add: tuple[str, ...] = ()  # --group-add GID or a group name of the image's /etc/group
 
     def __post_init__(self) -> None:
         # Accept friendly types (list, dict) but store immutable ones.
@@ -294,6 +296,13 @@ class ContainerSpec:
         object.__setattr__(self, "cap_add", tuple(self.cap_add))
         object.__setattr__(self, "cap_drop", tuple(self.cap_drop))
         object.__setattr__(self, "exposed_ports", tuple(self.exposed_ports))
+        object.__setattr__(self, "ulimits", tuple(check_ulimit(u) for u in self.ulimits))
+        object.__setattr__(self, "group_add", tuple(str(g) for g in self.group_add))
+        for group in self.group_add:
+            if not re.match(r"^[A-Za-z0-9_.-]+$", group) or (group.isdigit() and int(group) >= 1 << 32):
+                raise SpecError(f"invalid --group-add {group!r}: give a GID like 44, or a group name from the image")
+        if len({name for name, _, _ in self.ulimits}) != len(self.ulimits):
+            raise SpecError("--ulimit: each limit once, e.g. --ulimit nofile=1024:2048")
         if self.entrypoint is not None:
             object.__setattr__(self, "entrypoint", tuple(self.entrypoint))
         for key, _ in self.labels:
@@ -320,8 +329,6 @@ class ContainerSpec:
         if self.timeout is not None and not 0 < self.timeout <= MAX_TIMEOUT:  # also refuses nan and inf
             raise SpecError(f"invalid --timeout {self.timeout:g}: give a number of seconds above 0 and at most "
                             f"{MAX_TIMEOUT} (30 days)")
-        if self.tty and self.detach:
-            raise SpecError("--tty needs a terminal to attach to: drop --detach or --tty")
         if self.network != "none" and self.network != "host" and not self.network.startswith("container:"):
             parse_name(self.network, "network name")
         if self.ports and not self.on_bridge and self.network != "none":  # (none: a rootless lab uses pasta)
@@ -362,11 +369,45 @@ class ContainerSpec:
             data["ports"] = tuple(PortMap(**p) for p in data.get("ports", ()))
             data["env"] = tuple(tuple(kv) for kv in data.get("env", ()))
             data["labels"] = tuple(tuple(kv) for kv in data.get("labels", ()))
+            data["ulimits"] = tuple(tuple(u) for u in data.get("ulimits", ()))
             return cls(**data)
         except SpecError:
             raise
         except (TypeError, ValueError, AttributeError, KeyError) as e:
             raise SpecError(f"malformed container spec: {type(e).__name__}: {e}".splitlines()[0]) from None
+
+
+# Docker's --ulimit names (man docker-run; the resource module's RLIMIT_* constants).
+ULIMITS = ("as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
+           "rss", "rtprio", "rttime", "sigpending", "stack")
+
+
+def parse_ulimit(text: str) -> tuple[str, int, int]:
+    """'nofile=1024:2048' or 'nofile=1024' (soft = hard) -> (name, soft, hard); -1 is unlimited."""
+    name, sep, values = text.partition("=")
+    soft, _, hard = values.partition(":")
+    try:
+        limit = (name, int(soft), int(hard or soft))
+    except ValueError:
+        raise SpecError(f"invalid --ulimit {text!r}: write NAME=SOFT[:HARD], e.g. nofile=1024:2048") from None
+    if not sep:
+        raise SpecError(f"invalid --ulimit {text!r}: write NAME=SOFT[:HARD], e.g. nofile=1024:2048")
+    return check_ulimit(limit)
+
+
+def check_ulimit(limit) -> tuple[str, int, int]:
+    try:
+        name, soft, hard = limit
+    except (TypeError, ValueError):
+        raise SpecError(f"invalid ulimit {limit!r}: (name, soft, hard)") from None
+    if name not in ULIMITS:
+        raise SpecError(f"unknown --ulimit {name!r}: one of {', '.join(ULIMITS)}")
+    for value in (soft, hard):
+        if isinstance(value, bool) or not isinstance(value, int) or not -1 <= value < 1 << 63:
+            raise SpecError(f"invalid --ulimit {name}={soft}:{hard}: give numbers (-1 for unlimited)")
+    if hard != -1 and (soft == -1 or soft > hard):
+        raise SpecError(f"invalid --ulimit {name}={soft}:{hard}: the soft limit is above the hard one")
+    return name, soft, hard
 
 
 def parse_env(items: list[str] | tuple[str, ...]) -> tuple[tuple[str, str], ...]:

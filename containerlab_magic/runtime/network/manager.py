@@ -26,7 +26,7 @@ from .. import faults
 from ..errors import Conflict, HostUnsupported, NotFound, RuntimeFailure, SpecError
 from ..spec import PortMap, parse_name
 from . import filter as host_filter
-from . import hosts, netlink, shaping
+from . import hosts, netlink, shaping, userland
 from .netlink import off_event_loop
 from .proxy import PortProxy
 from .state import ALIAS_PREFIX, NetworkState, host_lock
@@ -81,22 +81,28 @@ def mac_for(ip: str) -> str:
 
 
 def require_root(what: str) -> None:
-    """Bridges and veth pairs need CAP_NET_ADMIN in the host's network namespace: one line for
-    anyone else, before anything is made."""
+    """What needs root's network namespace (a link shaped from the host's side, a
+    container:NAME partner): one line for anyone else, before anything is made."""
     if os.geteuid() != 0:
         raise HostUnsupported(
-            f"{what}: bridge networks need root on this host (a bridge and veth pairs need CAP_NET_ADMIN "
-            f"in the host's network namespace), and this lab runs as uid {os.geteuid()}; use --net none "
-            "(the default: the container's own loopback) or --net host, or run the lab as root")
+            f"{what} needs root on this host (it works on the container's network namespace from the host's "
+            f"side), and this lab runs as uid {os.geteuid()}: drop it, or run the lab as root")
 
 
 class NetworkManager:
     """Networks and container attachments under STATE_ROOT/networks/ (see module doc)."""
 
-    def __init__(self, state_root: str) -> None:
+    def __init__(self, state_root: str, userns=None) -> None:
         self.state = NetworkState(state_root)
         self._proxy: PortProxy | None = None
-        self._host = netlink.HostSocket()
+        # Rootless: the bridges live in the user's own network namespace (userland.py),
+        # published ports go through pasta, and the host's filter is not ours to touch.
+        self.rootless = os.geteuid() != 0
+        self._host = userland.HolderSocket(self.state.dir, userns) if self.rootless else netlink.HostSocket()
+
+    def holder_pid(self) -> int | None:
+        """Rootless: the pid whose user namespace a container on a bridge joins (started if need be)."""
+        return self._host.holder().pid if self.rootless else None
 
     def close(self) -> None:
         """Close the published ports and the netlink socket this process holds."""
@@ -118,7 +124,6 @@ class NetworkManager:
     @off_event_loop
     def create(self, name: str, subnet: str | None = None, internal: bool = False) -> dict:
         parse_name(name, "network name")
-        require_root(f"network {name}")
         if name in RESERVED_NAMES or name.startswith("container:"):
             raise SpecError(f"{name!r} is a network mode, not a name: choose another network name")
         wanted = parse_subnet(subnet) if subnet else None
@@ -145,12 +150,14 @@ class NetworkManager:
             gateway = str(next(net.hosts()))
             try:
                 netlink.create_bridge(ipr, bridge, self.state.bridge_alias(name), gateway, net.prefixlen)
-                host_filter.add_bridge(bridge)  # containers reach the host only through published ports
+                if not self.rootless:
+                    host_filter.add_bridge(bridge)  # containers reach the host only through published ports
             except Exception as exc:
                 with contextlib.suppress(Exception):
                     netlink.delete_link(ipr, bridge)
-                with contextlib.suppress(Exception):
-                    host_filter.remove_bridge(bridge)
+                if not self.rootless:
+                    with contextlib.suppress(Exception):
+                        host_filter.remove_bridge(bridge)
                 raise netlink.failure(f"creating bridge {bridge} for network {name}", exc) from None
         record = {"name": name, "subnet": str(net), "gateway": gateway, "bridge": bridge,
                   "internal": bool(internal), "created": time.time()}
@@ -181,7 +188,8 @@ class NetworkManager:
 
     def _ensure_bridge(self, ipr, record: dict) -> tuple[int, int]:
         """(index, MTU) of the network's bridge, re-created if the host lost it (a reboot)."""
-        found = netlink.sysfs_link(record["bridge"])  # the common case, without a netlink round trip
+        # the common case, without a netlink round trip (/sys shows the host's namespace: root only)
+        found = None if self.rootless else netlink.sysfs_link(record["bridge"])
         if found is not None and found[2] == self.state.bridge_alias(record["name"]):
             return found[0], found[1]
         try:
@@ -192,7 +200,8 @@ class NetworkManager:
             net = ipaddress.ip_network(record["subnet"])
             index = netlink.create_bridge(ipr, record["bridge"], self.state.bridge_alias(record["name"]),
                                           record["gateway"], net.prefixlen)
-            host_filter.add_bridge(record["bridge"])
+            if not self.rootless:
+                host_filter.add_bridge(record["bridge"])
             return index, ipr.get_links(index)[0].get_attr("IFLA_MTU")
         if link.get_attr("IFLA_IFALIAS") != self.state.bridge_alias(record["name"]):
             raise RuntimeFailure(f"interface {record['bridge']} exists but is not network {record['name']}'s bridge")
@@ -212,7 +221,8 @@ class NetworkManager:
                     if alias == self.state.bridge_alias(name):
                         netlink.delete_link(ipr, record["bridge"])
                 faults.point("network-rm")  # (a test hook)
-                host_filter.remove_bridge(record["bridge"])
+                if not self.rootless:
+                    host_filter.remove_bridge(record["bridge"])
             # Spares made ahead by a shim (which will start those containers cold instead).
             # After the bridge: a spare's PID 1 may be making its veth right now, and
             # rtnl orders that before the bridge went (the veth is found and deleted
@@ -220,6 +230,12 @@ class NetworkManager:
             for spare_id in [s for s, spare in st["spares"].items() if spare["network"] == name]:
                 self._unplug_locked(st, spare_id)
             del st["networks"][name]
+            self._maybe_stop_holder(st)
+
+    def _maybe_stop_holder(self, st: dict) -> None:
+        """Rootless: with no network and no member left, end the user's namespace holder."""
+        if self.rootless and not st["networks"] and not st["containers"] and not st["spares"]:
+            self._host.stop_holder()
 
     def list(self) -> list[dict]:
         with self.state.locked() as st:
@@ -296,6 +312,8 @@ class NetworkManager:
         """Listen for the container's published ports: on their loopback address, or (with
         `gateway`) on the bridge's, which lets other containers of that bridge reach the
         port too (the host filter opens it to that bridge only)."""
+        if self.rootless:
+            return  # pasta publishes them (plan step Ports), into the container's own namespace
         undo.push(lambda: self.proxy.unpublish(container_id))
         undo.push(lambda: host_filter.close_ports(container_id))
         for port in ports:  # (host_ip is loopback: _check_ports)
@@ -418,7 +436,7 @@ class NetworkManager:
         finally:
             os.close(nsfd)
         undo.push(lambda: self._delete_veth(veth))
-        if netlink.sysfs_set_alias(veth, self.state.veth_alias(container_id)):
+        if not self.rootless and netlink.sysfs_set_alias(veth, self.state.veth_alias(container_id)):
             return
         try:
             ipr.link("set", ifname=veth, ifalias=self.state.veth_alias(container_id))
@@ -486,7 +504,8 @@ class NetworkManager:
     def _detach_locked(self, st: dict, container_id: str, exited: bool = False) -> None:
         if self._proxy is not None:
             self._proxy.unpublish(container_id)
-        host_filter.close_ports(container_id)
+        if not self.rootless:
+            host_filter.close_ports(container_id)
         record = st["containers"].pop(container_id, None)
         if record is None:
             return
@@ -519,6 +538,7 @@ class NetworkManager:
         """Set (or with all None, clear) rate, delay and loss on the container's link.
         keep=True (a live update) keeps what is set and not given anew."""
         wanted = shaping.parse_shape(rate, delay, loss)
+        require_root("--net-rate, --net-delay and --net-loss (tc on both ends of the link)")
         with self.state.locked() as st:
             record = st["containers"].get(container_id)
             if record is None:
@@ -567,11 +587,14 @@ class NetworkManager:
             known_veths = {c["veth"] for c in st["containers"].values() if c.get("veth")}
             known_veths |= {spare["veth"] for spare in st["spares"].values()}
             known_bridges = {n["bridge"] for n in st["networks"].values()}
+            if self.rootless and self._host.running() is None:
+                return removed  # no holder: no link of ours anywhere
             with self._host() as ipr:
                 for ifname, _ in netlink.links_with_alias_prefix(ipr, f"{ALIAS_PREFIX}:{self.state.tag}:"):
                     if ifname not in known_veths and ifname not in known_bridges:
                         netlink.delete_link(ipr, ifname)
                         removed["links"].append(ifname)
+            self._maybe_stop_holder(st)
         return removed
 
 

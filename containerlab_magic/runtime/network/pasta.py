@@ -26,6 +26,7 @@ import subprocess
 from ..errors import HostUnsupported, SpecError
 
 HELPER_PATH = "/usr/bin:/bin:/usr/sbin:/sbin"
+NS_IFNAME = "pasta0"
 
 
 def binary() -> str:
@@ -42,6 +43,7 @@ def argv(pid: int, ports, pidfile: str) -> list[str]:
         specs[p.protocol] += ["-t" if p.protocol == "tcp" else "-u", f"{p.host_ip}/{p.host_port}:{p.container_port}"]
     return [binary(), "-q", *specs["tcp"], *specs["udp"], *([] if specs["tcp"] else ["-t", "none"]),
             *([] if specs["udp"] else ["-u", "none"]), "-T", "none", "-U", "none",
+            "-I", NS_IFNAME,  # its tap (left down) must not take the name eth0, a bridge's link
             "--userns", f"/proc/{pid}/ns/user", "--netns", f"/proc/{pid}/ns/net", "-P", pidfile]
 
 

@@ -17,8 +17,8 @@ from . import steps as s
 AHEAD_KINDS = ("state", "cgroup", "clone")
 
 
-def build(spec, *, cgroups: bool) -> list:
-    """The shim's steps for `spec` on a host with (or without) writable cgroups."""
+def build(spec, *, cgroups: bool, rootless: bool = False) -> list:
+    """The shim's steps for `spec` on a host with (or without) writable cgroups, as root or not."""
     plan: list = [s.ClaimName(), s.StateDir(), s.Identity()]
     if cgroups:
         plan.append(s.Cgroup())
@@ -31,7 +31,7 @@ def build(spec, *, cgroups: bool) -> list:
         plan.append(s.Network())
     if spec.on_bridge and (spec.net_rate or spec.net_delay or spec.net_loss):
         plan.append(s.Shaping())
-    if spec.ports and not spec.on_bridge:  # rootless: pasta (the checks refused it as root)
+    if spec.ports and (rootless or not spec.on_bridge):  # rootless: pasta (the checks refused it as root)
         plan.append(s.Ports())
     if spec.detach:
         plan.append(s.Log())

@@ -31,14 +31,17 @@ def dry_plan(spec, image, store, cgroups) -> list[StepRecord]:
     name = spec.name or "<a free name>"
     ctx = StartContext(_DryHost(store, cgroups), spec, "<new id>", name, image,
                        hostname=spec.hostname or name[:63].replace("_", "-").replace(".", "-"))
-    records = dry_run(build(spec, cgroups=cgroups is not None), ctx)
+    records = dry_run(build(spec, cgroups=cgroups is not None, rootless=ctx.shim.userns is not None), ctx)
     return records + [StepRecord(kind, text, None, CONTAINER)
                       for kind, text in _pid1_steps(spec, image, store, cgroups, ctx, ctx.shim.userns)]
 
 
 def _pid1_steps(spec, image, store, cgroups, ctx, userns=None) -> list[tuple[str, str]]:
     steps = [("signals", "default signal handlers, empty signal mask; close inherited fds")]
-    if userns is not None:
+    if userns is not None and spec.on_bridge:
+        steps.append(("userns", "joined the user namespace of the lab's network (userland.py): "
+                      + userns.describe().removeprefix("user namespace: ")))
+    elif userns is not None:
         steps.append(("userns", userns.describe()))
     if spec.network.startswith("container:"):
         steps.append(("join network", f"setns(2) into the network namespace of {spec.network[10:]}"))

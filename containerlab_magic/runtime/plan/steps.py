@@ -173,6 +173,9 @@ class ClonePid1:
         if ctx.ahead(self.kind):
             mapped = f"; {ctx.shim.userns.describe()}" if ctx.shim.userns is not None else ""
             return f"claim the warm PID 1 ({pid}), cloned ahead with {flags}, its rootfs mounted{mapped}"
+        if ctx.shim.userns is not None and ctx.spec.on_bridge:
+            return (f"fork a child that joins the user namespace of the lab's network (setns), which does "
+                    f"clone({flags}): PID 1 is {pid}")
         return f"clone({flags}): PID 1 is {pid}"
 
 
@@ -283,12 +286,18 @@ class Shaping:
 
 
 class Ports:
-    """-p without a bridge (a rootless lab): pasta splices host ports into PID 1's own
-    network namespace (network/pasta.py); ended with the container."""
+    """-p in a rootless lab: without a bridge, pasta splices host ports into PID 1's own
+    network namespace (network/pasta.py); on a bridge of the user's own, a relay process
+    relays them from inside its namespaces (network/relay.py).  Ended with the container."""
 
     kind = "ports"
 
     def run(self, ctx) -> None:
+        if ctx.spec.on_bridge:
+            from ..network.relay import Relay
+
+            ctx.proc.forwarder = Relay.start(ctx.proc.pid, ctx.spec.ports)
+            return
         from ..network.pasta import Forwarder
 
         ctx.proc.forwarder = Forwarder.start(ctx.proc.pid, ctx.spec.ports, ctx.state_dir)
@@ -300,6 +309,8 @@ class Ports:
 
     def describe(self, ctx) -> str:
         ports = ", ".join(f"{p.host_ip}:{p.host_port}->{p.container_port}/{p.protocol}" for p in ctx.spec.ports)
+        if ctx.spec.on_bridge:
+            return f"relay: {ports}, accepted on the host, connected from inside the container's namespaces"
         return f"pasta: {ports} into PID 1's network namespace (its loopback; no route out)"
 
 

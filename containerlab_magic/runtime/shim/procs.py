@@ -11,6 +11,7 @@ inherits and reaps the grandchild.  Each process is watched by a pidfd
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -125,6 +126,8 @@ class Spawner:
         return proc
 
     def _clone(self, setup: child.Setup) -> int:
+        if setup.holder_pid:
+            return self._clone_joined(setup)
         multi = setup.userns is not None and setup.userns.multi
         map_w = -1
         if multi:  # PID 1 waits until newuidmap has mapped its namespace from out here
@@ -159,6 +162,47 @@ class Spawner:
                 os.close(map_w)
         return pid
 
+    def _clone_joined(self, setup: child.Setup) -> int:
+        """Rootless, on a bridge: PID 1 is cloned by a first child that joined the user
+        namespace of the lab's network (network/userland.py), so every namespace it makes
+        is owned by that one (its veth can be moved in).  The ids are mapped already.  The
+        first child exits at once; PID 1 is then ours (we are a subreaper)."""
+        userns_fd = os.open(f"/proc/{setup.holder_pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+        pid_r, pid_w = os.pipe2(os.O_CLOEXEC)
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        try:
+            setup.clone_ns = time.perf_counter_ns()
+            first = os.fork()
+            if first == 0:  # pragma: no cover - runs in the first child
+                try:
+                    linux.setns(userns_fd, linux.CLONE_NEWUSER)
+                    pid = linux.clone(child.run_flags(setup))
+                    if pid == 0:  # PID 1
+                        try:
+                            child.start_container(setup)
+                        finally:
+                            os._exit(child.EXIT_RUNTIME)
+                    os.write(pid_w, f"{pid}\n".encode())
+                    os._exit(0)
+                except BaseException as e:  # noqa: BLE001
+                    with contextlib.suppress(OSError):
+                        os.write(setup.error_fd, json.dumps({"stage": "user namespace", "errno": getattr(
+                            e, "errno", None), "message": f"cannot join the network's user namespace: {e}"}).encode())
+                    os._exit(child.EXIT_RUNTIME)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+            os.close(userns_fd)
+            os.close(pid_w)
+        try:
+            os.waitpid(first, 0)
+            data = linux.read_line(pid_r)
+        finally:
+            os.close(pid_r)
+        if not data:
+            raise RuntimeFailure("cannot start the container in the network's user namespace (is the network's "
+                                 "namespace holder gone? try again)")
+        return int(data)
+
     def _fork_exec(self, setup: child.Setup, err_r: int) -> int:
         pid_r, pid_w = os.pipe2(os.O_CLOEXEC)
         setup.pid_fd = pid_w
@@ -177,13 +221,8 @@ class Spawner:
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
         os.close(pid_w)
-        data = b""
         try:
-            while not data.endswith(b"\n"):  # not EOF: the first child's exit is reaped later
-                chunk = os.read(pid_r, 32)
-                if not chunk:
-                    break
-                data += chunk
+            data = linux.read_line(pid_r)  # not EOF: the first child's exit is reaped later
         finally:
             os.close(pid_r)
         self.intermediates.add(first)

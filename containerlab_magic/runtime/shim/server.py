@@ -332,7 +332,7 @@ class Shim:
         if self._network is None:
             from ..network import NetworkManager
 
-            self._network = NetworkManager(self.store.root)
+            self._network = NetworkManager(self.store.root, self.userns)
             # published ports are served by this process: the proxy's epoll fd joins our loop
             self.selector.register(self._network.proxy.fileno(), selectors.EVENT_READ, ("proxy", None))
         return self._network

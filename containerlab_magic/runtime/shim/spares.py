@@ -71,8 +71,8 @@ class SparePool:
         image = f"{spec.image}@{digest}" if digest else spec.image
         if spec.network == "none":
             return image, "none"
-        if spec.on_bridge and not (spec.net_rate or spec.net_delay or spec.net_loss):
-            return image, spec.network
+        if spec.on_bridge and not (spec.net_rate or spec.net_delay or spec.net_loss) and os.geteuid() == 0:
+            return image, spec.network  # (rootless: PID 1 joins the network's user namespace at clone)
         return None
 
     def want(self, key: tuple[str, str]) -> None:
@@ -215,7 +215,8 @@ class SparePool:
         interactive = spec.interactive and not spec.detach
         ctx.go.update(command=list(spec.command), env=spec.environment, env_explicit=[k for k, _ in spec.env],
                       workdir=spec.workdir, user=spec.user, hostname=ctx.hostname,
-                      stdin="pipe" if interactive else "null", explain=ctx.explain, init=spec.init)
+                      stdin="pipe" if interactive else "null", explain=ctx.explain, init=spec.init,
+                      ulimits=[list(u) for u in spec.ulimits], group_add=list(spec.group_add))
 
     # ---------------------------------------------------------------- ending them
 

@@ -72,7 +72,8 @@ class Starter:
                                tty_size=_tty_size(message.get("tty_size")), hold=hold,
                                given_stdio=tuple(fds) if given else (),
                                hostname=spec.hostname or name[:63].replace("_", "-").replace(".", "-"))
-            executor = Executor(build(spec, cgroups=shim.cgroups is not None), ctx, shim.log, record=explain)
+            executor = Executor(build(spec, cgroups=shim.cgroups is not None, rootless=shim.userns is not None),
+                                ctx, shim.log, record=explain)
             request = StepRecord("request", f"the request over the socket: spec, image {spec.image} "
                                  f"({len(image.layers)} layer{'s' if len(image.layers) != 1 else ''})",
                                  None, SHIM) if explain else None
@@ -147,7 +148,7 @@ class Starter:
         return rootless.rlimits_for(spec.limits)
 
     def _check_rootless_network(self, spec: ContainerSpec) -> None:
-        if spec.ports and not spec.on_bridge:
+        if spec.ports and not spec.on_bridge:  # (rootless, on a bridge: the relay, network/relay.py)
             if os.geteuid() == 0 or self.shim.sandbox is not None:
                 raise SpecError("publishing ports (-p) needs a network: add --net bridge (or a network you created)"
                                 if os.geteuid() == 0 else "-p needs a network namespace of its own, and this host "
@@ -160,10 +161,14 @@ class Starter:
             binary()  # (one line when pasta is missing)
         if os.geteuid() == 0:
             return
-        if spec.on_bridge:
+        if spec.on_bridge and (self.shim.userns is None or not self.shim.userns.net):
+            raise HostUnsupported(f"--net {spec.network}: bridge networks need a network namespace of the user's "
+                                  "own, and this host allows none (see `containerlab-magic doctor`): use --net "
+                                  "none or --net host")
+        if spec.on_bridge and (spec.net_rate or spec.net_delay or spec.net_loss):
             from ..network.manager import require_root
 
-            require_root(f"--net {spec.network}")
+            require_root("--net-rate, --net-delay and --net-loss (tc on both ends of the link)")
         if spec.network.startswith("container:"):
             raise HostUnsupported(
                 f"--net {spec.network}: joining another container's network needs root on this host (each "
@@ -198,6 +203,8 @@ class Starter:
         ctx.setup = child.Setup(
             command=spec.command, env=spec.environment, env_explicit=frozenset(k for k, _ in spec.env),
             workdir=spec.workdir, user=spec.user, hostname=ctx.hostname, image=ctx.image,
+            ulimits=spec.ulimits, group_add=spec.group_add,
+            holder_pid=shim.network.holder_pid() if shim.userns is not None and spec.on_bridge else None,
             steps=rootfs.plan(ctx.image, spec, ctx.state_dir, shim.userns), stage=shim.stage,
             storage_size=rootfs.storage_budget(spec.limits.storage_size), stdio=ctx.stdio.container,
             console_fd=ctx.stdio.console_theirs, netns_pid=ctx.netns_pid, host_network=spec.network == "host",
@@ -268,6 +275,8 @@ class Starter:
             setup = child.Setup(
                 command=tuple(command), env=env, env_explicit=frozenset(message.get("env") or ()),
                 workdir=message.get("workdir") or spec.workdir, user=message.get("user") or spec.user,
+                ulimits=spec.ulimits if message.get("ulimits") is None else _exec_ulimits(message["ulimits"]),
+                group_add=spec.group_add if message.get("group_add") is None else _exec_groups(message["group_add"]),
                 stdio=stdio.container, console_fd=stdio.console_theirs, join_pid=state["pid"],
                 procs_files=tuple(cgroup.procs_files) if cgroup else (), security=security.policy_for(spec),
                 userns=shim.userns, rlimits=self._rlimits(spec, cgroup), sandbox=shim.sandbox,
@@ -275,11 +284,14 @@ class Starter:
                 image=shim.images.resolve(spec.image) if shim.sandbox is not None else None)
             exec_id = secrets.token_hex(8)
             proc = shim.spawner.spawn("exec", cid, setup, conn, exec_id=exec_id)
-            proc.persistent = bool(given and message.get("detach") and shim.daemon)  # outlives its caller
+            proc.persistent = bool(message.get("detach") and shim.daemon)  # outlives its caller
             faults.point("exec")  # (a test hook)
             stdio.close_child_ends()
             if exec_spec.tty:
                 stdio.receive_console(proc)
+                size = _tty_size(message.get("tty_size"))
+                if size:
+                    _set_size(stdio.client[-1], size)
             shim.track(proc)
         except BaseException:
             if proc is not None:
@@ -290,6 +302,29 @@ class Starter:
         stdio.close_all()
         return {"id": cid, "exec_id": exec_id, "pid": proc.pid,
                 "streams": "pty" if exec_spec.tty else "pipes"}, reply_fds
+
+
+def _exec_ulimits(value) -> tuple:
+    """An exec's own rlimits (the OCI runtime's process.rlimits), checked as --ulimit."""
+    from ..spec import check_ulimit
+
+    if not isinstance(value, list):
+        raise SpecError("ulimits: a list of [name, soft, hard]")
+    return tuple(check_ulimit(tuple(u) if isinstance(u, list) else u) for u in value)
+
+
+def _exec_groups(value) -> tuple:
+    if not isinstance(value, list) or not all(isinstance(g, str) for g in value):
+        raise SpecError("group_add: a list of GIDs or group names")
+    return ContainerSpec(("true",), group_add=value).group_add  # (validated as --group-add)
+
+
+def _set_size(master: int, size: tuple[int, int]) -> None:
+    import fcntl
+    import struct
+    import termios
+
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
 
 
 def _tty_size(value) -> tuple[int, int] | None:
