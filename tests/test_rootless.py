@@ -12,6 +12,7 @@ container state, no process in a foreign PID namespace, no mount (conftest).
 from __future__ import annotations
 
 import glob
+import json
 import os
 import pathlib
 import pwd
@@ -20,6 +21,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
+import urllib.request
 
 import pytest
 
@@ -156,8 +158,6 @@ def test_published_ports_go_through_pasta_on_loopback(user):
     """-p without root: pasta, run as the user, splices 127.0.0.1:PORT into the container's
     own network namespace; the container still has no route out; pasta ends with it;
     a port already taken is one line."""
-    import urllib.request
-
     port = _free_port()
     name = "rl-srv"
     user.ok("run", "-d", "--name", name, "-p", f"{port}:8080", "busybox", "sh", "-c",
@@ -386,9 +386,9 @@ def test_groups_root_delegated_on_v1_give_real_limits(user, v1_groups):
 
 @pytest.mark.parametrize("args, says", [
     (["--cpus", "0.5"], "--cpus needs a cgroup, and this host delegates none"),
-    (["--net", "bridge"], "bridge networks need root on this host"),
+    (["--net", "bridge", "--net-rate", "1mbit"], "--net-rate, --net-delay and --net-loss (tc on both ends"),
     (["--net", "container:other"], "joining another container's network needs root"),
-], ids=["cpus", "bridge", "container-net"])
+], ids=["cpus", "shaping", "container-net"])
 def test_what_the_rung_lacks_is_refused_in_one_line(user, args, says):
     ran = user.cli("run", *args, "busybox", "true")
     assert ran.returncode == 125
@@ -397,10 +397,81 @@ def test_what_the_rung_lacks_is_refused_in_one_line(user, args, says):
     assert "rl-" not in user.ok("ps", "-a")
 
 
-def test_network_create_is_refused_in_one_line(user):
-    ran = user.cli("network", "create", "rlnet")
-    assert ran.returncode != 0 and "bridge networks need root" in ran.stderr
-    assert len(ran.stderr.strip().splitlines()) == 1, ran.stderr
+def _holders(user) -> list[int]:
+    """The user's network namespace holders (network/userland.py), by their process name."""
+    found = []
+    for pid in user.processes():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if f.read().startswith(b"containerlab-magic-network\0"):
+                    found.append(pid)
+        except OSError:
+            pass
+    return found
+
+
+def _host_address() -> str | None:
+    """This machine's own first global IPv4 address (traffic to it stays on the machine)."""
+    found = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"], capture_output=True,
+                           text=True).stdout.split()
+    return found[3].split("/")[0] if len(found) > 3 else None
+
+
+def test_a_users_bridge_network_connects_its_containers_by_name(user):
+    """A rootless bridge lives in the user's own user + network namespace: containers on it
+    reach each other by name, -p goes through pasta on loopback, nothing routes out of it,
+    and removing the last network ends its holder."""
+    port = _free_port()
+    user.ok("network", "create", "rlnet")
+    try:
+        holders = _holders(user)
+        assert len(holders) == 1, holders
+        holder = holders[0]
+        assert os.readlink(f"/proc/{holder}/ns/net") != os.readlink("/proc/self/ns/net")
+        assert os.readlink(f"/proc/{holder}/ns/user") != os.readlink("/proc/self/ns/user")
+        with open(f"/proc/{holder}/net/route") as f:  # its routes: the bridge's subnet, no default
+            routes = [line.split() for line in f.read().splitlines()[1:]]
+        assert routes and all(r[1] != "00000000" for r in routes), routes
+        user.ok("run", "-d", "--net", "rlnet", "--name", "rl-web", "-p", f"127.0.0.1:{port}:80", "busybox",
+                "httpd", "-f", "-p", "80", "-h", "/etc")
+        out = user.ok("run", "--net", "rlnet", "busybox", "sh", "-c",
+                      "for i in 1 2 3 4 5 6 7 8 9 10; do wget -qO- http://rl-web/hostname && exit; sleep 0.2; done")
+        assert out.strip() == "rl-web", out
+        body = b""
+        for _ in range(50):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/hostname", timeout=2) as answer:
+                    body = answer.read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert body.strip() == b"rl-web"
+        host_ip = _host_address()
+        if host_ip:  # a server of the host's on its own address: the network has no way there
+            import http.server
+            import threading
+
+            server = http.server.HTTPServer((host_ip, 0), http.server.SimpleHTTPRequestHandler)
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            try:
+                ran = user.cli("run", "--net", "rlnet", "busybox", "wget", "-T", "2", "-qO-",
+                               f"http://{host_ip}:{server.server_address[1]}/")
+                assert ran.returncode != 0, "a container on a rootless bridge reached the host"
+            finally:
+                server.shutdown()
+                server.server_close()
+        members = json.loads(user.ok("network", "inspect", "rlnet"))
+        members = members[0] if isinstance(members, list) else members
+        assert [c["name"] for c in members["containers"].values()] == ["rl-web"]
+        busy = user.cli("network", "rm", "rlnet")
+        assert busy.returncode != 0 and "in use by rl-web" in busy.stderr
+    finally:
+        user.cli("rm", "-f", "rl-web")
+        user.cli("network", "rm", "rlnet")
+    deadline = time.monotonic() + 5
+    while _holders(user) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _holders(user) == [], "the network namespace holder outlived the last network"
 
 
 # ---- isolation from the host and from other users ------------------------------------------------
@@ -559,9 +630,11 @@ TOUR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 ROOTLESS_SKIPS = ("needs-root", "needs-host-kernel")
 
 
-def for_rootless(notebook: str, dest: pathlib.Path, must_skip: bool = True) -> pathlib.Path:
+def for_rootless(notebook: str, dest: pathlib.Path, must_skip: bool = True, own_pid: bool = True) -> pathlib.Path:
     """The notebook with the cells the rootless rungs cannot run skipped (nbval-skip):
-    those tagged needs-root (bridges, cgroups) or needs-host-kernel (a VM from /boot)."""
+    those tagged needs-root (link shaping, cgroups) or needs-host-kernel (a VM from
+    /boot), and without a PID namespace of the container's own (a masked /proc), those
+    tagged needs-pid-namespace."""
     import json
 
     with open(notebook) as f:
@@ -569,7 +642,7 @@ def for_rootless(notebook: str, dest: pathlib.Path, must_skip: bool = True) -> p
     skipped = 0
     for cell in nb["cells"]:
         tags = cell.get("metadata", {}).get("tags", [])
-        if any(tag in tags for tag in ROOTLESS_SKIPS):
+        if any(tag in tags for tag in ROOTLESS_SKIPS) or (not own_pid and "needs-pid-namespace" in tags):
             tags.append("nbval-skip")
             skipped += 1
     assert skipped or not must_skip, f"{notebook} marks no cell needs-root"
@@ -595,11 +668,12 @@ def nbval_in_pod(seccomp: str, unmasked: bool, folder: pathlib.Path, notebook: s
 def test_the_tour_runs_under_nbval_in_a_locked_down_pod(seccomp, unmasked):
     """notebooks/tour.ipynb, top to bottom under nbval, as uid 1000 with no capabilities and
     no_new_privs, in each pod that allows namespaces: every cell but those marked needs-root
-    (the bridge network section) runs without an error, on the rung the pod gives."""
+    (link shaping) runs without an error, on the rung the pod gives, the bridge network
+    section included (in the user's own network namespace)."""
     scratch = pathlib.Path(tempfile.mkdtemp(prefix="clab-rootless-nb-"))
     os.chmod(scratch, 0o755)
     try:
-        for_rootless(TOUR, scratch / "nb")
+        for_rootless(TOUR, scratch / "nb", own_pid=unmasked)
         ran = nbval_in_pod(seccomp, unmasked, scratch / "nb", "tour.ipynb")
         assert ran.returncode == 0, ran.stdout[-6000:] + ran.stderr[-2000:]
         assert " passed" in ran.stdout and "skipped" in ran.stdout, ran.stdout[-2000:]
@@ -627,3 +701,24 @@ def test_the_course_runs_under_nbval_as_a_student_in_a_pod(notebook):
         assert " passed" in ran.stdout, ran.stdout[-2000:]
     finally:
         shutil.rmtree(scratch)
+
+
+def test_ulimit_lowers_and_group_add_needs_a_multi_id_namespace(user):
+    """--ulimit is set before the container drops its capabilities; a user cannot raise a
+    hard limit past its own, and says so in one line.  --group-add needs setgroups(2):
+    a multi-id namespace has it, a single-id one refuses in one line."""
+    out = user.ok("run", "--ulimit", "nofile=64:128", "busybox", "sh", "-c", "ulimit -n; ulimit -Hn")
+    assert out.split() == ["64", "128"]
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY:
+        ran = user.cli("run", "--ulimit", f"nofile={hard + 1}", "busybox", "true")
+        assert ran.returncode == 125 and f"the hard limit here is {hard}" in ran.stderr, ran.stderr
+        assert len(ran.stderr.strip().splitlines()) == 1, ran.stderr
+    ran = user.cli("run", "--group-add", "tty", "--user", "0:0", "busybox", "id", "-G")
+    if user.subuid is None:
+        assert ran.returncode == 125 and "--group-add needs setgroups(2)" in ran.stderr, ran.stderr
+        assert len(ran.stderr.strip().splitlines()) == 1, ran.stderr
+    else:
+        assert ran.returncode == 0 and ran.stdout.split() == ["0", "5"], ran

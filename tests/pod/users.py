@@ -84,6 +84,12 @@ def package_copy() -> str:
     os.chmod(top, 0o755)
     shutil.copytree(os.path.join(CHECKOUT, "containerlab_magic"), os.path.join(top, "containerlab_magic"),
                     ignore=shutil.ignore_patterns("__pycache__"))
+    # Its pure-Python dependency for networks (the system Python the user runs has none of
+    # this Python's site-packages, which live under root's 0700 home here).
+    import pyroute2
+
+    shutil.copytree(os.path.dirname(pyroute2.__file__), os.path.join(top, "pyroute2"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
     for directory, dirs, files in os.walk(top):
         for name in dirs:
             os.chmod(os.path.join(directory, name), 0o755)
