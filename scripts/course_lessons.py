@@ -5,11 +5,11 @@ notebooks/ko/NAME.ipynb.  Code cells are the same in both languages.
 """
 
 ROOT_NOTE = ("md", """
-> **Needs root.** Cells marked *(root)* make network bridges or change cgroups on the host. In this lab's
+> **Needs root.** Cells marked *(root)* shape network links or change cgroups on the host. In this lab's
 > root mode they just run; on the rootless rung (a JupyterHub or Binder user) the next cell says which
 > rung you are on and what that means.
 """, """
-> **root 권한이 필요합니다.** *(root)* 표시가 붙은 셀은 호스트에 네트워크 브리지를 만들거나 cgroup을 바꿉니다.
+> **root 권한이 필요합니다.** *(root)* 표시가 붙은 셀은 호스트에서 네트워크 링크의 속도를 조절하거나 cgroup을 바꿉니다.
 > 이 랩의 root 모드에서는 그냥 실행되고, rootless 단계(JupyterHub나 Binder 사용자)에서는 바로 아래 셀이
 > 지금 어느 단계에서 돌고 있는지, 그게 무슨 뜻인지 알려 줍니다.
 """)
@@ -203,15 +203,19 @@ and measure it.
     ("code", "%load_ext containerlab_magic"),
     ROOT_NOTE, WHO,
     ("md", """
-## 1. A bridge, and names *(root)*
+## 1. A bridge, and names
 
 `network create` makes a Linux bridge with its own subnet. Each container on it gets a veth pair, an
-address, and the names of the other members in its `/etc/hosts`.
+address, and the names of the other members in its `/etc/hosts`. As root the bridge is on the host; as any
+other user it lives in a network namespace of your own (one process of yours holds it), and the containers
+on it join that process's user namespace, so the same cells work.
 """, """
-## 1. 브리지와 이름 *(root)*
+## 1. 브리지와 이름
 
 `network create`는 자기 서브넷을 가진 리눅스 브리지를 만듭니다. 여기에 붙는 컨테이너마다 veth 한 쌍과
-주소가 생기고, 다른 멤버들의 이름이 `/etc/hosts`에 적힙니다.
+주소가 생기고, 다른 멤버들의 이름이 `/etc/hosts`에 적힙니다. root라면 브리지는 호스트에 있고, 다른
+사용자라면 여러분만의 네트워크 네임스페이스(여러분의 프로세스 하나가 붙잡고 있습니다) 안에 있으며, 거기 붙는
+컨테이너들은 그 프로세스의 user 네임스페이스에 들어갑니다. 그래서 같은 셀이 그대로 동작합니다.
 """),
     ("code", "%container network create course05"),
     ("code", """
@@ -256,14 +260,14 @@ def fetch(url, timeout=5.0):
 print(fetch("http://127.0.0.1:28585/index.html"))
 """),
     ("md", """
-## 3. Three services as one stack *(root)*
+## 3. Three services as one stack
 
 A `%%stack NAME` cell is a compose-style YAML document. The store counts visits, the API asks the store
 and answers JSON, and the web front (busybox `httpd` with a CGI script) asks the API. `depends_on`
 starts them in order; the web front waits until the API's healthcheck passes. Services find each other
 by service name.
 """, """
-## 3. 서비스 세 개를 하나의 스택으로 *(root)*
+## 3. 서비스 세 개를 하나의 스택으로
 
 `%%stack 이름` 셀의 내용은 compose 형식의 YAML 문서입니다. store는 방문 횟수를 세고, api는 store에 물어
 JSON으로 답하며, web 프런트(CGI 스크립트를 쓰는 busybox `httpd`)는 api에 묻습니다. `depends_on` 순서대로
@@ -1250,8 +1254,8 @@ report
 LESSONS["06-container-vs-vm"] = VM
 LESSONS = dict(sorted(LESSONS.items()))
 
-# Cells the rootless rungs cannot run, by lesson and first line: "needs-root" (a bridge, a
-# cgroup the user has none of: --cpus, cgroup files) and "needs-host-kernel" (a VM booted
+# Cells the rootless rungs cannot run, by lesson and first line: "needs-root" (link shaping,
+# a cgroup the user has none of: --cpus, cgroup files) and "needs-host-kernel" (a VM booted
 # from the host's /boot, which a pod has not).  course_notebooks.py tags them; the tests
 # skip them when they run the course as an unprivileged user in a pod (tests/test_rootless.py).
 ROOT_ONLY = {
@@ -1264,16 +1268,9 @@ ROOT_ONLY = {
         "from containerlab_magic.course import check_value",
     ],
     "04-images-and-layers": ["from containerlab_magic.runtime import ContainerSpec, Limits"],
-    "05-networks-and-microservices": [
-        "%container network create course05",
-        "%%container --image busybox --net course05 --name hello-web --detach",
-        "%%container --image busybox --net course05",
-        "%%container --image busybox --net course05 --name published -p 28585:80 --detach",
-        "import time, urllib.request", "import json",
-        "%%container --image busybox --net course05 --name fast -p 28587:80 --detach",
+    "05-networks-and-microservices": [  # (bridges work rootless: shaping a link does not)
         "%%container --image busybox --net course05 --name slow -p 28588:80 --net-rate 4mbit --detach",
         "def rate_mbit(port):",
-        "for attempt in range(2):",  # uses fetch() from the published-port cell
     ],
 }
 HOST_KERNEL_ONLY = {
